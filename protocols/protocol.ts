@@ -1,0 +1,67 @@
+import type { BaseProtocol } from "./base_protocol.ts";
+import { BaseProtocolBase } from "./base_protocol.ts";
+
+/**
+ * Callbacks for a byte stream: a TCP, Unix or TLS connection.
+ *
+ * A transport calls them in this order:
+ *
+ * ```text
+ * connectionMade → dataReceived* → eofReceived? → connectionLost
+ * ```
+ *
+ * @example Echo what arrives
+ * ```ts
+ * import { createServer, type Protocol, type Transport } from "@aio/protocols";
+ *
+ * await using server = await createServer((): Protocol => {
+ *   let transport: Transport;
+ *   return {
+ *     connectionMade(t) { transport = t as Transport; },
+ *     dataReceived(data) { transport.write(data); },
+ *   };
+ * }, { hostname: "127.0.0.1", port: 0 });
+ * ```
+ */
+export interface Protocol extends BaseProtocol {
+  /**
+   * Called with each chunk read, never empty. The chunking is arbitrary and
+   * the protocol owns `data`: the transport never writes into it again.
+   */
+  dataReceived(data: Uint8Array): void;
+  /**
+   * Called at most once, when the peer half-closes. A truthy return keeps
+   * the transport open for writing; otherwise it closes after flushing.
+   */
+  eofReceived?(): boolean | void;
+}
+
+/**
+ * A {@linkcode Protocol} whose callbacks all do nothing: extend it and
+ * override what you need.
+ *
+ * @example Count lines as they arrive
+ * ```ts
+ * import { ProtocolBase } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * class LineCounter extends ProtocolBase {
+ *   lines = 0;
+ *   override dataReceived(data: Uint8Array): void {
+ *     this.lines += data.filter((byte) => byte === 0x0a).length;
+ *   }
+ * }
+ *
+ * const counter = new LineCounter();
+ * counter.dataReceived(new TextEncoder().encode("one\ntwo\n"));
+ * assert.equal(counter.lines, 2);
+ * ```
+ */
+export class ProtocolBase extends BaseProtocolBase implements Protocol {
+  /** Does nothing; override to handle data. */
+  dataReceived(_data: Uint8Array): void {}
+  /** Returns `false`, so the transport closes after the peer's EOF. */
+  eofReceived(): boolean {
+    return false;
+  }
+}

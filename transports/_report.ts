@@ -1,0 +1,45 @@
+import type { ErrorContext, ErrorHandler } from "./transport.ts";
+
+/** Reports an error no caller can catch on stderr, with its context. */
+export const reportToStderr: ErrorHandler = (
+  error: unknown,
+  context: ErrorContext,
+): void => {
+  const where = context.transport === undefined
+    ? ""
+    : ` (${describeTransport(context.transport)})`;
+  console.error(`${context.message}${where}:`, error);
+};
+
+/**
+ * Calls `handler`; an error it throws in turn goes to stderr, never into
+ * the event loop.
+ */
+export function report(
+  handler: ErrorHandler,
+  error: unknown,
+  context: ErrorContext,
+): void {
+  try {
+    handler(error, context);
+  } catch (handlerError) {
+    reportToStderr(handlerError, { message: "onError() call failed" });
+    if (handler !== reportToStderr) reportToStderr(error, context);
+  }
+}
+
+/** Turns whatever a callback threw into an `Error` for `connectionLost`. */
+export function toError(thrown: unknown): Error {
+  return thrown instanceof Error ? thrown : new Error(String(thrown));
+}
+
+function describeTransport(transport: ErrorContext["transport"]): string {
+  const peer = transport?.getExtraInfo("peername");
+  if (peer === undefined || peer === null) return "transport";
+  const addr = peer as Deno.Addr;
+  if (addr.transport === "tcp" || addr.transport === "udp") {
+    return `peer ${addr.hostname}:${addr.port}`;
+  }
+  if ("path" in addr) return `peer ${addr.path || "(unnamed socket)"}`;
+  return "transport";
+}

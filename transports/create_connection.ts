@@ -1,0 +1,174 @@
+import { checkFactory, checkPort, setNoDelay } from "./_conn.ts";
+import { streamHooks } from "./_stream_internals.ts";
+import { StreamTransport } from "./stream_transport.ts";
+import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
+
+/** Options for {@linkcode createConnection}. */
+export interface ConnectionOptions {
+  /** The host to connect to (default `"127.0.0.1"`). */
+  hostname?: string;
+  /** The TCP port to connect to. */
+  port: number;
+  /** `false` leaves Nagle's algorithm on (default: TCP_NODELAY set). */
+  noDelay?: boolean;
+  /** Cancels the connect. */
+  signal?: AbortSignal;
+  /**
+   * Happy Eyeballs: milliseconds before the next address family is tried
+   * (Deno's default: 250).
+   */
+  happyEyeballsDelay?: number;
+  /** Receives errors thrown by protocol callbacks; default: stderr. */
+  onError?: ErrorHandler;
+}
+
+/** Options for {@linkcode createUnixConnection}. */
+export interface UnixConnectionOptions {
+  /** The socket's path. */
+  path: string;
+  /** Cancels the connect. */
+  signal?: AbortSignal;
+  /** Receives errors thrown by protocol callbacks; default: stderr. */
+  onError?: ErrorHandler;
+}
+
+/** Options for {@linkcode connectAcceptedConn}. */
+export interface AcceptedConnOptions {
+  /** `false` leaves Nagle's algorithm on (default: TCP_NODELAY set). */
+  noDelay?: boolean;
+  /** Receives errors thrown by protocol callbacks; default: stderr. */
+  onError?: ErrorHandler;
+}
+
+/**
+ * Connects over TCP and drives a protocol from `factory` over the
+ * connection: asyncio's `loop.create_connection()`.
+ *
+ * Resolves once `connectionMade` has run; rejects if the connect fails or
+ * `connectionMade` throws (the connection is closed then).
+ *
+ * @param factory Makes the protocol: a `Protocol`, or a `BufferedProtocol`.
+ * @param options Where to connect, and how.
+ * @returns The transport and the protocol.
+ *
+ * @example Send a line and print the reply
+ * ```ts
+ * import { createConnection, createServer, ProtocolBase } from "@aio/protocols";
+ *
+ * await using server = await createServer(() => ({
+ *   connectionMade(t) { (t as import("@aio/protocols").Transport).close(); },
+ *   dataReceived() {},
+ * }), { hostname: "127.0.0.1", port: 0 });
+ * const { port } = server.addrs[0] as Deno.NetAddr;
+ * const [transport] = await createConnection(() => new ProtocolBase(), {
+ *   hostname: "127.0.0.1",
+ *   port,
+ * });
+ * transport.write(new TextEncoder().encode("hello\n"));
+ * transport.close();
+ * ```
+ */
+export async function createConnection<P extends StreamProtocol>(
+  factory: () => P,
+  options: ConnectionOptions,
+): Promise<[Transport, P]> {
+  checkFactory(factory, "create connection");
+  const port = checkPort(options?.port, "create connection");
+  const conn = await Deno.connect({
+    hostname: options.hostname ?? "127.0.0.1",
+    port,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.happyEyeballsDelay === undefined
+      ? {}
+      : { autoSelectFamilyAttemptDelay: options.happyEyeballsDelay }),
+  });
+  return await connectAcceptedConn(factory, conn, options);
+}
+
+/**
+ * Connects to a Unix stream socket and drives a protocol from `factory`
+ * over it: asyncio's `loop.create_unix_connection()`.
+ *
+ * @param factory Makes the protocol: a `Protocol`, or a `BufferedProtocol`.
+ * @param options The socket's path.
+ * @returns The transport and the protocol, once `connectionMade` has run.
+ *
+ * @example Connect to a Unix socket
+ * ```ts ignore
+ * import { createUnixConnection, ProtocolBase } from "@aio/protocols";
+ *
+ * const [transport] = await createUnixConnection(() => new ProtocolBase(), {
+ *   path: "/tmp/app.sock",
+ * });
+ * transport.close();
+ * ```
+ */
+export async function createUnixConnection<P extends StreamProtocol>(
+  factory: () => P,
+  options: UnixConnectionOptions,
+): Promise<[Transport, P]> {
+  checkFactory(factory, "create Unix connection");
+  if (typeof options?.path !== "string") {
+    throw new TypeError("Cannot create Unix connection: path must be a string");
+  }
+  const conn = await Deno.connect({ transport: "unix", path: options.path });
+  if (options.signal?.aborted) {
+    conn.close();
+    throw options.signal.reason;
+  }
+  return await connectAcceptedConn(factory, conn, options);
+}
+
+/**
+ * Drives a protocol from `factory` over a `Deno.Conn` you already have,
+ * for instance one you accepted yourself: asyncio's
+ * `loop.connect_accepted_socket()`.
+ *
+ * @param factory Makes the protocol: a `Protocol`, or a `BufferedProtocol`.
+ * @param conn The connection; the transport owns it from now on.
+ * @param options TCP_NODELAY and error reporting.
+ * @returns The transport and the protocol, once `connectionMade` has run.
+ *
+ * @example Wrap a connection from your own accept loop
+ * ```ts
+ * import { connectAcceptedConn, ProtocolBase } from "@aio/protocols";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await Deno.connect(listener.addr);
+ * const [transport] = await connectAcceptedConn(
+ *   () => new ProtocolBase(),
+ *   await listener.accept(),
+ * );
+ * transport.close();
+ * client.close();
+ * ```
+ */
+export function connectAcceptedConn<P extends StreamProtocol>(
+  factory: () => P,
+  conn: Deno.Conn,
+  options: AcceptedConnOptions = {},
+): Promise<[Transport, P]> {
+  let transport: StreamTransport;
+  let protocol: P;
+  try {
+    checkFactory(factory, "connect accepted conn");
+    setNoDelay(conn, options.noDelay);
+    protocol = factory();
+    transport = new StreamTransport(
+      conn,
+      protocol,
+      options.onError === undefined ? {} : { onError: options.onError },
+    );
+  } catch (error) {
+    conn.close();
+    return Promise.reject(error);
+  }
+  return new Promise((resolve, reject) => {
+    streamHooks.set(transport, {
+      made(error) {
+        if (error === undefined) resolve([transport, protocol]);
+        else reject(error);
+      },
+    });
+  });
+}

@@ -1,0 +1,361 @@
+import { checkFactory, checkPort, setNoDelay } from "./_conn.ts";
+import { report, reportToStderr } from "./_report.ts";
+import { streamHooks } from "./_stream_internals.ts";
+import { StreamTransport } from "./stream_transport.ts";
+import type { ErrorHandler, StreamProtocol } from "./transport.ts";
+
+/** asyncio's `ACCEPT_RETRY_DELAY`: wait before accepting again after an error. */
+const ACCEPT_RETRY_DELAY_MS = 1000;
+
+/** Options for a {@linkcode Server} over listeners you made. */
+export interface ServerOptions {
+  /** `false` leaves Nagle's algorithm on for TCP (default: TCP_NODELAY). */
+  noDelay?: boolean;
+  /** Closes the server when aborted, as `close()` does. */
+  signal?: AbortSignal;
+  /** `false` binds but does not accept until `startServing()`. */
+  startServing?: boolean;
+  /**
+   * Receives errors thrown by protocol callbacks and accept errors; default:
+   * stderr.
+   */
+  onError?: ErrorHandler;
+}
+
+/** Options for {@linkcode createServer}. */
+export interface CreateServerOptions extends ServerOptions {
+  /** The address to listen on (default `"0.0.0.0"`). */
+  hostname?: string;
+  /** The TCP port; 0 picks a free one (see {@linkcode Server.addrs}). */
+  port: number;
+  /**
+   * Lets several processes or workers listen on the same port (Linux;
+   * needs `--unstable-net`).
+   */
+  reusePort?: boolean;
+}
+
+/** Options for {@linkcode createUnixServer}. */
+export interface CreateUnixServerOptions extends ServerOptions {
+  /** The socket's path; a stale socket file there is removed first. */
+  path: string;
+}
+
+/**
+ * Accepts connections and drives a protocol from the factory over each:
+ * asyncio's `Server`. Make one with {@linkcode createServer} or
+ * {@linkcode createUnixServer}, or over a listener of your own.
+ *
+ * `close()` stops accepting and leaves the connections open;
+ * `closeClients()` and `abortClients()` end them; `waitClosed()` resolves
+ * once the server is closed and every connection it accepted has ended.
+ * An error thrown by one connection's protocol closes that connection only.
+ *
+ * @example Serve until told to stop
+ * ```ts
+ * import { ProtocolBase, Server } from "@aio/protocols";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const server = new Server(listener, () => new ProtocolBase());
+ * setTimeout(() => server.close(), 10);
+ * await server.serveForever();
+ * ```
+ */
+export class Server implements AsyncDisposable {
+  #listeners: Deno.Listener[];
+  #factory: () => StreamProtocol;
+  #onError: ErrorHandler;
+  #noDelay: boolean | undefined;
+  #signal: AbortSignal | undefined;
+  #transports = new Set<StreamTransport>();
+  #accepting: Promise<void>[] = [];
+  #retryTimers = new Map<ReturnType<typeof setTimeout>, () => void>();
+  #serving = false;
+  #servingForever = false;
+  #closed = false;
+  #closedWaiters: (() => void)[] = [];
+
+  /**
+   * Serves protocols from `factory` on `listener` (one, or several).
+   *
+   * @param listener What to accept from: `Deno.listen()`, `Deno.listenTls()`
+   * or a Unix listener; the server owns it from now on.
+   * @param factory Makes a protocol for each connection.
+   * @param options Accepting, TCP_NODELAY and error reporting.
+   */
+  constructor(
+    listener: Deno.Listener | Deno.Listener[],
+    factory: () => StreamProtocol,
+    options: ServerOptions = {},
+  ) {
+    checkFactory(factory, "create server");
+    this.#listeners = Array.isArray(listener) ? [...listener] : [listener];
+    this.#factory = factory;
+    this.#onError = options.onError ?? reportToStderr;
+    this.#noDelay = options.noDelay;
+    this.#signal = options.signal;
+    if (this.#signal?.aborted) {
+      this.close();
+      return;
+    }
+    this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+    if (options.startServing !== false) this.#startAccepting();
+  }
+
+  /** The addresses the server listens on. */
+  get addrs(): Deno.Addr[] {
+    return this.#listeners.map((listener) => listener.addr);
+  }
+
+  /** Returns `true` while the server accepts connections. */
+  isServing(): boolean {
+    return this.#serving;
+  }
+
+  /** Starts accepting, if the server was made with `startServing: false`. */
+  startServing(): Promise<void> {
+    this.#startAccepting();
+    return Promise.resolve();
+  }
+
+  /**
+   * Accepts connections until the server is closed, then waits for every
+   * connection to end, as {@linkcode waitClosed} does.
+   *
+   * @throws {Error} If the server is closed, or already serving forever.
+   */
+  async serveForever(): Promise<void> {
+    if (this.#closed) {
+      throw new Error(`Cannot serve forever: server is closed`);
+    }
+    if (this.#servingForever) {
+      throw new Error(
+        `Cannot serve forever: server is already serving forever`,
+      );
+    }
+    this.#servingForever = true;
+    this.#startAccepting();
+    try {
+      await this.waitClosed();
+    } finally {
+      this.#servingForever = false;
+    }
+  }
+
+  /**
+   * Stops accepting and closes the listeners; connections stay open.
+   * Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#serving = false;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    for (const listener of this.#listeners) {
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    for (const [timer, wake] of this.#retryTimers) {
+      clearTimeout(timer);
+      wake();
+    }
+    this.#retryTimers.clear();
+    this.#checkClosed();
+  }
+
+  /** Closes every connection the server accepted, flushing each first. */
+  closeClients(): void {
+    for (const transport of [...this.#transports]) transport.close();
+  }
+
+  /** Aborts every connection the server accepted, dropping their buffers. */
+  abortClients(): void {
+    for (const transport of [...this.#transports]) transport.abort();
+  }
+
+  /**
+   * Resolves once the server is closed and every connection it accepted
+   * has ended, whenever it is called.
+   */
+  waitClosed(): Promise<void> {
+    if (this.#isClosed()) return Promise.resolve();
+    return new Promise((resolve) => this.#closedWaiters.push(resolve));
+  }
+
+  /** Closes the server, then waits for it as {@linkcode waitClosed}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.waitClosed();
+  }
+
+  #onAbort = (): void => this.close();
+
+  #startAccepting(): void {
+    if (this.#closed || this.#serving) return;
+    this.#serving = true;
+    for (const listener of this.#listeners) {
+      const loop = this.#acceptLoop(listener);
+      this.#accepting.push(loop);
+      loop.then(() => {
+        this.#accepting = this.#accepting.filter((other) => other !== loop);
+        this.#checkClosed();
+      });
+    }
+  }
+
+  async #acceptLoop(listener: Deno.Listener): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (this.#closed || error instanceof Deno.errors.BadResource) return;
+        report(this.#onError, error, {
+          message: "Error: accept() failed; retrying in 1 s",
+        });
+        await this.#retryDelay();
+        continue;
+      }
+      if (this.#closed) {
+        conn.close();
+        return;
+      }
+      this.#serve(conn);
+    }
+  }
+
+  #retryDelay(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#retryTimers.delete(timer);
+        resolve();
+      }, ACCEPT_RETRY_DELAY_MS);
+      this.#retryTimers.set(timer, resolve);
+    });
+  }
+
+  #serve(conn: Deno.Conn): void {
+    let transport: StreamTransport;
+    try {
+      setNoDelay(conn, this.#noDelay);
+      transport = new StreamTransport(conn, this.#factory(), {
+        onError: this.#onError,
+      });
+    } catch (error) {
+      conn.close();
+      report(this.#onError, error, {
+        message: "Error: protocol factory failed; connection closed",
+      });
+      return;
+    }
+    this.#transports.add(transport);
+    streamHooks.set(transport, {
+      lost: () => {
+        this.#transports.delete(transport);
+        this.#checkClosed();
+      },
+    });
+  }
+
+  #isClosed(): boolean {
+    return this.#closed && this.#accepting.length === 0 &&
+      this.#transports.size === 0;
+  }
+
+  #checkClosed(): void {
+    if (!this.#isClosed()) return;
+    const waiters = this.#closedWaiters;
+    this.#closedWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+/**
+ * Listens on TCP and serves a protocol from `factory` for each connection:
+ * asyncio's `loop.create_server()`.
+ *
+ * @param factory Makes a protocol for each connection.
+ * @param options Where to listen, and how.
+ * @returns The server, already accepting unless `startServing` is `false`.
+ *
+ * @example An echo server on a free port
+ * ```ts
+ * import { createServer, type Transport } from "@aio/protocols";
+ *
+ * await using server = await createServer(() => {
+ *   let transport: Transport;
+ *   return {
+ *     connectionMade(t) { transport = t as Transport; },
+ *     dataReceived(data) { transport.write(data); },
+ *   };
+ * }, { hostname: "127.0.0.1", port: 0 });
+ * console.log("listening on", server.addrs[0]);
+ * ```
+ */
+export function createServer(
+  factory: () => StreamProtocol,
+  options: CreateServerOptions,
+): Promise<Server> {
+  try {
+    checkFactory(factory, "create server");
+    const port = checkPort(options?.port, "create server");
+    const listener = Deno.listen({
+      hostname: options.hostname ?? "0.0.0.0",
+      port,
+      ...(options.reusePort === undefined
+        ? {}
+        : { reusePort: options.reusePort }),
+    });
+    return Promise.resolve(new Server(listener, factory, options));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * Listens on a Unix stream socket and serves a protocol from `factory` for
+ * each connection: asyncio's `loop.create_unix_server()`. The socket file
+ * is removed when the server closes.
+ *
+ * @param factory Makes a protocol for each connection.
+ * @param options The socket's path, and how to serve.
+ * @returns The server, already accepting unless `startServing` is `false`.
+ *
+ * @example Serve on a Unix socket
+ * ```ts
+ * import { createUnixServer, ProtocolBase } from "@aio/protocols";
+ *
+ * const path = await Deno.makeTempFile({ suffix: ".sock" });
+ * await using server = await createUnixServer(() => new ProtocolBase(), {
+ *   path,
+ * });
+ * console.log("listening on", server.addrs[0]);
+ * ```
+ */
+export async function createUnixServer(
+  factory: () => StreamProtocol,
+  options: CreateUnixServerOptions,
+): Promise<Server> {
+  checkFactory(factory, "create Unix server");
+  if (typeof options?.path !== "string") {
+    throw new TypeError("Cannot create Unix server: path must be a string");
+  }
+  await removeStaleSocket(options.path);
+  const listener = Deno.listen({ transport: "unix", path: options.path });
+  return new Server(listener, factory, options);
+}
+
+async function removeStaleSocket(path: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch {
+    return;
+  }
+  if (info.isSocket || (info.isFile && info.size === 0)) {
+    await Deno.remove(path);
+  }
+}

@@ -1,0 +1,602 @@
+import type { BaseProtocol } from "../protocols/base_protocol.ts";
+import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
+import type { Protocol } from "../protocols/protocol.ts";
+import { WriteFlowControl } from "./_flow_control.ts";
+import {
+  commit,
+  INITIAL_READ_SIZE,
+  nextReadSize,
+  release,
+  reserve,
+} from "./_read_buffer.ts";
+import { report, reportToStderr, toError } from "./_report.ts";
+import { streamHooks } from "./_stream_internals.ts";
+import type {
+  ErrorHandler,
+  StreamProtocol,
+  Transport,
+  WriteBufferLimits,
+} from "./transport.ts";
+
+/** Options for {@linkcode StreamTransport}. */
+export interface StreamTransportOptions {
+  /** Receives errors thrown by protocol callbacks; default: stderr. */
+  onError?: ErrorHandler;
+  /** More `getExtraInfo()` entries, beside `peername`, `sockname`, `conn`. */
+  extra?: Record<string, unknown>;
+}
+
+/** Chunks smaller than this are copied together into one `conn.write`. */
+const COALESCE_CHUNK_MAX = 16 * 1024;
+/** The most bytes one coalesced `conn.write` carries. */
+const COALESCE_MAX = 256 * 1024;
+/** asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`. */
+const LOST_WRITES_WARNING = 5;
+
+/** One read's result, delivered now or held while reading is paused. */
+type Read =
+  | { kind: "data"; data: Uint8Array }
+  | {
+    kind: "buffer";
+    protocol: BufferedProtocol;
+    nbytes: number;
+    buffer: Uint8Array;
+  }
+  | { kind: "eof" };
+
+/**
+ * A byte-stream transport over a `Deno.Conn`: TCP, Unix or TLS.
+ *
+ * One read loop feeds the protocol: a `Protocol` gets views carved out of
+ * shared read memory, a `BufferedProtocol` gets reads straight into its own
+ * buffer. One write pump drains the write buffer in order, coalescing small
+ * chunks into one `conn.write`, while the next read is already in flight.
+ * Write-side flow control follows asyncio exactly.
+ *
+ * Most code gets a transport from {@linkcode createServer} or
+ * {@linkcode createConnection}; construct one directly to drive a
+ * `Deno.Conn` you already have. `connectionMade` runs in a microtask after
+ * construction, then reading starts.
+ *
+ * @example Drive a connection you opened yourself
+ * ```ts
+ * import { ProtocolBase, StreamTransport } from "@aio/protocols";
+ *
+ * await using server = await Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const conn = await Deno.connect(server.addr);
+ * const accepted = await server.accept();
+ * const transport = new StreamTransport(conn, new ProtocolBase());
+ * transport.write(new TextEncoder().encode("hello"));
+ * transport.close();
+ * accepted.close();
+ * ```
+ */
+export class StreamTransport implements Transport {
+  #conn: Deno.Conn;
+  #protocol: StreamProtocol;
+  #buffered: boolean;
+  #extra: Record<string, unknown>;
+  #onError: ErrorHandler;
+  #flow: WriteFlowControl;
+
+  #queue: Uint8Array[] = [];
+  #queueHead = 0;
+  #size = 0;
+  #pump: Promise<void> | undefined;
+  #reader: Promise<void>;
+  #readActive = false;
+  #readPaused = false;
+  #readSize = INITIAL_READ_SIZE;
+  #held: Read | undefined;
+  #eofRead = false;
+  #eofWritten = false;
+  #closing = false;
+  #finishing = false;
+  #lostWrites = 0;
+
+  /**
+   * Starts driving `protocol` over `conn`.
+   *
+   * @param conn The connection; the transport owns it from now on.
+   * @param protocol A `Protocol` or, if it has `getBuffer`, a
+   * `BufferedProtocol`.
+   * @param options Error reporting and extra info.
+   */
+  constructor(
+    conn: Deno.Conn,
+    protocol: StreamProtocol,
+    options: StreamTransportOptions = {},
+  ) {
+    this.#buffered = checkProtocol(protocol);
+    this.#conn = conn;
+    this.#protocol = protocol;
+    this.#onError = options.onError ?? reportToStderr;
+    this.#extra = {
+      peername: conn.remoteAddr,
+      sockname: conn.localAddr,
+      conn,
+      ...options.extra,
+    };
+    this.#flow = new WriteFlowControl(
+      () => this.#callFlowControl("pauseWriting"),
+      () => this.#callFlowControl("resumeWriting"),
+    );
+    this.#reader = this.#start();
+  }
+
+  /**
+   * Returns `peername`, `sockname` (`Deno.Addr`), `conn` (the `Deno.Conn`),
+   * or `defaultValue` for a name the transport does not know.
+   */
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return Object.hasOwn(this.#extra, name) ? this.#extra[name] : defaultValue;
+  }
+
+  /** Returns `true` once `close()` or `abort()` was called, or the connection was lost. */
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  /** Switches the protocol for the next callbacks; buffered or not. */
+  setProtocol(protocol: StreamProtocol): void {
+    this.#buffered = checkProtocol(protocol);
+    this.#protocol = protocol;
+  }
+
+  /** Returns the protocol that gets the callbacks. */
+  getProtocol(): StreamProtocol {
+    return this.#protocol;
+  }
+
+  /** Returns `true` while data is delivered: not paused, closing or at EOF. */
+  isReading(): boolean {
+    return !this.#closing && !this.#readPaused && !this.#eofRead;
+  }
+
+  /** Stops delivering data; a read already in flight is held, not lost. */
+  pauseReading(): void {
+    if (this.#closing || this.#readPaused) return;
+    this.#readPaused = true;
+  }
+
+  /** Delivers data again, first what arrived while paused. */
+  resumeReading(): void {
+    if (this.#closing || !this.#readPaused) return;
+    this.#readPaused = false;
+    if (!this.#readActive) this.#reader = this.#readLoop();
+  }
+
+  /**
+   * Queues `data` for writing and returns at once. Returns `false` while
+   * the write buffer is over the high-water mark. Large chunks are not
+   * copied: do not change `data` until `getWriteBufferSize()` is 0.
+   *
+   * @throws {TypeError} If `data` is not a `Uint8Array`, or after `writeEof()`.
+   */
+  write(data: Uint8Array): boolean {
+    if (!(data instanceof Uint8Array)) {
+      throw new TypeError(
+        `Cannot write to transport: data must be a Uint8Array, not ${
+          describeValue(data)
+        }`,
+      );
+    }
+    if (this.#closing) {
+      this.#dropWrite();
+    } else if (this.#eofWritten) {
+      throw new TypeError("Cannot write to transport: write side is closed");
+    } else if (data.byteLength > 0) {
+      this.#enqueue(data);
+    }
+    return this.#size <= this.#flow.high;
+  }
+
+  /**
+   * Queues every chunk so that they go out in one `conn.write`.
+   *
+   * @throws {TypeError} If a chunk is not a `Uint8Array` (nothing is
+   * written then), or after `writeEof()`.
+   */
+  writeLines(chunks: Iterable<Uint8Array>): boolean {
+    const list = Array.from(chunks);
+    let total = 0;
+    for (const chunk of list) {
+      if (!(chunk instanceof Uint8Array)) {
+        throw new TypeError(
+          `Cannot write lines to transport: each chunk must be a Uint8Array, not ${
+            describeValue(chunk)
+          }`,
+        );
+      }
+      total += chunk.byteLength;
+    }
+    if (list.length === 1) return this.write(list[0]!);
+    return this.write(concat(list, total));
+  }
+
+  /** Flushes what is buffered, then half-closes with `conn.closeWrite()`. */
+  writeEof(): void {
+    if (this.#closing || this.#eofWritten) return;
+    this.#eofWritten = true;
+    this.#pump ??= this.#runPump();
+  }
+
+  /** Returns `true`: every `Deno.Conn` can half-close. */
+  canWriteEof(): boolean {
+    return true;
+  }
+
+  /** Stops reading, flushes every buffered byte, then closes. */
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#held = undefined;
+    if (this.#pump === undefined) this.#finish(undefined);
+  }
+
+  /** Closes at once and drops the write buffer. */
+  abort(): void {
+    this.#forceClose(undefined);
+  }
+
+  /** Returns the bytes accepted by `write()` and not yet written. */
+  getWriteBufferSize(): number {
+    return this.#size;
+  }
+
+  /** Returns the flow-control marks. */
+  getWriteBufferLimits(): WriteBufferLimits {
+    return this.#flow.limits();
+  }
+
+  /**
+   * Sets the flow-control marks as asyncio does and re-checks the buffer
+   * against them at once.
+   *
+   * @throws {RangeError} Unless `high >= low >= 0`.
+   */
+  setWriteBufferLimits(limits?: Partial<WriteBufferLimits>): void {
+    this.#flow.setLimits(limits, this.#size);
+  }
+
+  // Read side.
+
+  async #start(): Promise<void> {
+    this.#readActive = true;
+    await undefined;
+    const hooks = streamHooks.get(this);
+    try {
+      this.#protocol.connectionMade?.(this);
+    } catch (error) {
+      this.#readActive = false;
+      this.#fail(error, "connectionMade");
+      hooks?.made?.(toError(error));
+      return;
+    }
+    hooks?.made?.(undefined);
+    await this.#readLoop();
+  }
+
+  async #readLoop(): Promise<void> {
+    this.#readActive = true;
+    try {
+      const held = this.#held;
+      if (held !== undefined) {
+        this.#held = undefined;
+        await undefined;
+        if (this.#closing || !this.#deliver(held)) return;
+      }
+      while (!this.#closing && !this.#readPaused && !this.#eofRead) {
+        const read = await this.#read();
+        if (read === undefined || this.#closing) return;
+        if (this.#readPaused) {
+          this.#held = read;
+          return;
+        }
+        if (!this.#deliver(read)) return;
+      }
+    } finally {
+      this.#readActive = false;
+    }
+  }
+
+  /** One `conn.read`; `undefined` if the connection failed or closed. */
+  async #read(): Promise<Read | undefined> {
+    const protocol = this.#protocol;
+    const fromSlab = !this.#buffered;
+    let buffer: Uint8Array;
+    if (!fromSlab) {
+      try {
+        buffer = getBuffer(protocol as BufferedProtocol, this.#readSize);
+      } catch (error) {
+        this.#fail(error, "getBuffer");
+        return undefined;
+      }
+    } else {
+      buffer = reserve(this.#readSize);
+    }
+    let nbytes: number | null;
+    try {
+      nbytes = await this.#conn.read(buffer);
+    } catch (error) {
+      if (fromSlab) release(buffer);
+      if (!this.#closing) this.#forceClose(toError(error));
+      return undefined;
+    }
+    if (nbytes === null || this.#closing) {
+      if (fromSlab) release(buffer);
+      return nbytes === null ? { kind: "eof" } : undefined;
+    }
+    this.#readSize = nextReadSize(this.#readSize, nbytes, buffer.byteLength);
+    if (fromSlab) return { kind: "data", data: commit(buffer, nbytes) };
+    return {
+      kind: "buffer",
+      protocol: protocol as BufferedProtocol,
+      nbytes,
+      buffer,
+    };
+  }
+
+  /** Hands a read to the protocol; `false` when reading must stop. */
+  #deliver(read: Read): boolean {
+    if (read.kind === "eof") {
+      this.#receiveEof();
+      return false;
+    }
+    if (read.kind === "data") return this.#feed(read.data);
+    if (read.protocol !== this.#protocol) {
+      return this.#feed(read.buffer.slice(0, read.nbytes));
+    }
+    try {
+      read.protocol.bufferUpdated(read.nbytes);
+    } catch (error) {
+      this.#fail(error, "bufferUpdated");
+      return false;
+    }
+    return !this.#closing;
+  }
+
+  /** Gives `data` to whichever protocol is current, copying if buffered. */
+  #feed(data: Uint8Array): boolean {
+    const protocol = this.#protocol;
+    if (!this.#buffered) {
+      try {
+        (protocol as Protocol).dataReceived(data);
+      } catch (error) {
+        this.#fail(error, "dataReceived");
+        return false;
+      }
+      return !this.#closing;
+    }
+    const buffered = protocol as BufferedProtocol;
+    let offset = 0;
+    while (offset < data.byteLength) {
+      const rest = data.byteLength - offset;
+      let step = "getBuffer";
+      try {
+        const buffer = getBuffer(buffered, rest);
+        const nbytes = Math.min(buffer.byteLength, rest);
+        buffer.set(data.subarray(offset, offset + nbytes));
+        offset += nbytes;
+        step = "bufferUpdated";
+        buffered.bufferUpdated(nbytes);
+      } catch (error) {
+        this.#fail(error, step);
+        return false;
+      }
+      if (this.#closing) return false;
+      if (offset === data.byteLength) break;
+      if (this.#readPaused) {
+        this.#held = { kind: "data", data: data.subarray(offset) };
+        return false;
+      }
+      if (this.#protocol !== buffered) return this.#feed(data.subarray(offset));
+    }
+    return !this.#closing;
+  }
+
+  #receiveEof(): void {
+    this.#eofRead = true;
+    let keepOpen: boolean | void;
+    try {
+      keepOpen = this.#protocol.eofReceived?.();
+    } catch (error) {
+      this.#fail(error, "eofReceived");
+      return;
+    }
+    if (!keepOpen) this.close();
+  }
+
+  // Write side.
+
+  #enqueue(data: Uint8Array): void {
+    this.#queue.push(data);
+    this.#size += data.byteLength;
+    this.#pump ??= this.#runPump();
+    this.#flow.grew(this.#size);
+  }
+
+  async #runPump(): Promise<void> {
+    // Start after the current task, so that every write it makes is
+    // coalesced into the first conn.write.
+    await undefined;
+    try {
+      while (this.#queueHead < this.#queue.length) {
+        const chunk = this.#takeChunk();
+        let offset = 0;
+        while (offset < chunk.byteLength) {
+          const written = await this.#conn.write(
+            offset === 0 ? chunk : chunk.subarray(offset),
+          );
+          if (this.#finishing) return;
+          offset += written;
+          this.#size -= written;
+          this.#flow.shrank(this.#size);
+        }
+      }
+      if (this.#eofWritten && !this.#finishing) await this.#conn.closeWrite();
+    } catch (error) {
+      if (!this.#finishing) this.#forceClose(toError(error));
+      return;
+    }
+    this.#pump = undefined;
+    if (this.#closing) this.#finish(undefined);
+  }
+
+  /** Takes the next chunk off the queue, small neighbours joined into one. */
+  #takeChunk(): Uint8Array {
+    const queue = this.#queue;
+    const head = this.#queueHead;
+    const first = queue[head]!;
+    let end = head + 1;
+    let total = first.byteLength;
+    if (total < COALESCE_CHUNK_MAX) {
+      while (end < queue.length) {
+        const size = queue[end]!.byteLength;
+        if (size >= COALESCE_CHUNK_MAX || total + size > COALESCE_MAX) break;
+        total += size;
+        end++;
+      }
+    }
+    const chunk = end - head === 1
+      ? first
+      : concat(queue.slice(head, end), total);
+    if (end === queue.length) {
+      queue.length = 0;
+      this.#queueHead = 0;
+    } else if (end > 1024 && end * 2 > queue.length) {
+      queue.splice(0, end);
+      this.#queueHead = 0;
+    } else {
+      queue.fill(undefined as unknown as Uint8Array, head, end);
+      this.#queueHead = end;
+    }
+    return chunk;
+  }
+
+  #dropWrite(): void {
+    this.#lostWrites++;
+    if (this.#lostWrites === LOST_WRITES_WARNING) {
+      console.warn(
+        "StreamTransport.write() called on a closed transport; writes are dropped",
+      );
+    }
+  }
+
+  // Closing.
+
+  /** Reports what a protocol callback threw and closes with it. */
+  #fail(error: unknown, callback: string): void {
+    report(this.#onError, error, {
+      message: `Fatal error: protocol.${callback}() call failed`,
+      transport: this,
+      protocol: this.#protocol,
+    });
+    this.#forceClose(toError(error));
+  }
+
+  #forceClose(exc: Error | undefined): void {
+    if (this.#finishing) return;
+    this.#closing = true;
+    this.#held = undefined;
+    this.#queue = [];
+    this.#queueHead = 0;
+    this.#size = 0;
+    this.#finish(exc);
+  }
+
+  /** Closes the conn, waits for the read and write in flight, then reports. */
+  #finish(exc: Error | undefined): void {
+    if (this.#finishing) return;
+    this.#finishing = true;
+    this.#closing = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the peer's failure or by Deno.
+    }
+    Promise.all([this.#reader, this.#pump]).then(() => {
+      try {
+        this.#protocol.connectionLost?.(exc);
+      } catch (error) {
+        report(this.#onError, error, {
+          message: "Error: protocol.connectionLost() call failed",
+          transport: this,
+          protocol: this.#protocol,
+        });
+      }
+      streamHooks.get(this)?.lost?.();
+    });
+  }
+
+  #callFlowControl(callback: "pauseWriting" | "resumeWriting"): void {
+    try {
+      this.#protocol[callback]?.();
+    } catch (error) {
+      report(this.#onError, error, {
+        message: `Error: protocol.${callback}() call failed`,
+        transport: this,
+        protocol: this.#protocol,
+      });
+    }
+  }
+}
+
+/** Returns `true` if `protocol` is a `BufferedProtocol` (has `getBuffer`). */
+export function isBuffered(
+  protocol: BaseProtocol,
+): protocol is BufferedProtocol {
+  return typeof (protocol as BufferedProtocol).getBuffer === "function";
+}
+
+/** Checks the protocol's shape; returns `true` if it is buffered. */
+function checkProtocol(protocol: unknown): boolean {
+  if (typeof protocol !== "object" || protocol === null) {
+    throw new TypeError(
+      `Cannot use protocol: expected an object, not ${describeValue(protocol)}`,
+    );
+  }
+  if (isBuffered(protocol)) {
+    if (typeof protocol.bufferUpdated !== "function") {
+      throw new TypeError(
+        "Cannot use protocol: it has getBuffer() but no bufferUpdated()",
+      );
+    }
+    return true;
+  }
+  if (typeof (protocol as Protocol).dataReceived !== "function") {
+    throw new TypeError(
+      "Cannot use protocol: it needs dataReceived(), or getBuffer() and bufferUpdated()",
+    );
+  }
+  return false;
+}
+
+function getBuffer(protocol: BufferedProtocol, sizeHint: number): Uint8Array {
+  const buffer = protocol.getBuffer(sizeHint);
+  if (!(buffer instanceof Uint8Array)) {
+    throw new TypeError(
+      `getBuffer() must return a Uint8Array, not ${describeValue(buffer)}`,
+    );
+  }
+  if (buffer.byteLength === 0) {
+    throw new RangeError("getBuffer() returned an empty buffer");
+  }
+  return buffer;
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const joined = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return joined;
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value !== "object") return typeof value;
+  return value.constructor?.name ?? "object";
+}

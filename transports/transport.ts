@@ -1,0 +1,146 @@
+import type { BaseProtocol } from "../protocols/base_protocol.ts";
+import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
+import type { Protocol } from "../protocols/protocol.ts";
+
+/** What a transport passes to an {@linkcode ErrorHandler} with the error. */
+export interface ErrorContext {
+  /** What failed, e.g. `"protocol.dataReceived() call failed"`. */
+  message: string;
+  /** The transport the error came from, if any. */
+  transport?: BaseTransport;
+  /** The protocol whose callback threw, if any. */
+  protocol?: BaseProtocol;
+}
+
+/**
+ * Receives errors that a protocol callback threw, and other errors no caller
+ * can catch (asyncio's `loop.call_exception_handler`). The default reports
+ * them on stderr.
+ */
+export type ErrorHandler = (error: unknown, context: ErrorContext) => void;
+
+/** The write buffer's flow-control marks, in bytes. */
+export interface WriteBufferLimits {
+  /** At or below this, a paused protocol gets `resumeWriting`. */
+  low: number;
+  /** Strictly over this, the protocol gets `pauseWriting`. */
+  high: number;
+}
+
+/**
+ * What every transport offers: extra information, closing, and the protocol
+ * it drives.
+ *
+ * @example Read the peer's address
+ * ```ts
+ * import type { BaseTransport } from "@aio/protocols";
+ *
+ * function describe(transport: BaseTransport): string {
+ *   const peer = transport.getExtraInfo("peername") as Deno.NetAddr;
+ *   return `${peer.hostname}:${peer.port}`;
+ * }
+ * ```
+ */
+export interface BaseTransport {
+  /**
+   * Returns transport-specific information: `peername`, `sockname`, `conn`
+   * and others by transport kind; `defaultValue` for an unknown name.
+   */
+  getExtraInfo(name: string, defaultValue?: unknown): unknown;
+  /** Returns `true` once the transport is closing or closed. */
+  isClosing(): boolean;
+  /** Flushes what is buffered, then closes; idempotent. */
+  close(): void;
+  /** Switches the protocol that gets the next callbacks. */
+  setProtocol(protocol: BaseProtocol): void;
+  /** Returns the protocol that gets the callbacks. */
+  getProtocol(): BaseProtocol;
+}
+
+/**
+ * The read side of a transport: pause and resume delivery.
+ *
+ * @example Stop reading while the application catches up
+ * ```ts
+ * import type { ReadTransport } from "@aio/protocols";
+ *
+ * async function throttle(transport: ReadTransport, work: Promise<void>) {
+ *   transport.pauseReading();
+ *   await work;
+ *   transport.resumeReading();
+ * }
+ * ```
+ */
+export interface ReadTransport extends BaseTransport {
+  /** Returns `true` while the transport delivers data. */
+  isReading(): boolean;
+  /** Stops delivering data until `resumeReading()`; no byte is lost. */
+  pauseReading(): void;
+  /** Delivers data again, first any that arrived while paused. */
+  resumeReading(): void;
+}
+
+/**
+ * The write side of a transport: buffered writes with flow control.
+ *
+ * @example Write a reply and half-close
+ * ```ts
+ * import type { WriteTransport } from "@aio/protocols";
+ *
+ * function reply(transport: WriteTransport, body: Uint8Array): void {
+ *   transport.write(body);
+ *   if (transport.canWriteEof()) transport.writeEof();
+ * }
+ * ```
+ */
+export interface WriteTransport extends BaseTransport {
+  /**
+   * Queues `data` and never blocks. Returns `false` while the buffer is over
+   * the high-water mark. The caller must not change `data` until
+   * `getWriteBufferSize()` is 0.
+   */
+  write(data: Uint8Array): boolean;
+  /** Queues every chunk so that they go out together. */
+  writeLines(chunks: Iterable<Uint8Array>): boolean;
+  /** Flushes what is buffered, then half-closes the write side. */
+  writeEof(): void;
+  /** Returns `true` if `writeEof()` is possible. */
+  canWriteEof(): boolean;
+  /** Closes at once and drops the buffer; idempotent. */
+  abort(): void;
+  /** Returns the bytes accepted by `write()` and not yet written. */
+  getWriteBufferSize(): number;
+  /** Returns the flow-control marks. */
+  getWriteBufferLimits(): WriteBufferLimits;
+  /**
+   * Sets the flow-control marks: `high` defaults to `4 * low` (64 KiB when
+   * neither is given) and `low` to `high / 4`.
+   */
+  setWriteBufferLimits(limits?: Partial<WriteBufferLimits>): void;
+}
+
+/**
+ * A bidirectional byte stream.
+ *
+ * @example Echo back and close on EOF
+ * ```ts
+ * import type { Protocol, Transport } from "@aio/protocols";
+ *
+ * function echo(): Protocol {
+ *   let transport: Transport;
+ *   return {
+ *     connectionMade(t) { transport = t as Transport; },
+ *     dataReceived(data) { transport.write(data); },
+ *   };
+ * }
+ * ```
+ */
+export interface Transport extends ReadTransport, WriteTransport {
+  /** Returns the protocol that gets the callbacks. */
+  getProtocol(): StreamProtocol;
+  /** Switches the protocol, between `Protocol` and `BufferedProtocol` too. */
+  setProtocol(protocol: StreamProtocol): void;
+}
+
+/** A protocol a stream transport can drive. */
+export type StreamProtocol = Protocol | BufferedProtocol;
