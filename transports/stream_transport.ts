@@ -10,7 +10,11 @@ import {
   reserve,
 } from "./_read_buffer.ts";
 import { report, reportToStderr, toError } from "./_report.ts";
-import { streamHooks } from "./_stream_internals.ts";
+import {
+  type DetachedConn,
+  provideDetach,
+  streamHooks,
+} from "./_stream_internals.ts";
 import type {
   ErrorHandler,
   StreamProtocol,
@@ -85,14 +89,20 @@ export class StreamTransport implements Transport {
   #pump: Promise<void> | undefined;
   #reader: Promise<void>;
   #readActive = false;
+  #readPending = false;
   #readPaused = false;
   #readSize = INITIAL_READ_SIZE;
   #held: Read | undefined;
   #eofRead = false;
   #eofWritten = false;
   #closing = false;
+  #detaching = false;
   #finishing = false;
   #lostWrites = 0;
+
+  static {
+    provideDetach((transport) => transport.#detach());
+  }
 
   /**
    * Starts driving `protocol` over `conn`.
@@ -266,7 +276,7 @@ export class StreamTransport implements Transport {
     await undefined;
     const hooks = streamHooks.get(this);
     try {
-      this.#protocol.connectionMade?.(this);
+      if (!hooks?.skipConnectionMade) this.#protocol.connectionMade?.(this);
     } catch (error) {
       this.#readActive = false;
       this.#fail(error, "connectionMade");
@@ -316,13 +326,16 @@ export class StreamTransport implements Transport {
       buffer = reserve(this.#readSize);
     }
     let nbytes: number | null;
+    this.#readPending = true;
     try {
       nbytes = await this.#conn.read(buffer);
     } catch (error) {
+      this.#readPending = false;
       if (fromSlab) release(buffer);
       if (!this.#closing) this.#forceClose(toError(error));
       return undefined;
     }
+    this.#readPending = false;
     if (nbytes === null || this.#closing) {
       if (fromSlab) release(buffer);
       return nbytes === null ? { kind: "eof" } : undefined;
@@ -440,7 +453,7 @@ export class StreamTransport implements Transport {
       return;
     }
     this.#pump = undefined;
-    if (this.#closing) this.#finish(undefined);
+    if (this.#closing && !this.#detaching) this.#finish(undefined);
   }
 
   /** Takes the next chunk off the queue, small neighbours joined into one. */
@@ -483,6 +496,50 @@ export class StreamTransport implements Transport {
     }
   }
 
+  // Upgrading.
+
+  async #detach(): Promise<DetachedConn> {
+    const cannot = "Cannot detach the connection";
+    if (this.#closing) throw new TypeError(`${cannot}: transport is closing`);
+    if (this.#eofWritten) {
+      throw new TypeError(`${cannot}: write side is closed`);
+    }
+    if (this.#readPending) {
+      throw new TypeError(
+        `${cannot}: a read is in flight; call it from dataReceived(), or after pauseReading() from there`,
+      );
+    }
+    if (this.#held !== undefined) {
+      throw new TypeError(
+        `${cannot}: data read while paused would be lost; resume reading first`,
+      );
+    }
+    const readPaused = this.#readPaused;
+    this.#closing = true;
+    this.#detaching = true;
+    await this.#pump;
+    if (this.#finishing) {
+      throw new TypeError(`${cannot}: the connection was lost while flushing`);
+    }
+    this.#finishing = true;
+    await this.#reader;
+    let lost = false;
+    return {
+      conn: this.#conn,
+      readPaused,
+      lose: (exc) => {
+        if (lost) return;
+        lost = true;
+        try {
+          this.#conn.close();
+        } catch {
+          // Already closed.
+        }
+        this.#connectionLost(exc);
+      },
+    };
+  }
+
   // Closing.
 
   /** Reports what a protocol callback threw and closes with it. */
@@ -515,18 +572,22 @@ export class StreamTransport implements Transport {
     } catch {
       // Already closed by the peer's failure or by Deno.
     }
-    Promise.all([this.#reader, this.#pump]).then(() => {
-      try {
-        this.#protocol.connectionLost?.(exc);
-      } catch (error) {
-        report(this.#onError, error, {
-          message: "Error: protocol.connectionLost() call failed",
-          transport: this,
-          protocol: this.#protocol,
-        });
-      }
-      streamHooks.get(this)?.lost?.();
-    });
+    Promise.all([this.#reader, this.#pump]).then(() =>
+      this.#connectionLost(exc)
+    );
+  }
+
+  #connectionLost(exc: Error | undefined): void {
+    try {
+      this.#protocol.connectionLost?.(exc);
+    } catch (error) {
+      report(this.#onError, error, {
+        message: "Error: protocol.connectionLost() call failed",
+        transport: this,
+        protocol: this.#protocol,
+      });
+    }
+    streamHooks.get(this)?.lost?.();
   }
 
   #callFlowControl(callback: "pauseWriting" | "resumeWriting"): void {
