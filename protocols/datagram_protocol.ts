@@ -39,7 +39,7 @@ export interface DatagramProtocol extends BaseProtocol {
  *
  * class Counter extends DatagramProtocolBase {
  *   count = 0;
- *   override datagramReceived(): void {
+ *   override datagramReceived(_data: Uint8Array, _addr: Deno.NetAddr): void {
  *     this.count++;
  *   }
  * }

@@ -134,7 +134,7 @@ export async function createUnixConnection<P extends StreamProtocol>(
  * import { connectAcceptedConn, ProtocolBase } from "@aio/protocols";
  *
  * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const client = await Deno.connect(listener.addr);
+ * const client = await Deno.connect({ port: listener.addr.port });
  * const [transport] = await connectAcceptedConn(
  *   () => new ProtocolBase(),
  *   await listener.accept(),

@@ -4,7 +4,8 @@
  * the server and the connect functions make them.
  *
  * ```ts
- * import { createConnection, createServer, ProtocolBase } from "@aio/protocols/transports";
+ * import { createConnection, createServer } from "@aio/protocols/transports";
+ * import { ProtocolBase } from "@aio/protocols/protocols";
  *
  * await using server = await createServer(() => new ProtocolBase(), {
  *   hostname: "127.0.0.1",

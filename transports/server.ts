@@ -328,9 +328,9 @@ export function createServer(
  * ```ts
  * import { createUnixServer, ProtocolBase } from "@aio/protocols";
  *
- * const path = await Deno.makeTempFile({ suffix: ".sock" });
+ * const dir = await Deno.makeTempDir();
  * await using server = await createUnixServer(() => new ProtocolBase(), {
- *   path,
+ *   path: `${dir}/app.sock`,
  * });
  * console.log("listening on", server.addrs[0]);
  * ```
@@ -355,7 +355,5 @@ async function removeStaleSocket(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (info.isSocket || (info.isFile && info.size === 0)) {
-    await Deno.remove(path);
-  }
+  if (info.isSocket) await Deno.remove(path);
 }

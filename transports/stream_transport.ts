@@ -66,8 +66,8 @@ type Read =
  * ```ts
  * import { ProtocolBase, StreamTransport } from "@aio/protocols";
  *
- * await using server = await Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const conn = await Deno.connect(server.addr);
+ * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const conn = await Deno.connect({ port: server.addr.port });
  * const accepted = await server.accept();
  * const transport = new StreamTransport(conn, new ProtocolBase());
  * transport.write(new TextEncoder().encode("hello"));

@@ -1,0 +1,270 @@
+import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
+import type { Protocol } from "../protocols/protocol.ts";
+import type { BaseTransport, ErrorContext } from "../transports/transport.ts";
+
+/** Names of the callbacks {@linkcode RecordingProtocol} records. */
+export type CallbackName =
+  | "connectionMade"
+  | "dataReceived"
+  | "eofReceived"
+  | "pauseWriting"
+  | "resumeWriting"
+  | "connectionLost"
+  | "getBuffer"
+  | "bufferUpdated";
+
+/** Waits for named callbacks; shared by the recording protocols. */
+class CallRecorder {
+  calls: CallbackName[] = [];
+  #waiters: { name: CallbackName; count: number; resolve: () => void }[] = [];
+
+  record(name: CallbackName): void {
+    this.calls.push(name);
+    this.#waiters = this.#waiters.filter((waiter) => {
+      if (this.count(waiter.name) < waiter.count) return true;
+      waiter.resolve();
+      return false;
+    });
+  }
+
+  count(name: CallbackName): number {
+    return this.calls.filter((call) => call === name).length;
+  }
+
+  /** Resolves once `name` has been called `count` times in all. */
+  waitFor(name: CallbackName, count = 1): Promise<void> {
+    if (this.count(name) >= count) return Promise.resolve();
+    return new Promise((resolve) =>
+      this.#waiters.push({ name, count, resolve })
+    );
+  }
+}
+
+/**
+ * A `Protocol` that records each callback's name in `calls`, keeps the
+ * bytes it receives, and can wait for a callback with `waitFor(name)`.
+ * `eofReceived` returns `keepOpen`.
+ */
+export class RecordingProtocol extends CallRecorder implements Protocol {
+  transport: BaseTransport | undefined;
+  chunks: Uint8Array[] = [];
+  lostWith: Error | undefined;
+  keepOpen = false;
+
+  connectionMade(transport: BaseTransport): void {
+    this.transport = transport;
+    this.record("connectionMade");
+  }
+  dataReceived(data: Uint8Array): void {
+    this.chunks.push(data);
+    this.record("dataReceived");
+  }
+  eofReceived(): boolean {
+    this.record("eofReceived");
+    return this.keepOpen;
+  }
+  pauseWriting(): void {
+    this.record("pauseWriting");
+  }
+  resumeWriting(): void {
+    this.record("resumeWriting");
+  }
+  connectionLost(exc: Error | undefined): void {
+    this.lostWith = exc;
+    this.record("connectionLost");
+  }
+
+  /** Every byte received so far, in one array. */
+  received(): Uint8Array {
+    return concat(this.chunks);
+  }
+
+  /** Resolves once at least `nbytes` bytes in all have arrived. */
+  async waitForBytes(nbytes: number): Promise<void> {
+    while (this.received().byteLength < nbytes) {
+      await this.waitFor("dataReceived", this.count("dataReceived") + 1);
+    }
+  }
+}
+
+/**
+ * A `BufferedProtocol` that records each callback's name and copies what
+ * it receives out of its buffer of `size` bytes.
+ */
+export class RecordingBufferedProtocol extends CallRecorder
+  implements BufferedProtocol {
+  transport: BaseTransport | undefined;
+  buffer: Uint8Array;
+  chunks: Uint8Array[] = [];
+  sizeHints: number[] = [];
+  lostWith: Error | undefined;
+  keepOpen = false;
+
+  constructor(size = 64 * 1024) {
+    super();
+    this.buffer = new Uint8Array(size);
+  }
+
+  connectionMade(transport: BaseTransport): void {
+    this.transport = transport;
+    this.record("connectionMade");
+  }
+  getBuffer(sizeHint: number): Uint8Array {
+    this.sizeHints.push(sizeHint);
+    this.record("getBuffer");
+    return this.buffer;
+  }
+  bufferUpdated(nbytes: number): void {
+    this.chunks.push(this.buffer.slice(0, nbytes));
+    this.record("bufferUpdated");
+  }
+  eofReceived(): boolean {
+    this.record("eofReceived");
+    return this.keepOpen;
+  }
+  pauseWriting(): void {
+    this.record("pauseWriting");
+  }
+  resumeWriting(): void {
+    this.record("resumeWriting");
+  }
+  connectionLost(exc: Error | undefined): void {
+    this.lostWith = exc;
+    this.record("connectionLost");
+  }
+
+  /** Every byte received so far, in one array. */
+  received(): Uint8Array {
+    return concat(this.chunks);
+  }
+}
+
+/** Two connected ends of one socket; `using` closes whichever is open. */
+export interface Peers extends Disposable {
+  client: Deno.Conn;
+  server: Deno.Conn;
+}
+
+/** Connects two TCP ends over 127.0.0.1 on a free port. */
+export async function connectLoopback(): Promise<Peers> {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [client, server] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+    listener.accept(),
+  ]);
+  return peers(client, server);
+}
+
+/** Connects two Unix-socket ends through a socket file in a temp dir. */
+export async function connectUnixLoopback(): Promise<Peers> {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/peers.sock`;
+  const listener = Deno.listen({ transport: "unix", path });
+  try {
+    const [client, server] = await Promise.all([
+      Deno.connect({ transport: "unix", path }),
+      listener.accept(),
+    ]);
+    return peers(client, server);
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The loopback pair makers by name, for tests that run over both. */
+export const LOOPBACKS = {
+  tcp: connectLoopback,
+  unix: connectUnixLoopback,
+} as const;
+
+function peers(client: Deno.Conn, server: Deno.Conn): Peers {
+  return {
+    client,
+    server,
+    [Symbol.dispose]() {
+      for (const conn of [client, server]) {
+        try {
+          conn.close();
+        } catch {
+          // Closed already, by the test or by a transport.
+        }
+      }
+    },
+  };
+}
+
+/** Reads from `conn` until EOF and returns every byte. */
+export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  while (true) {
+    const nbytes = await conn.read(buffer);
+    if (nbytes === null) return concat(chunks);
+    chunks.push(buffer.slice(0, nbytes));
+  }
+}
+
+/** Reads from `conn` until `nbytes` bytes arrived (or EOF). */
+export async function readExactly(
+  conn: Deno.Conn,
+  nbytes: number,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(nbytes);
+  let filled = 0;
+  while (filled < nbytes) {
+    const n = await conn.read(out.subarray(filled));
+    if (n === null) return out.subarray(0, filled);
+    filled += n;
+  }
+  return out;
+}
+
+/** Writes all of `data` to `conn`, looping over partial writes. */
+export async function writeAll(
+  conn: Deno.Conn,
+  data: Uint8Array,
+): Promise<void> {
+  let offset = 0;
+  while (offset < data.byteLength) {
+    offset += await conn.write(data.subarray(offset));
+  }
+}
+
+/** `length` bytes of a repeatable pseudo-random pattern from `seed`. */
+export function pattern(length: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(length);
+  let state = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    out[i] = state & 0xff;
+  }
+  return out;
+}
+
+/** Joins chunks into one array. */
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(
+    chunks.reduce((total, chunk) => total + chunk.byteLength, 0),
+  );
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+/** An `onError` hook that keeps what it was given, for assertions. */
+export function errorCollector(): {
+  errors: { error: unknown; context: ErrorContext }[];
+  onError: (error: unknown, context: ErrorContext) => void;
+} {
+  const errors: { error: unknown; context: ErrorContext }[] = [];
+  return {
+    errors,
+    onError: (error, context) => errors.push({ error, context }),
+  };
+}
