@@ -1,4 +1,5 @@
 import type { StreamTransport } from "./stream_transport.ts";
+import type { ErrorHandler, WriteBufferLimits } from "./transport.ts";
 
 /** What a creator of a stream transport learns about it; not public. */
 export interface StreamHooks {
@@ -19,6 +20,10 @@ export interface DetachedConn {
   conn: Deno.Conn;
   /** `true` if the protocol had paused reading. */
   readPaused: boolean;
+  /** The transport's write buffer limits, to carry over. */
+  limits: WriteBufferLimits;
+  /** The transport's error hook, to carry over. */
+  onError: ErrorHandler;
   /** Ends the protocol's connection with `exc`, once, as the transport would. */
   lose(exc: Error | undefined): void;
 }

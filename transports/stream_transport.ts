@@ -527,6 +527,8 @@ export class StreamTransport implements Transport {
     return {
       conn: this.#conn,
       readPaused,
+      limits: this.#flow.limits(),
+      onError: this.#onError,
       lose: (exc) => {
         if (lost) return;
         lost = true;
