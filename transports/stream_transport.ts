@@ -98,6 +98,7 @@ export class StreamTransport implements Transport {
   #closing = false;
   #detaching = false;
   #finishing = false;
+  #made = false;
   #lostWrites = 0;
 
   static {
@@ -283,6 +284,9 @@ export class StreamTransport implements Transport {
       hooks?.made?.(toError(error));
       return;
     }
+    this.#made = true;
+    // A write() before connectionMade may have gone over the high mark.
+    if (this.#flow.paused) this.#callFlowControl("pauseWriting");
     hooks?.made?.(undefined);
     await this.#readLoop();
   }
@@ -593,6 +597,9 @@ export class StreamTransport implements Transport {
   }
 
   #callFlowControl(callback: "pauseWriting" | "resumeWriting"): void {
+    // After abort() or a failure, connectionLost is the only callback left.
+    // Before connectionMade, the pause is told right after it.
+    if (this.#finishing || !this.#made) return;
     try {
       this.#protocol[callback]?.();
     } catch (error) {
