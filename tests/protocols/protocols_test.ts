@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import {
+  type BaseProtocolBase,
+  BufferedProtocolBase,
+  DatagramProtocolBase,
+  ProtocolBase,
+  SubprocessProtocolBase,
+} from "../../protocols/mod.ts";
+import type { BaseTransport } from "../../transports/transport.ts";
+
+/** A transport stand-in: the base classes only keep it. */
+function fakeTransport(): BaseTransport {
+  return {
+    getExtraInfo: (_name: string, defaultValue?: unknown) => defaultValue,
+    isClosing: () => false,
+    close: () => {},
+    setProtocol: () => {},
+    getProtocol: () => new ProtocolBase(),
+  };
+}
+
+const ADDR: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: 9 };
+
+Deno.test("ProtocolBase callbacks are no-ops that return nothing", () => {
+  const protocol = new ProtocolBase();
+  const transport = fakeTransport();
+  assert.equal(protocol.connectionMade(transport), undefined);
+  assert.equal(protocol.dataReceived(new Uint8Array([1, 2, 3])), undefined);
+  assert.equal(protocol.pauseWriting(), undefined);
+  assert.equal(protocol.resumeWriting(), undefined);
+  assert.equal(protocol.connectionLost(undefined), undefined);
+  assert.equal(protocol.connectionLost(new Error("boom")), undefined);
+});
+
+Deno.test("ProtocolBase.eofReceived() returns false, so the transport closes", () => {
+  assert.equal(new ProtocolBase().eofReceived(), false);
+});
+
+Deno.test("BufferedProtocolBase callbacks are no-ops and eofReceived() returns false", () => {
+  const protocol = new BufferedProtocolBase();
+  const transport = fakeTransport();
+  assert.equal(protocol.connectionMade(transport), undefined);
+  assert.equal(protocol.bufferUpdated(10), undefined);
+  assert.equal(protocol.pauseWriting(), undefined);
+  assert.equal(protocol.resumeWriting(), undefined);
+  assert.equal(protocol.eofReceived(), false);
+  assert.equal(protocol.connectionLost(undefined), undefined);
+});
+
+Deno.test("BufferedProtocolBase.getBuffer() returns its whole buffer whatever the hint", () => {
+  const protocol = new BufferedProtocolBase();
+  assert.equal(protocol.buffer.byteLength, 64 * 1024);
+  assert.equal(protocol.getBuffer(-1), protocol.buffer);
+  assert.equal(protocol.getBuffer(1), protocol.buffer);
+  assert.equal(protocol.getBuffer(1 << 20), protocol.buffer);
+  const small = new BufferedProtocolBase(7);
+  assert.equal(small.buffer.byteLength, 7);
+  assert.equal(small.getBuffer(-1).byteLength, 7);
+});
+
+Deno.test("BufferedProtocolBase() throws RangeError unless size is a positive integer", async (t) => {
+  for (const size of [0, -1, 1.5, NaN, Infinity, -Infinity]) {
+    await t.step(String(size), () => {
+      assert.throws(() => new BufferedProtocolBase(size), RangeError);
+    });
+  }
+  await t.step("1 is fine", () => {
+    assert.equal(new BufferedProtocolBase(1).buffer.byteLength, 1);
+  });
+});
+
+Deno.test("DatagramProtocolBase callbacks are no-ops that return nothing", () => {
+  const protocol = new DatagramProtocolBase();
+  assert.equal(protocol.connectionMade(fakeTransport()), undefined);
+  assert.equal(protocol.datagramReceived(new Uint8Array(1), ADDR), undefined);
+  assert.equal(protocol.errorReceived(new Error("boom")), undefined);
+  assert.equal(protocol.pauseWriting(), undefined);
+  assert.equal(protocol.resumeWriting(), undefined);
+  assert.equal(protocol.connectionLost(undefined), undefined);
+});
+
+Deno.test("SubprocessProtocolBase callbacks are no-ops that return nothing", () => {
+  const protocol = new SubprocessProtocolBase();
+  assert.equal(protocol.connectionMade(fakeTransport()), undefined);
+  assert.equal(protocol.pipeDataReceived(1, new Uint8Array(1)), undefined);
+  assert.equal(protocol.pipeDataReceived(2, new Uint8Array(1)), undefined);
+  assert.equal(protocol.pipeConnectionLost(0, undefined), undefined);
+  assert.equal(protocol.pipeConnectionLost(1, new Error("boom")), undefined);
+  assert.equal(protocol.processExited(), undefined);
+  assert.equal(protocol.pauseWriting(), undefined);
+  assert.equal(protocol.resumeWriting(), undefined);
+  assert.equal(protocol.connectionLost(undefined), undefined);
+});
+
+Deno.test("BaseProtocolBase subclasses keep the transport given to connectionMade", async (t) => {
+  const makers: [string, () => BaseProtocolBase][] = [
+    ["ProtocolBase", () => new ProtocolBase()],
+    ["BufferedProtocolBase", () => new BufferedProtocolBase()],
+    ["DatagramProtocolBase", () => new DatagramProtocolBase()],
+    ["SubprocessProtocolBase", () => new SubprocessProtocolBase()],
+  ];
+  for (const [name, make] of makers) {
+    await t.step(name, () => {
+      const protocol = make();
+      assert.equal(protocol.transport, undefined);
+      const transport = fakeTransport();
+      protocol.connectionMade(transport);
+      assert.equal(protocol.transport, transport);
+      protocol.connectionLost(undefined);
+      assert.equal(protocol.transport, transport);
+    });
+  }
+});
+
+Deno.test("BaseProtocolBase subclasses keep the transport when a subclass calls super", () => {
+  const seen: unknown[] = [];
+  class Sub extends ProtocolBase {
+    override connectionMade(transport: BaseTransport): void {
+      super.connectionMade(transport);
+      seen.push(this.transport);
+    }
+  }
+  const transport = fakeTransport();
+  new Sub().connectionMade(transport);
+  assert.deepEqual(seen, [transport]);
+});
+
+Deno.test("BaseProtocolBase.drain() follows pauseWriting, resumeWriting and connectionLost", async (t) => {
+  await t.step("resolves at once when writing is not paused", async () => {
+    const protocol = new ProtocolBase();
+    let done = false;
+    const drained = protocol.drain().then(() => done = true);
+    await Promise.resolve();
+    assert.equal(done, true);
+    await drained;
+  });
+
+  await t.step("waits while paused and resolves on resumeWriting", async () => {
+    const protocol = new ProtocolBase();
+    protocol.pauseWriting();
+    let done = 0;
+    const waiters = Array.from(
+      { length: 5 },
+      () => protocol.drain().then(() => done++),
+    );
+    for (let i = 0; i < 3; i++) await Promise.resolve();
+    assert.equal(done, 0);
+    protocol.resumeWriting();
+    await Promise.all(waiters);
+    assert.equal(done, 5);
+    // Not paused any more: a new drain() resolves at once.
+    await protocol.drain();
+  });
+
+  await t.step("resolves every waiter on connectionLost", async () => {
+    const protocol = new BufferedProtocolBase(16);
+    protocol.pauseWriting();
+    let done = 0;
+    const waiters = Array.from(
+      { length: 3 },
+      () => protocol.drain().then(() => done++),
+    );
+    for (let i = 0; i < 3; i++) await Promise.resolve();
+    assert.equal(done, 0);
+    protocol.connectionLost(new Error("gone"));
+    await Promise.all(waiters);
+    assert.equal(done, 3);
+  });
+});
