@@ -1,5 +1,12 @@
 import { checkFactory, checkPort, setNoDelay } from "./_conn.ts";
 import { streamHooks } from "./_stream_internals.ts";
+import {
+  checkHandshakeTimeout,
+  handshake,
+  isTlsConn,
+  type TlsClientOptions,
+  upgradeClient,
+} from "./_tls.ts";
 import { StreamTransport } from "./stream_transport.ts";
 import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
 
@@ -20,6 +27,17 @@ export interface ConnectionOptions {
   happyEyeballsDelay?: number;
   /** Receives errors thrown by protocol callbacks; default: stderr. */
   onError?: ErrorHandler;
+  /**
+   * Connect with TLS: the handshake completes before `connectionMade`,
+   * and a failed one rejects.
+   */
+  tls?: TlsClientOptions;
+  /**
+   * TLS only: milliseconds the handshake may take (default 60 000,
+   * asyncio's `ssl_handshake_timeout`); then it rejects with
+   * `Deno.errors.TimedOut`.
+   */
+  handshakeTimeout?: number;
 }
 
 /** Options for {@linkcode createUnixConnection}. */
@@ -38,14 +56,21 @@ export interface AcceptedConnOptions {
   noDelay?: boolean;
   /** Receives errors thrown by protocol callbacks; default: stderr. */
   onError?: ErrorHandler;
+  /**
+   * For a `Deno.TlsConn`: milliseconds the handshake may take (default
+   * 60 000); then it rejects with `Deno.errors.TimedOut`.
+   */
+  handshakeTimeout?: number;
 }
 
 /**
  * Connects over TCP and drives a protocol from `factory` over the
  * connection: asyncio's `loop.create_connection()`.
  *
- * Resolves once `connectionMade` has run; rejects if the connect fails or
- * `connectionMade` throws (the connection is closed then).
+ * Resolves once `connectionMade` has run; rejects if the connect fails, the
+ * TLS handshake fails or times out, or `connectionMade` throws (the
+ * connection is closed then). With `tls`, the transport's
+ * `getExtraInfo("alpnProtocol")` is the protocol agreed by ALPN, or `null`.
  *
  * @param factory Makes the protocol: a `Protocol`, or a `BufferedProtocol`.
  * @param options Where to connect, and how.
@@ -67,6 +92,23 @@ export interface AcceptedConnOptions {
  * transport.write(new TextEncoder().encode("hello\n"));
  * transport.close();
  * ```
+ *
+ * @example Connect with TLS to a server with a private CA
+ * ```ts ignore
+ * import { createConnection, ProtocolBase } from "@aio/protocols";
+ *
+ * const [transport] = await createConnection(() => new ProtocolBase(), {
+ *   hostname: "127.0.0.1",
+ *   port: 8443,
+ *   tls: {
+ *     caCerts: [await Deno.readTextFile("ca.pem")],
+ *     serverName: "localhost",
+ *     alpnProtocols: ["h2", "http/1.1"],
+ *   },
+ * });
+ * console.log(transport.getExtraInfo("alpnProtocol"));
+ * transport.close();
+ * ```
  */
 export async function createConnection<P extends StreamProtocol>(
   factory: () => P,
@@ -74,15 +116,32 @@ export async function createConnection<P extends StreamProtocol>(
 ): Promise<[Transport, P]> {
   checkFactory(factory, "create connection");
   const port = checkPort(options?.port, "create connection");
+  const timeoutMs = checkHandshakeTimeout(
+    options.handshakeTimeout,
+    "create connection",
+  );
+  const hostname = options.hostname ?? "127.0.0.1";
   const conn = await Deno.connect({
-    hostname: options.hostname ?? "127.0.0.1",
+    hostname,
     port,
     ...(options.signal === undefined ? {} : { signal: options.signal }),
     ...(options.happyEyeballsDelay === undefined
       ? {}
       : { autoSelectFamilyAttemptDelay: options.happyEyeballsDelay }),
   });
-  return await connectAcceptedConn(factory, conn, options);
+  if (options.tls === undefined) {
+    return await connectAcceptedConn(factory, conn, options);
+  }
+  // Deno's TlsConn has no setNoDelay(): set it on the TCP conn first.
+  setNoDelay(conn, options.noDelay);
+  const tls = await upgradeClient(conn, {
+    hostname: options.tls.serverName ?? hostname,
+    caCerts: options.tls.caCerts,
+    alpnProtocols: options.tls.alpnProtocols,
+    timeoutMs,
+    signal: options.signal,
+  });
+  return await drive(factory, tls.conn, options, tls.extra);
 }
 
 /**
@@ -124,9 +183,14 @@ export async function createUnixConnection<P extends StreamProtocol>(
  * for instance one you accepted yourself: asyncio's
  * `loop.connect_accepted_socket()`.
  *
+ * A `Deno.TlsConn` (from your own `Deno.listenTls`, say) completes its TLS
+ * handshake first, and the transport's `getExtraInfo("alpnProtocol")` is
+ * the protocol agreed by ALPN, or `null`; a failed handshake closes the
+ * conn and rejects.
+ *
  * @param factory Makes the protocol: a `Protocol`, or a `BufferedProtocol`.
  * @param conn The connection; the transport owns it from now on.
- * @param options TCP_NODELAY and error reporting.
+ * @param options TCP_NODELAY, error reporting and the TLS handshake timeout.
  * @returns The transport and the protocol, once `connectionMade` has run.
  *
  * @example Wrap a connection from your own accept loop
@@ -143,10 +207,33 @@ export async function createUnixConnection<P extends StreamProtocol>(
  * client.close();
  * ```
  */
-export function connectAcceptedConn<P extends StreamProtocol>(
+export async function connectAcceptedConn<P extends StreamProtocol>(
   factory: () => P,
   conn: Deno.Conn,
   options: AcceptedConnOptions = {},
+): Promise<[Transport, P]> {
+  if (!isTlsConn(conn)) return await drive(factory, conn, options, undefined);
+  let timeoutMs: number;
+  try {
+    checkFactory(factory, "connect accepted conn");
+    timeoutMs = checkHandshakeTimeout(
+      options.handshakeTimeout,
+      "connect accepted conn",
+    );
+  } catch (error) {
+    conn.close();
+    throw error;
+  }
+  const extra = await handshake(conn, timeoutMs);
+  return await drive(factory, conn, options, extra);
+}
+
+/** Starts a transport over `conn`; resolves once `connectionMade` ran. */
+function drive<P extends StreamProtocol>(
+  factory: () => P,
+  conn: Deno.Conn,
+  options: AcceptedConnOptions,
+  extra: Record<string, unknown> | undefined,
 ): Promise<[Transport, P]> {
   let transport: StreamTransport;
   let protocol: P;
@@ -154,11 +241,10 @@ export function connectAcceptedConn<P extends StreamProtocol>(
     checkFactory(factory, "connect accepted conn");
     setNoDelay(conn, options.noDelay);
     protocol = factory();
-    transport = new StreamTransport(
-      conn,
-      protocol,
-      options.onError === undefined ? {} : { onError: options.onError },
-    );
+    transport = new StreamTransport(conn, protocol, {
+      ...(options.onError === undefined ? {} : { onError: options.onError }),
+      ...(extra === undefined ? {} : { extra }),
+    });
   } catch (error) {
     conn.close();
     return Promise.reject(error);

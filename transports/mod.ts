@@ -23,3 +23,4 @@ export * from "./transport.ts";
 export * from "./stream_transport.ts";
 export * from "./server.ts";
 export * from "./create_connection.ts";
+export * from "./start_tls.ts";

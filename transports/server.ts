@@ -1,6 +1,14 @@
 import { checkFactory, checkPort, setNoDelay } from "./_conn.ts";
 import { report, reportToStderr } from "./_report.ts";
 import { streamHooks } from "./_stream_internals.ts";
+import {
+  checkHandshakeTimeout,
+  describePeer,
+  handshake,
+  isTlsConn,
+  listenTls,
+  type TlsServerOptions,
+} from "./_tls.ts";
 import { StreamTransport } from "./stream_transport.ts";
 import type { ErrorHandler, StreamProtocol } from "./transport.ts";
 
@@ -20,6 +28,12 @@ export interface ServerOptions {
    * stderr.
    */
   onError?: ErrorHandler;
+  /**
+   * TLS only: milliseconds a client has to complete the handshake before
+   * its connection is dropped (default 60 000, asyncio's
+   * `ssl_handshake_timeout`).
+   */
+  handshakeTimeout?: number;
 }
 
 /** Options for {@linkcode createServer}. */
@@ -33,6 +47,12 @@ export interface CreateServerOptions extends ServerOptions {
    * needs `--unstable-net`).
    */
   reusePort?: boolean;
+  /**
+   * Serve TLS (`Deno.listenTls`): each connection completes its handshake
+   * before the protocol's `connectionMade`; a failed handshake drops that
+   * connection only and goes to `onError`.
+   */
+  tls?: TlsServerOptions;
 }
 
 /** Options for {@linkcode createUnixServer}. */
@@ -50,6 +70,10 @@ export interface CreateUnixServerOptions extends ServerOptions {
  * `closeClients()` and `abortClients()` end them; `waitClosed()` resolves
  * once the server is closed and every connection it accepted has ended.
  * An error thrown by one connection's protocol closes that connection only.
+ * Over a TLS listener (`Deno.listenTls`, or {@linkcode createServer}'s
+ * `tls` option) each connection completes its handshake before
+ * `connectionMade`; one that fails or times out (`handshakeTimeout`) is
+ * dropped and reported to `onError`.
  *
  * @example Serve until told to stop
  * ```ts
@@ -68,6 +92,8 @@ export class Server implements AsyncDisposable {
   #noDelay: boolean | undefined;
   #signal: AbortSignal | undefined;
   #transports = new Set<StreamTransport>();
+  #handshakes = new Set<Deno.TlsConn>();
+  #handshakeTimeout: number;
   #accepting: Promise<void>[] = [];
   #retryTimers = new Map<ReturnType<typeof setTimeout>, () => void>();
   #serving = false;
@@ -89,6 +115,10 @@ export class Server implements AsyncDisposable {
     options: ServerOptions = {},
   ) {
     checkFactory(factory, "create server");
+    this.#handshakeTimeout = checkHandshakeTimeout(
+      options.handshakeTimeout,
+      "create server",
+    );
     this.#listeners = Array.isArray(listener) ? [...listener] : [listener];
     this.#factory = factory;
     this.#onError = options.onError ?? reportToStderr;
@@ -166,19 +196,27 @@ export class Server implements AsyncDisposable {
     this.#checkClosed();
   }
 
-  /** Closes every connection the server accepted, flushing each first. */
+  /**
+   * Closes every connection the server accepted, flushing each first;
+   * TLS handshakes still in progress are dropped.
+   */
   closeClients(): void {
+    this.#dropHandshakes();
     for (const transport of [...this.#transports]) transport.close();
   }
 
-  /** Aborts every connection the server accepted, dropping their buffers. */
+  /**
+   * Aborts every connection the server accepted, dropping their buffers;
+   * TLS handshakes still in progress are dropped.
+   */
   abortClients(): void {
+    this.#dropHandshakes();
     for (const transport of [...this.#transports]) transport.abort();
   }
 
   /**
    * Resolves once the server is closed and every connection it accepted
-   * has ended, whenever it is called.
+   * has ended (TLS handshakes in progress included), whenever it is called.
    */
   waitClosed(): Promise<void> {
     if (this.#isClosed()) return Promise.resolve();
@@ -237,12 +275,17 @@ export class Server implements AsyncDisposable {
     });
   }
 
-  #serve(conn: Deno.Conn): void {
+  #serve(conn: Deno.Conn, extra?: Record<string, unknown>): void {
+    if (extra === undefined && isTlsConn(conn)) {
+      this.#handshakeThenServe(conn);
+      return;
+    }
     let transport: StreamTransport;
     try {
       setNoDelay(conn, this.#noDelay);
       transport = new StreamTransport(conn, this.#factory(), {
         onError: this.#onError,
+        ...(extra === undefined ? {} : { extra }),
       });
     } catch (error) {
       conn.close();
@@ -260,9 +303,40 @@ export class Server implements AsyncDisposable {
     });
   }
 
+  /** Serves a TLS conn once its handshake completes; drops it on failure. */
+  async #handshakeThenServe(conn: Deno.TlsConn): Promise<void> {
+    this.#handshakes.add(conn);
+    try {
+      const extra = await handshake(conn, this.#handshakeTimeout);
+      if (this.#handshakes.has(conn)) this.#serve(conn, extra);
+    } catch (error) {
+      if (this.#handshakes.has(conn)) {
+        report(this.#onError, error, {
+          message: `Error: TLS handshake with ${
+            describePeer(conn)
+          } failed; connection closed`,
+        });
+      }
+    } finally {
+      this.#handshakes.delete(conn);
+      this.#checkClosed();
+    }
+  }
+
+  #dropHandshakes(): void {
+    for (const conn of this.#handshakes) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    this.#handshakes.clear();
+  }
+
   #isClosed(): boolean {
     return this.#closed && this.#accepting.length === 0 &&
-      this.#transports.size === 0;
+      this.#transports.size === 0 && this.#handshakes.size === 0;
   }
 
   #checkClosed(): void {
@@ -274,8 +348,8 @@ export class Server implements AsyncDisposable {
 }
 
 /**
- * Listens on TCP and serves a protocol from `factory` for each connection:
- * asyncio's `loop.create_server()`.
+ * Listens on TCP, or TLS with the `tls` option, and serves a protocol from
+ * `factory` for each connection: asyncio's `loop.create_server()`.
  *
  * @param factory Makes a protocol for each connection.
  * @param options Where to listen, and how.
@@ -294,6 +368,21 @@ export class Server implements AsyncDisposable {
  * }, { hostname: "127.0.0.1", port: 0 });
  * console.log("listening on", server.addrs[0]);
  * ```
+ *
+ * @example A TLS server with ALPN
+ * ```ts ignore
+ * import { createServer, ProtocolBase } from "@aio/protocols";
+ *
+ * await using server = await createServer(() => new ProtocolBase(), {
+ *   port: 8443,
+ *   tls: {
+ *     cert: await Deno.readTextFile("server.pem"),
+ *     key: await Deno.readTextFile("server_key.pem"),
+ *     alpnProtocols: ["h2", "http/1.1"],
+ *   },
+ *   handshakeTimeout: 10_000,
+ * });
+ * ```
  */
 export function createServer(
   factory: () => StreamProtocol,
@@ -302,13 +391,20 @@ export function createServer(
   try {
     checkFactory(factory, "create server");
     const port = checkPort(options?.port, "create server");
-    const listener = Deno.listen({
-      hostname: options.hostname ?? "0.0.0.0",
-      port,
-      ...(options.reusePort === undefined
-        ? {}
-        : { reusePort: options.reusePort }),
-    });
+    checkHandshakeTimeout(options.handshakeTimeout, "create server");
+    const hostname = options.hostname ?? "0.0.0.0";
+    const listener = options.tls === undefined
+      ? Deno.listen({
+        hostname,
+        port,
+        ...(options.reusePort === undefined
+          ? {}
+          : { reusePort: options.reusePort }),
+      })
+      : listenTls(
+        { hostname, port, reusePort: options.reusePort },
+        options.tls,
+      );
     return Promise.resolve(new Server(listener, factory, options));
   } catch (error) {
     return Promise.reject(error);

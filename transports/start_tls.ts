@@ -1,0 +1,131 @@
+import { toError } from "./_report.ts";
+import { detachConn, streamHooks } from "./_stream_internals.ts";
+import { checkHandshakeTimeout, isTlsConn, upgradeClient } from "./_tls.ts";
+import { StreamTransport } from "./stream_transport.ts";
+import type { StreamProtocol, Transport } from "./transport.ts";
+
+export type { TlsClientOptions, TlsServerOptions } from "./_tls.ts";
+
+/** Options for {@linkcode startTls}. */
+export interface StartTlsOptions {
+  /**
+   * The name the server's certificate must carry, also sent by SNI
+   * (default: the peer's IP address).
+   */
+  hostname?: string;
+  /** Root certificates (PEM) trusted beside the default ones. */
+  caCerts?: string[];
+  /** Application protocols to ask for by ALPN, most preferred first. */
+  alpnProtocols?: string[];
+  /**
+   * Milliseconds the handshake may take (default 60 000, asyncio's
+   * `ssl_handshake_timeout`); then it fails with `Deno.errors.TimedOut`.
+   */
+  handshakeTimeout?: number;
+}
+
+/**
+ * Upgrades a live plaintext TCP transport to TLS, as a client: asyncio's
+ * `loop.start_tls()`, for STARTTLS in SMTP, IMAP, XMPP or PostgreSQL.
+ *
+ * It flushes what `transport` has buffered, stops it (it reads and writes
+ * nothing more), runs the TLS handshake over the same socket, and returns
+ * a new transport that drives `protocol` over TLS. The protocol keeps its
+ * place in the conversation: it gets no second `connectionMade`, and no
+ * byte is lost across the switch. The new transport keeps the old one's
+ * write buffer limits, error hook and paused reading;
+ * `getExtraInfo("alpnProtocol")` is the protocol agreed by ALPN, or `null`.
+ *
+ * Call it from `dataReceived` when the server's go-ahead arrives (or
+ * call `pauseReading()` there, and `startTls` later): a read in flight
+ * cannot be cancelled, and `Deno.startTls` fails while one is pending.
+ *
+ * Only the client side is possible: Deno has no server-side `startTls`.
+ *
+ * @experimental **UNSTABLE**: New API, yet to be vetted.
+ *
+ * @param transport A live TCP transport from this module.
+ * @param protocol The protocol to drive over TLS; usually the same one.
+ * @param options The server name to verify, extra root CAs, ALPN and the
+ * handshake timeout.
+ * @returns The TLS transport, once the handshake has completed.
+ * @throws {TypeError} If the transport is not a TCP `StreamTransport`, is
+ * closing, or has a read in flight (the transport is left as it was).
+ * @throws {Error} If the handshake fails or times out; the connection is
+ * lost then, and the protocol gets `connectionLost(error)`.
+ *
+ * @example Upgrade when the server says go ahead
+ * ```ts ignore
+ * import { ProtocolBase, startTls, type Transport } from "@aio/protocols";
+ *
+ * class SmtpClient extends ProtocolBase {
+ *   override dataReceived(data: Uint8Array): void {
+ *     const line = new TextDecoder().decode(data);
+ *     if (line.startsWith("220 Ready to start TLS")) {
+ *       startTls(this.transport as Transport, this, { hostname: "mail.example" })
+ *         .then((tls) => {
+ *           this.transport = tls;
+ *           tls.write(new TextEncoder().encode("EHLO me\r\n"));
+ *         }, () => {}); // connectionLost(error) reports a failure
+ *     }
+ *   }
+ * }
+ * ```
+ */
+export async function startTls(
+  transport: Transport,
+  protocol: StreamProtocol,
+  options: StartTlsOptions = {},
+): Promise<Transport> {
+  const cannot = "Cannot start TLS";
+  if (!(transport instanceof StreamTransport)) {
+    throw new TypeError(`${cannot}: transport must be a StreamTransport`);
+  }
+  if (typeof protocol !== "object" || protocol === null) {
+    throw new TypeError(`${cannot}: protocol must be an object`);
+  }
+  const conn = transport.getExtraInfo("conn") as Deno.Conn;
+  if (isTlsConn(conn)) {
+    throw new TypeError(`${cannot}: the connection already uses TLS`);
+  }
+  if (conn.remoteAddr.transport !== "tcp") {
+    throw new TypeError(`${cannot}: Deno.startTls() needs a TCP connection`);
+  }
+  const timeoutMs = checkHandshakeTimeout(
+    options.handshakeTimeout,
+    "start TLS",
+  );
+  const hostname = options.hostname ?? conn.remoteAddr.hostname;
+  const lost = streamHooks.get(transport)?.lost;
+
+  const detached = await detachConn(transport);
+  let upgraded: StreamTransport;
+  try {
+    const tls = await upgradeClient(detached.conn, {
+      hostname,
+      caCerts: options.caCerts,
+      alpnProtocols: options.alpnProtocols,
+      timeoutMs,
+    });
+    try {
+      upgraded = new StreamTransport(tls.conn, protocol, {
+        onError: detached.onError,
+        extra: tls.extra,
+      });
+    } catch (error) {
+      tls.conn.close();
+      throw error;
+    }
+  } catch (error) {
+    const exc = toError(error);
+    detached.lose(exc);
+    throw exc;
+  }
+  streamHooks.set(upgraded, {
+    skipConnectionMade: true,
+    ...(lost === undefined ? {} : { lost }),
+  });
+  upgraded.setWriteBufferLimits(detached.limits);
+  if (detached.readPaused) upgraded.pauseReading();
+  return upgraded;
+}
