@@ -1,0 +1,81 @@
+/**
+ * A standalone echo server, for load generators in another process or on
+ * another machine to drive (tcpkali, a Go client, `bench/memory.ts`...).
+ *
+ * ```sh
+ * deno task bench:echo-server --port 7000 --protocol buffered
+ * deno task bench:echo-server --port 7001 --protocol plain
+ * deno task bench:echo-server --port 7002 --protocol raw     # baseline
+ * deno task bench:echo-server --port 7003 --protocol node    # node:net
+ * ```
+ *
+ * `--protocol` is one of `buffered` (StreamTransport + BufferedProtocol,
+ * the default), `plain` (StreamTransport + Protocol), `raw` (a `Deno.Conn`
+ * loop with 64 KiB reads), `raw256` (the same with 256 KiB reads) or `node`
+ * (`node:net`). `--hostname` defaults to 127.0.0.1 and `--port` to 0 (a
+ * free port, printed on start). `--buffer-size BYTES` sets the read buffer
+ * of `buffered`, `raw` and `raw256`. SIGINT or SIGTERM stops the server.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { HOSTNAME, serve, type ServeOptions, type Variant } from "./_echo.ts";
+
+const PROTOCOLS: Record<string, Variant> = {
+  buffered: "buffered",
+  plain: "protocol",
+  raw: "raw",
+  raw256: "raw256",
+  node: "node",
+};
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    hostname: { type: "string", default: HOSTNAME },
+    port: { type: "string", default: "0" },
+    protocol: { type: "string", default: "buffered" },
+    "buffer-size": { type: "string" },
+  },
+});
+
+const variant = PROTOCOLS[values.protocol];
+if (variant === undefined) {
+  throw new TypeError(
+    `Cannot start echo server: --protocol must be one of ${
+      Object.keys(PROTOCOLS).join(", ")
+    }, not "${values.protocol}"`,
+  );
+}
+const port = Number(values.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  throw new RangeError(
+    `Cannot start echo server: --port (${values.port}) must be between 0 and 65535`,
+  );
+}
+const options: ServeOptions = { hostname: values.hostname, port };
+if (values["buffer-size"] !== undefined) {
+  const size = Number(values["buffer-size"]);
+  if (!Number.isInteger(size) || size <= 0) {
+    throw new RangeError(
+      `Cannot start echo server: --buffer-size (${
+        values["buffer-size"]
+      }) must be a positive integer`,
+    );
+  }
+  options.bufferSize = size;
+}
+
+const server = await serve(variant, "echo", options);
+console.log(
+  `Echo server (${values.protocol}) listening on ${values.hostname}:${server.port}`,
+);
+
+await new Promise<void>((resolve) => {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, resolve);
+  }
+});
+server.close();
+Deno.exit(0);
