@@ -1,37 +1,65 @@
 /**
  * Read memory for stream transports that deliver to a `Protocol`.
  *
- * Reads are carved out of a slab shared by every transport, so a pending
- * read pins only the bytes it asked for, not a buffer of its own. A read
- * that returns many bytes is handed to the protocol as a view of the slab,
- * with no copy; a read that returns few bytes is copied out and its room
- * reused, so that small messages neither allocate slabs nor keep large ones
- * alive. The unused tail of a reservation goes back when nothing was
+ * Reads are carved out of arenas shared by every transport, so a pending
+ * read pins only the bytes it asked for, not a buffer of its own, and what
+ * a read returns is handed to the protocol as a view with no copy. Small
+ * reads come from a small arena and large ones from a large slab, so a
+ * quiet connection's pending read never keeps a large slab alive. A large
+ * read that returns few bytes is copied into the small arena and its room
+ * reused. The unused tail of a reservation goes back when nothing was
  * reserved after it.
  */
 
-/** The smallest read a quiet connection shrinks to. */
-export const MIN_READ_SIZE = 1024;
+/** The read a connection makes once a read came back short: the socket was drained. */
+export const PROBE_READ_SIZE = 4 * 1024;
 /** The first read of a connection. */
-export const INITIAL_READ_SIZE = 4 * 1024;
+export const INITIAL_READ_SIZE = PROBE_READ_SIZE;
 /** The largest read, as asyncio's `max_size` and uvloop's. */
 export const MAX_READ_SIZE = 256 * 1024;
-/** Reads that return at most this many bytes are copied out. */
+/** Reservations up to this size come from the small arena. */
+const SMALL_MAX = 16 * 1024;
+/** Large reads that return at most this many bytes are copied out. */
 const COPY_MAX = 4 * 1024;
-const SLAB_SIZE = 1024 * 1024;
 
-let slab = new Uint8Array(SLAB_SIZE);
-let used = 0;
+/** A bump allocator over one `Uint8Array`, replaced when full. */
+class Arena {
+  #size: number;
+  #slab: Uint8Array;
+  #used = 0;
 
-/** Returns `size` free bytes of the slab for one read. */
-export function reserve(size: number): Uint8Array {
-  if (used + size > slab.byteLength) {
-    slab = new Uint8Array(SLAB_SIZE);
-    used = 0;
+  constructor(size: number) {
+    this.#size = size;
+    this.#slab = new Uint8Array(size);
   }
-  const view = slab.subarray(used, used + size);
-  used += size;
-  return view;
+
+  take(size: number): Uint8Array {
+    if (this.#used + size > this.#slab.byteLength) {
+      this.#slab = new Uint8Array(this.#size);
+      this.#used = 0;
+    }
+    const view = this.#slab.subarray(this.#used, this.#used + size);
+    this.#used += size;
+    return view;
+  }
+
+  /** Gives back all of `view` but its first `keep` bytes, if it is the tail. */
+  release(view: Uint8Array, keep: number): void {
+    if (
+      view.buffer === this.#slab.buffer &&
+      view.byteOffset + view.byteLength === this.#used
+    ) {
+      this.#used = view.byteOffset + keep;
+    }
+  }
+}
+
+const small = new Arena(64 * 1024);
+const large = new Arena(1024 * 1024);
+
+/** Returns `size` free bytes for one read. */
+export function reserve(size: number): Uint8Array {
+  return size <= SMALL_MAX ? small.take(size) : large.take(size);
 }
 
 /**
@@ -39,36 +67,51 @@ export function reserve(size: number): Uint8Array {
  * as a chunk the protocol owns, and frees what the chunk does not use.
  */
 export function commit(view: Uint8Array, nbytes: number): Uint8Array {
+  if (view.byteLength <= SMALL_MAX) {
+    small.release(view, nbytes);
+    return view.subarray(0, nbytes);
+  }
   if (nbytes <= COPY_MAX) {
-    const chunk = view.slice(0, nbytes);
-    release(view, 0);
+    const chunk = small.take(nbytes);
+    chunk.set(view.subarray(0, nbytes));
+    large.release(view, 0);
     return chunk;
   }
-  release(view, nbytes);
+  large.release(view, nbytes);
   return view.subarray(0, nbytes);
 }
 
-/** Gives back all of `view` but its first `keep` bytes, if it is the tail. */
-export function release(view: Uint8Array, keep = 0): void {
-  if (
-    view.buffer === slab.buffer && view.byteOffset + view.byteLength === used
-  ) {
-    used = view.byteOffset + keep;
-  }
+/** Gives back all of a reservation that read nothing. */
+export function release(view: Uint8Array): void {
+  (view.byteLength <= SMALL_MAX ? small : large).release(view, 0);
 }
 
 /**
- * The next read size: four times larger after a read that filled its
- * `capacity`, half as large after one that used less than an eighth.
+ * Adapts the read size to the traffic. A read that filled its `capacity`
+ * means more is waiting: the next read is four times larger, or as large
+ * as the last burst. A short read means the socket is drained: the next
+ * read is a small probe, so a connection that goes quiet holds little, and
+ * the burst size is kept for when traffic comes back (halved if the read
+ * used under an eighth of it).
  */
-export function nextReadSize(
-  size: number,
-  nbytes: number,
-  capacity: number,
-): number {
-  if (nbytes >= capacity) {
-    return Math.min(Math.max(size, capacity) * 4, MAX_READ_SIZE);
+export class ReadSizer {
+  /** The size of the next read. */
+  size: number = INITIAL_READ_SIZE;
+  #burst = INITIAL_READ_SIZE;
+
+  /** Learns from a read of `nbytes` into `capacity` bytes. */
+  update(nbytes: number, capacity: number): void {
+    if (nbytes >= capacity) {
+      this.#burst = Math.min(
+        Math.max(capacity * 4, this.#burst),
+        MAX_READ_SIZE,
+      );
+      this.size = this.#burst;
+      return;
+    }
+    if (nbytes < this.#burst / 8) {
+      this.#burst = Math.max(this.#burst / 2, PROBE_READ_SIZE);
+    }
+    this.size = PROBE_READ_SIZE;
   }
-  if (nbytes < size / 8) return Math.max(size / 2, MIN_READ_SIZE);
-  return size;
 }

@@ -2,13 +2,7 @@ import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
 import { WriteFlowControl } from "./_flow_control.ts";
-import {
-  commit,
-  INITIAL_READ_SIZE,
-  nextReadSize,
-  release,
-  reserve,
-} from "./_read_buffer.ts";
+import { commit, ReadSizer, release, reserve } from "./_read_buffer.ts";
 import { report, reportToStderr, toError } from "./_report.ts";
 import {
   type DetachedConn,
@@ -47,6 +41,8 @@ type Read =
     buffer: Uint8Array;
   }
   | { kind: "eof" };
+
+const EOF: Read = { kind: "eof" };
 
 /**
  * A byte-stream transport over a `Deno.Conn`: TCP, Unix or TLS.
@@ -91,7 +87,7 @@ export class StreamTransport implements Transport {
   #readActive = false;
   #readPending = false;
   #readPaused = false;
-  #readSize = INITIAL_READ_SIZE;
+  #sizer = new ReadSizer();
   #held: Read | undefined;
   #eofRead = false;
   #eofWritten = false;
@@ -301,57 +297,69 @@ export class StreamTransport implements Transport {
         if (this.#closing || !this.#deliver(held)) return;
       }
       while (!this.#closing && !this.#readPaused && !this.#eofRead) {
-        const read = await this.#read();
-        if (read === undefined || this.#closing) return;
-        if (this.#readPaused) {
-          this.#held = read;
+        const protocol = this.#protocol;
+        const fromArena = !this.#buffered;
+        let buffer: Uint8Array;
+        if (fromArena) {
+          buffer = reserve(this.#sizer.size);
+        } else {
+          try {
+            buffer = getBuffer(protocol as BufferedProtocol, this.#sizer.size);
+          } catch (error) {
+            this.#fail(error, "getBuffer");
+            return;
+          }
+        }
+        let nbytes: number | null;
+        this.#readPending = true;
+        try {
+          nbytes = await this.#conn.read(buffer);
+        } catch (error) {
+          this.#readPending = false;
+          if (fromArena) release(buffer);
+          if (!this.#closing) this.#forceClose(toError(error));
           return;
         }
-        if (!this.#deliver(read)) return;
+        this.#readPending = false;
+        if (nbytes === null || this.#closing) {
+          if (fromArena) release(buffer);
+          if (this.#closing) return;
+          if (this.#readPaused) this.#held = EOF;
+          else this.#receiveEof();
+          return;
+        }
+        this.#sizer.update(nbytes, buffer.byteLength);
+        if (fromArena) {
+          const data = commit(buffer, nbytes);
+          if (this.#readPaused) {
+            this.#held = { kind: "data", data };
+            return;
+          }
+          if (!this.#feed(data)) return;
+        } else if (this.#readPaused || protocol !== this.#protocol) {
+          const read: Read = {
+            kind: "buffer",
+            protocol: protocol as BufferedProtocol,
+            nbytes,
+            buffer,
+          };
+          if (this.#readPaused) {
+            this.#held = read;
+            return;
+          }
+          if (!this.#deliver(read)) return;
+        } else {
+          try {
+            (protocol as BufferedProtocol).bufferUpdated(nbytes);
+          } catch (error) {
+            this.#fail(error, "bufferUpdated");
+            return;
+          }
+        }
       }
     } finally {
       this.#readActive = false;
     }
-  }
-
-  /** One `conn.read`; `undefined` if the connection failed or closed. */
-  async #read(): Promise<Read | undefined> {
-    const protocol = this.#protocol;
-    const fromSlab = !this.#buffered;
-    let buffer: Uint8Array;
-    if (!fromSlab) {
-      try {
-        buffer = getBuffer(protocol as BufferedProtocol, this.#readSize);
-      } catch (error) {
-        this.#fail(error, "getBuffer");
-        return undefined;
-      }
-    } else {
-      buffer = reserve(this.#readSize);
-    }
-    let nbytes: number | null;
-    this.#readPending = true;
-    try {
-      nbytes = await this.#conn.read(buffer);
-    } catch (error) {
-      this.#readPending = false;
-      if (fromSlab) release(buffer);
-      if (!this.#closing) this.#forceClose(toError(error));
-      return undefined;
-    }
-    this.#readPending = false;
-    if (nbytes === null || this.#closing) {
-      if (fromSlab) release(buffer);
-      return nbytes === null ? { kind: "eof" } : undefined;
-    }
-    this.#readSize = nextReadSize(this.#readSize, nbytes, buffer.byteLength);
-    if (fromSlab) return { kind: "data", data: commit(buffer, nbytes) };
-    return {
-      kind: "buffer",
-      protocol: protocol as BufferedProtocol,
-      nbytes,
-      buffer,
-    };
   }
 
   /** Hands a read to the protocol; `false` when reading must stop. */
