@@ -1,14 +1,16 @@
 /**
  * Read memory for stream transports that deliver to a `Protocol`.
  *
- * Reads are carved out of arenas shared by every transport, so a pending
- * read pins only the bytes it asked for, not a buffer of its own, and what
- * a read returns is handed to the protocol as a view with no copy. Small
- * reads come from a small arena and large ones from a large slab, so a
- * quiet connection's pending read never keeps a large slab alive. A large
- * read that returns few bytes is copied into the small arena and its room
- * reused. The unused tail of a reservation goes back when nothing was
- * reserved after it.
+ * Reads are carved out of 1 MiB arenas shared by every transport, so a
+ * pending read pins only the bytes it asked for, not a buffer of its own,
+ * and pages an idle read never fills are never touched. Small reads (up to
+ * 16 KiB) and large ones use separate arenas, so a quiet connection's
+ * pending read never keeps delivered data alive. A large result is handed
+ * to the protocol as a view with no copy; a small one (a small read's, or a
+ * large read's of at most 4 KiB) is copied into a 64 KiB pool, as Node's
+ * Buffer pool does, so that its room is reused and a chunk the protocol
+ * keeps pins at most 64 KiB. The unused tail of a reservation goes back
+ * when nothing was reserved after it.
  */
 
 /** The read a connection makes once a read came back short: the socket was drained. */
@@ -54,8 +56,12 @@ class Arena {
   }
 }
 
-const small = new Arena(64 * 1024);
+/** Pending reads up to `SMALL_MAX`; every byte is given back on commit. */
+const small = new Arena(1024 * 1024);
+/** Pending reads over `SMALL_MAX`; large results stay here as views. */
 const large = new Arena(1024 * 1024);
+/** Copies of small results, so that a kept chunk pins at most 64 KiB. */
+const pool = new Arena(64 * 1024);
 
 /** Returns `size` free bytes for one read. */
 export function reserve(size: number): Uint8Array {
@@ -67,14 +73,11 @@ export function reserve(size: number): Uint8Array {
  * as a chunk the protocol owns, and frees what the chunk does not use.
  */
 export function commit(view: Uint8Array, nbytes: number): Uint8Array {
-  if (view.byteLength <= SMALL_MAX) {
-    small.release(view, nbytes);
-    return view.subarray(0, nbytes);
-  }
-  if (nbytes <= COPY_MAX) {
-    const chunk = small.take(nbytes);
+  const fromSmall = view.byteLength <= SMALL_MAX;
+  if (fromSmall || nbytes <= COPY_MAX) {
+    const chunk = pool.take(nbytes);
     chunk.set(view.subarray(0, nbytes));
-    large.release(view, 0);
+    (fromSmall ? small : large).release(view, 0);
     return chunk;
   }
   large.release(view, nbytes);
