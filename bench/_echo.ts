@@ -581,3 +581,37 @@ function closeQuietly(resource: { close(): void }): void {
     // Already closed.
   }
 }
+
+/** One workload, run for every variant in one bench group. */
+export interface Workload {
+  /** The bench group's name. */
+  group: string;
+  /** What the server does with what it reads. */
+  kind: ServerKind;
+  /** The chunk the client writes. */
+  chunk: Uint8Array;
+  /** How many times per iteration the client writes it. */
+  count: number;
+  /** How many bytes the client waits for before the iteration ends. */
+  expect: number;
+  /** Iterations, and warm-up iterations. */
+  n: number;
+  warmup: number;
+}
+
+/** Registers `workload` for every variant, the raw 64 KiB loop as baseline. */
+export async function benchWorkload(workload: Workload): Promise<void> {
+  for (const variant of VARIANTS) {
+    const client = await connectPair(variant, workload.kind);
+    Deno.bench({
+      group: workload.group,
+      name: VARIANT_NAMES[variant],
+      baseline: variant === "raw",
+      n: workload.n,
+      warmup: workload.warmup,
+      async fn() {
+        await client.send(workload.chunk, workload.count, workload.expect);
+      },
+    });
+  }
+}

@@ -4,21 +4,16 @@
  * @module
  */
 
-import { connectPair, pattern, VARIANT_NAMES, VARIANTS } from "./_echo.ts";
+import { benchWorkload, pattern } from "./_echo.ts";
 
 const MESSAGE = pattern(64);
-const GROUP = "ping-pong 64 B round trip";
 
-for (const variant of VARIANTS) {
-  const client = await connectPair(variant, "echo");
-  Deno.bench({
-    group: GROUP,
-    name: VARIANT_NAMES[variant],
-    baseline: variant === "raw",
-    n: 10_000,
-    warmup: 1_000,
-    async fn() {
-      await client.send(MESSAGE, 1, MESSAGE.byteLength);
-    },
-  });
-}
+await benchWorkload({
+  group: "ping-pong 64 B round trip",
+  kind: "echo",
+  chunk: MESSAGE,
+  count: 1,
+  expect: MESSAGE.byteLength,
+  n: 10_000,
+  warmup: 1_000,
+});

@@ -7,24 +7,17 @@
  * @module
  */
 
-import { connectPair, pattern, VARIANT_NAMES, VARIANTS } from "./_echo.ts";
+import { benchWorkload, pattern } from "./_echo.ts";
 
 const CHUNK = pattern(100);
 const COUNT = 1_000;
-const GROUP = "1,000 writes of 100 B";
 
-for (const variant of VARIANTS) {
-  const client = await connectPair(variant, {
-    ackEvery: COUNT * CHUNK.byteLength,
-  });
-  Deno.bench({
-    group: GROUP,
-    name: VARIANT_NAMES[variant],
-    baseline: variant === "raw",
-    n: 200,
-    warmup: 20,
-    async fn() {
-      await client.send(CHUNK, COUNT, 1);
-    },
-  });
-}
+await benchWorkload({
+  group: "1,000 writes of 100 B",
+  kind: { ackEvery: COUNT * CHUNK.byteLength },
+  chunk: CHUNK,
+  count: COUNT,
+  expect: 1,
+  n: 200,
+  warmup: 20,
+});
