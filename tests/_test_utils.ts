@@ -13,9 +13,16 @@ export type CallbackName =
   | "getBuffer"
   | "bufferUpdated";
 
-/** Waits for named callbacks; shared by the recording protocols. */
+/**
+ * Records callbacks and waits for them; holds the callbacks both recording
+ * protocols share. `eofReceived` returns `keepOpen`.
+ */
 class CallRecorder {
   calls: CallbackName[] = [];
+  transport: BaseTransport | undefined;
+  chunks: Uint8Array[] = [];
+  lostWith: Error | undefined;
+  keepOpen = false;
   #waiters: { name: CallbackName; count: number; resolve: () => void }[] = [];
 
   record(name: CallbackName): void {
@@ -38,26 +45,10 @@ class CallRecorder {
       this.#waiters.push({ name, count, resolve })
     );
   }
-}
-
-/**
- * A `Protocol` that records each callback's name in `calls`, keeps the
- * bytes it receives, and can wait for a callback with `waitFor(name)`.
- * `eofReceived` returns `keepOpen`.
- */
-export class RecordingProtocol extends CallRecorder implements Protocol {
-  transport: BaseTransport | undefined;
-  chunks: Uint8Array[] = [];
-  lostWith: Error | undefined;
-  keepOpen = false;
 
   connectionMade(transport: BaseTransport): void {
     this.transport = transport;
     this.record("connectionMade");
-  }
-  dataReceived(data: Uint8Array): void {
-    this.chunks.push(data);
-    this.record("dataReceived");
   }
   eofReceived(): boolean {
     this.record("eofReceived");
@@ -77,6 +68,18 @@ export class RecordingProtocol extends CallRecorder implements Protocol {
   /** Every byte received so far, in one array. */
   received(): Uint8Array {
     return concat(this.chunks);
+  }
+}
+
+/**
+ * A `Protocol` that records each callback's name in `calls`, keeps the
+ * bytes it receives, and can wait for a callback with `waitFor(name)`.
+ * `eofReceived` returns `keepOpen`.
+ */
+export class RecordingProtocol extends CallRecorder implements Protocol {
+  dataReceived(data: Uint8Array): void {
+    this.chunks.push(data);
+    this.record("dataReceived");
   }
 
   /** Resolves once at least `nbytes` bytes in all have arrived. */
@@ -93,22 +96,14 @@ export class RecordingProtocol extends CallRecorder implements Protocol {
  */
 export class RecordingBufferedProtocol extends CallRecorder
   implements BufferedProtocol {
-  transport: BaseTransport | undefined;
   buffer: Uint8Array;
-  chunks: Uint8Array[] = [];
   sizeHints: number[] = [];
-  lostWith: Error | undefined;
-  keepOpen = false;
 
   constructor(size = 64 * 1024) {
     super();
     this.buffer = new Uint8Array(size);
   }
 
-  connectionMade(transport: BaseTransport): void {
-    this.transport = transport;
-    this.record("connectionMade");
-  }
   getBuffer(sizeHint: number): Uint8Array {
     this.sizeHints.push(sizeHint);
     this.record("getBuffer");
@@ -117,25 +112,6 @@ export class RecordingBufferedProtocol extends CallRecorder
   bufferUpdated(nbytes: number): void {
     this.chunks.push(this.buffer.slice(0, nbytes));
     this.record("bufferUpdated");
-  }
-  eofReceived(): boolean {
-    this.record("eofReceived");
-    return this.keepOpen;
-  }
-  pauseWriting(): void {
-    this.record("pauseWriting");
-  }
-  resumeWriting(): void {
-    this.record("resumeWriting");
-  }
-  connectionLost(exc: Error | undefined): void {
-    this.lostWith = exc;
-    this.record("connectionLost");
-  }
-
-  /** Every byte received so far, in one array. */
-  received(): Uint8Array {
-    return concat(this.chunks);
   }
 }
 
