@@ -1,0 +1,145 @@
+import assert from "node:assert/strict";
+import {
+  commit,
+  drop,
+  hold,
+  lendBlock,
+  MAX_READ_SIZE,
+  outstandingLoans,
+  PROBE_READ_SIZE,
+  ReadSizer,
+  release,
+  releaseBlock,
+  reserve,
+  reserveBlock,
+} from "../../transports/_read_buffer.ts";
+
+const KiB = 1024;
+
+Deno.test("ReadSizer: starts with a probe and grows four times per full read", () => {
+  const sizer = new ReadSizer();
+  assert.equal(sizer.size, PROBE_READ_SIZE);
+  const sizes = [sizer.size];
+  for (let i = 0; i < 5; i++) {
+    sizer.update(sizer.size, sizer.size);
+    sizes.push(sizer.size);
+  }
+  assert.deepEqual(sizes, [
+    4 * KiB,
+    16 * KiB,
+    64 * KiB,
+    256 * KiB,
+    MAX_READ_SIZE,
+    MAX_READ_SIZE,
+  ]);
+});
+
+Deno.test("ReadSizer: probes after a short read and returns to the burst size", () => {
+  const sizer = new ReadSizer();
+  for (let i = 0; i < 3; i++) sizer.update(sizer.size, sizer.size);
+  assert.equal(sizer.size, 256 * KiB);
+  sizer.update(100 * KiB, 256 * KiB);
+  assert.equal(sizer.size, PROBE_READ_SIZE);
+  sizer.update(PROBE_READ_SIZE, PROBE_READ_SIZE);
+  assert.equal(sizer.size, 256 * KiB);
+});
+
+Deno.test("ReadSizer: a quiet connection halves its burst size down to the probe", () => {
+  const sizer = new ReadSizer();
+  for (let i = 0; i < 3; i++) sizer.update(sizer.size, sizer.size);
+  const bursts = [];
+  for (let i = 0; i < 8; i++) {
+    sizer.update(10, sizer.size);
+    sizer.update(PROBE_READ_SIZE, PROBE_READ_SIZE);
+    bursts.push(sizer.size);
+  }
+  assert.deepEqual(bursts.slice(0, 3), [128 * KiB, 64 * KiB, 32 * KiB]);
+  assert.equal(bursts.at(-1), 16 * KiB);
+});
+
+Deno.test("commit: a small result is a copy and its reservation is reused", () => {
+  const view = reserve(PROBE_READ_SIZE);
+  view.set([1, 2, 3]);
+  const chunk = commit(view, 3);
+  assert.deepEqual([...chunk], [1, 2, 3]);
+  assert.notEqual(chunk.buffer, view.buffer);
+  const next = reserve(PROBE_READ_SIZE);
+  next.fill(9);
+  assert.deepEqual([...chunk], [1, 2, 3]);
+  release(next);
+});
+
+Deno.test("commit: a large result is a view that later reads never overwrite", () => {
+  const view = reserve(64 * KiB);
+  view.fill(7);
+  const chunk = commit(view, 32 * KiB);
+  assert.equal(chunk.buffer, view.buffer);
+  assert.equal(chunk.byteLength, 32 * KiB);
+  const later = [];
+  for (let i = 0; i < 40; i++) {
+    const next = reserve(64 * KiB);
+    next.fill(1);
+    later.push(commit(next, 64 * KiB));
+  }
+  assert.ok(chunk.every((byte) => byte === 7));
+});
+
+Deno.test("probe slots: released out of order, every slot is reused", () => {
+  const views = Array.from({ length: 8 }, () => reserve(PROBE_READ_SIZE));
+  const offsets = new Set(views.map((view) => view.byteOffset));
+  assert.equal(offsets.size, views.length);
+  for (const index of [5, 1, 7, 0, 3, 6, 2, 4]) release(views[index]!);
+  const again = Array.from({ length: 8 }, () => reserve(PROBE_READ_SIZE));
+  for (const view of again) {
+    assert.ok(
+      views.some((old) =>
+        old.buffer === view.buffer && old.byteOffset === view.byteOffset
+      ),
+    );
+  }
+  for (const view of again) release(view);
+});
+
+Deno.test("blocks: sized to a power of two and reused once given back", () => {
+  const view = reserveBlock(64 * KiB);
+  assert.equal(view.byteLength, 64 * KiB);
+  assert.equal(view.buffer.byteLength, 64 * KiB);
+  releaseBlock(view);
+  const again = reserveBlock(64 * KiB);
+  assert.equal(again.buffer, view.buffer);
+  releaseBlock(again);
+  const odd = reserveBlock(40 * KiB);
+  assert.equal(odd.buffer.byteLength, 64 * KiB);
+  releaseBlock(odd);
+});
+
+Deno.test("lendBlock: a result of 4 KiB or less is copied and the block is free at once", () => {
+  const view = reserveBlock(64 * KiB);
+  view.set([4, 5, 6]);
+  const lent = lendBlock(view, 3);
+  assert.ok(lent instanceof Uint8Array);
+  assert.deepEqual([...lent], [4, 5, 6]);
+  assert.equal(outstandingLoans(), 0);
+  const again = reserveBlock(64 * KiB);
+  assert.equal(again.buffer, view.buffer);
+  releaseBlock(again);
+});
+
+Deno.test("lendBlock: a held block is not reused until every holder drops it", () => {
+  const view = reserveBlock(64 * KiB);
+  const loan = lendBlock(view, 32 * KiB);
+  assert.ok(!(loan instanceof Uint8Array));
+  assert.equal(outstandingLoans(), 1);
+  const writeLoan = hold(view.subarray(100, 200));
+  assert.equal(writeLoan, loan);
+  assert.equal(hold(new Uint8Array(10)), undefined);
+  drop(loan);
+  const other = reserveBlock(64 * KiB);
+  assert.notEqual(other.buffer, view.buffer);
+  releaseBlock(other);
+  drop(writeLoan!);
+  assert.equal(outstandingLoans(), 0);
+  const again = reserveBlock(64 * KiB);
+  assert.equal(again.buffer, view.buffer);
+  releaseBlock(again);
+});
