@@ -26,9 +26,20 @@ import { BaseProtocolBase } from "./base_protocol.ts";
 export interface Protocol extends BaseProtocol {
   /**
    * Called with each chunk read, never empty. The chunking is arbitrary and
-   * the protocol owns `data`: the transport never writes into it again.
+   * the protocol owns `data`: the transport never writes into it again,
+   * unless the protocol declares {@linkcode Protocol.transientData}.
    */
   dataReceived(data: Uint8Array): void;
+  /**
+   * `true` if `dataReceived` is done with `data` when it returns: it parses
+   * or copies what it needs, and keeps no view of it. The transport may
+   * then read into the same memory again, which makes bulk reads as fast
+   * as a raw loop's reused buffer (see the README's bench table). Writing
+   * `data` to any stream transport is safe: the transport does not reuse
+   * the memory until that write is done. Default `false`: `data` is the
+   * protocol's to keep.
+   */
+  readonly transientData?: boolean;
   /**
    * Called at most once, when the peer half-closes. A truthy return keeps
    * the transport open for writing; otherwise it closes after flushing.

@@ -2,7 +2,19 @@ import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
 import { WriteFlowControl } from "./_flow_control.ts";
-import { commit, ReadSizer, release, reserve } from "./_read_buffer.ts";
+import {
+  commit,
+  drop,
+  hold,
+  lendBlock,
+  type Loan,
+  ReadSizer,
+  release,
+  releaseBlock,
+  reserve,
+  reserveBlock,
+  SMALL_MAX,
+} from "./_read_buffer.ts";
 import { report, reportToStderr, toError } from "./_report.ts";
 import {
   type DetachedConn,
@@ -33,7 +45,7 @@ const LOST_WRITES_WARNING = 5;
 
 /** One read's result, delivered now or held while reading is paused. */
 type Read =
-  | { kind: "data"; data: Uint8Array }
+  | { kind: "data"; data: Uint8Array; loan: Loan | undefined }
   | {
     kind: "buffer";
     protocol: BufferedProtocol;
@@ -82,6 +94,11 @@ export class StreamTransport implements Transport {
   #queue: Uint8Array[] = [];
   #queueHead = 0;
   #size = 0;
+  /** Chunks ever queued, and ever taken by the pump and written. */
+  #queued = 0;
+  #written = 0;
+  /** Loans of lent blocks that queued chunks are views of, oldest first. */
+  #loans: { seq: number; loan: Loan }[] = [];
   #pump: Promise<void> | undefined;
   #reader: Promise<void>;
   #readActive = false;
@@ -237,7 +254,7 @@ export class StreamTransport implements Transport {
   close(): void {
     if (this.#closing) return;
     this.#closing = true;
-    this.#held = undefined;
+    this.#dropHeld();
     if (this.#pump === undefined) this.#finish(undefined);
   }
 
@@ -294,17 +311,31 @@ export class StreamTransport implements Transport {
       if (held !== undefined) {
         this.#held = undefined;
         await undefined;
-        if (this.#closing || !this.#deliver(held)) return;
+        if (this.#closing) {
+          if (held.kind === "data" && held.loan) drop(held.loan);
+          return;
+        }
+        // Paused again in the task that resumed.
+        if (this.#readPaused) {
+          this.#held = held;
+          return;
+        }
+        if (!this.#deliver(held)) return;
       }
       while (!this.#closing && !this.#readPaused && !this.#eofRead) {
         const protocol = this.#protocol;
         const fromArena = !this.#buffered;
+        const size = this.#sizer.size;
+        const lending = fromArena && size > SMALL_MAX &&
+          (protocol as Protocol).transientData === true;
         let buffer: Uint8Array;
-        if (fromArena) {
-          buffer = reserve(this.#sizer.size);
+        if (lending) {
+          buffer = reserveBlock(size);
+        } else if (fromArena) {
+          buffer = reserve(size);
         } else {
           try {
-            buffer = getBuffer(protocol as BufferedProtocol, this.#sizer.size);
+            buffer = getBuffer(protocol as BufferedProtocol, size);
           } catch (error) {
             this.#fail(error, "getBuffer");
             return;
@@ -316,13 +347,15 @@ export class StreamTransport implements Transport {
           nbytes = await this.#conn.read(buffer);
         } catch (error) {
           this.#readPending = false;
-          if (fromArena) release(buffer);
+          if (lending) releaseBlock(buffer);
+          else if (fromArena) release(buffer);
           if (!this.#closing) this.#forceClose(toError(error));
           return;
         }
         this.#readPending = false;
         if (nbytes === null || this.#closing) {
-          if (fromArena) release(buffer);
+          if (lending) releaseBlock(buffer);
+          else if (fromArena) release(buffer);
           if (this.#closing) return;
           if (this.#readPaused) this.#held = EOF;
           else this.#receiveEof();
@@ -330,12 +363,26 @@ export class StreamTransport implements Transport {
         }
         this.#sizer.update(nbytes, buffer.byteLength);
         if (fromArena) {
-          const data = commit(buffer, nbytes);
+          let data: Uint8Array;
+          let loan: Loan | undefined;
+          if (lending) {
+            const lent = lendBlock(buffer, nbytes);
+            if (lent instanceof Uint8Array) {
+              data = lent;
+            } else {
+              loan = lent;
+              data = buffer.subarray(0, nbytes);
+            }
+          } else {
+            data = commit(buffer, nbytes);
+          }
           if (this.#readPaused) {
-            this.#held = { kind: "data", data };
+            this.#held = { kind: "data", data, loan };
             return;
           }
-          if (!this.#feed(data)) return;
+          const more = this.#feed(data, loan !== undefined);
+          if (loan !== undefined) drop(loan);
+          if (!more) return;
         } else if (this.#readPaused || protocol !== this.#protocol) {
           const read: Read = {
             kind: "buffer",
@@ -368,7 +415,11 @@ export class StreamTransport implements Transport {
       this.#receiveEof();
       return false;
     }
-    if (read.kind === "data") return this.#feed(read.data);
+    if (read.kind === "data") {
+      const more = this.#feed(read.data, read.loan !== undefined);
+      if (read.loan !== undefined) drop(read.loan);
+      return more;
+    }
     if (read.protocol !== this.#protocol) {
       return this.#feed(read.buffer.slice(0, read.nbytes));
     }
@@ -381,12 +432,19 @@ export class StreamTransport implements Transport {
     return !this.#closing;
   }
 
-  /** Gives `data` to whichever protocol is current, copying if buffered. */
-  #feed(data: Uint8Array): boolean {
+  /**
+   * Gives `data` to whichever protocol is current, copying if buffered, or
+   * if `data` is `lent` and the protocol keeps what it gets.
+   */
+  #feed(data: Uint8Array, lent = false): boolean {
     const protocol = this.#protocol;
     if (!this.#buffered) {
       try {
-        (protocol as Protocol).dataReceived(data);
+        (protocol as Protocol).dataReceived(
+          lent && (protocol as Protocol).transientData !== true
+            ? data.slice()
+            : data,
+        );
       } catch (error) {
         this.#fail(error, "dataReceived");
         return false;
@@ -412,10 +470,16 @@ export class StreamTransport implements Transport {
       if (this.#closing) return false;
       if (offset === data.byteLength) break;
       if (this.#readPaused) {
-        this.#held = { kind: "data", data: data.subarray(offset) };
+        this.#held = {
+          kind: "data",
+          data: data.subarray(offset),
+          loan: lent ? hold(data) : undefined,
+        };
         return false;
       }
-      if (this.#protocol !== buffered) return this.#feed(data.subarray(offset));
+      if (this.#protocol !== buffered) {
+        return this.#feed(data.subarray(offset), lent);
+      }
     }
     return !this.#closing;
   }
@@ -436,6 +500,9 @@ export class StreamTransport implements Transport {
 
   #enqueue(data: Uint8Array): void {
     this.#queue.push(data);
+    this.#queued++;
+    const loan = hold(data);
+    if (loan !== undefined) this.#loans.push({ seq: this.#queued, loan });
     this.#size += data.byteLength;
     this.#pump ??= this.#runPump();
     this.#flow.grew(this.#size);
@@ -447,7 +514,9 @@ export class StreamTransport implements Transport {
     await undefined;
     try {
       while (this.#queueHead < this.#queue.length) {
+        const waiting = this.#queue.length - this.#queueHead;
         const chunk = this.#takeChunk();
+        const taken = waiting - (this.#queue.length - this.#queueHead);
         let offset = 0;
         while (offset < chunk.byteLength) {
           const written = await this.#conn.write(
@@ -458,6 +527,8 @@ export class StreamTransport implements Transport {
           this.#size -= written;
           this.#flow.shrank(this.#size);
         }
+        this.#written += taken;
+        if (this.#loans.length > 0) this.#dropLoans(this.#written);
       }
       if (this.#eofWritten && !this.#finishing) await this.#conn.closeWrite();
     } catch (error) {
@@ -497,6 +568,22 @@ export class StreamTransport implements Transport {
       this.#queueHead = end;
     }
     return chunk;
+  }
+
+  /** Ends the loans of chunks up to number `seq`, now written or dropped. */
+  #dropLoans(seq: number): void {
+    const loans = this.#loans;
+    let i = 0;
+    while (i < loans.length && loans[i]!.seq <= seq) drop(loans[i++]!.loan);
+    if (i === loans.length) this.#loans = [];
+    else if (i > 0) loans.splice(0, i);
+  }
+
+  /** Forgets data held while paused, ending its loan. */
+  #dropHeld(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    if (held?.kind === "data" && held.loan !== undefined) drop(held.loan);
   }
 
   #dropWrite(): void {
@@ -569,7 +656,7 @@ export class StreamTransport implements Transport {
   #forceClose(exc: Error | undefined): void {
     if (this.#finishing) return;
     this.#closing = true;
-    this.#held = undefined;
+    this.#dropHeld();
     this.#queue = [];
     this.#queueHead = 0;
     this.#size = 0;
@@ -586,9 +673,11 @@ export class StreamTransport implements Transport {
     } catch {
       // Already closed by the peer's failure or by Deno.
     }
-    Promise.all([this.#reader, this.#pump]).then(() =>
-      this.#connectionLost(exc)
-    );
+    Promise.all([this.#reader, this.#pump]).then(() => {
+      // No write is in flight now: lent blocks can be reused.
+      this.#dropLoans(Infinity);
+      this.#connectionLost(exc);
+    });
   }
 
   #connectionLost(exc: Error | undefined): void {

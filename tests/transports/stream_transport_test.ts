@@ -1228,6 +1228,32 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
 
   await overLoopbacks(
     t,
+    "resumed and paused again in one task, held data stays held",
+    async (peers) => {
+      const protocol = new RecordingProtocol();
+      const transport = new StreamTransport(peers.client, protocol);
+      await protocol.waitFor("connectionMade");
+      transport.pauseReading();
+      const first = pattern(2000, 103);
+      await writeAll(peers.server, first);
+      await roundTrips(transport, peers.server);
+
+      transport.resumeReading();
+      transport.pauseReading();
+      await roundTrips(transport, peers.server);
+      assert.equal(protocol.count("dataReceived"), 0);
+      assert.equal(transport.isReading(), false);
+
+      transport.resumeReading();
+      await peers.server.closeWrite();
+      await protocol.waitFor("connectionLost");
+      assertBytes(protocol.received(), first);
+      assertOrder(protocol.calls);
+    },
+  );
+
+  await overLoopbacks(
+    t,
     "an EOF that arrives while paused is held too",
     async (peers) => {
       const protocol = new RecordingProtocol();
