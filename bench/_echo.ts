@@ -38,13 +38,20 @@ const ACK = new Uint8Array([0x2e]);
 export const BUFFERED_SIZE = 256 * KiB;
 
 /** One way of driving connections, used by both the server and the client. */
-export type Variant = "raw" | "raw256" | "protocol" | "buffered" | "node";
+export type Variant =
+  | "raw"
+  | "raw256"
+  | "protocol"
+  | "transient"
+  | "buffered"
+  | "node";
 
 /** Every variant, the baseline first. */
 export const VARIANTS: readonly Variant[] = [
   "raw",
   "raw256",
   "protocol",
+  "transient",
   "buffered",
   "node",
 ];
@@ -54,6 +61,7 @@ export const VARIANT_NAMES: Readonly<Record<Variant, string>> = {
   raw: "raw Deno.Conn, 64 KiB reads",
   raw256: "raw Deno.Conn, 256 KiB reads",
   protocol: "StreamTransport + Protocol",
+  transient: "StreamTransport + Protocol, transientData",
   buffered: "StreamTransport + BufferedProtocol",
   node: "node:net",
 };
@@ -124,10 +132,15 @@ export async function serve(
       });
     }
     case "protocol":
+    case "transient":
     case "buffered": {
       const size = options.bufferSize ?? BUFFERED_SIZE;
-      const factory = variant === "protocol"
-        ? () => kind === "echo" ? new EchoProtocol() : new SinkProtocol(kind)
+      const transient = variant === "transient";
+      const factory = variant !== "buffered"
+        ? () =>
+          kind === "echo"
+            ? new EchoProtocol(transient)
+            : new SinkProtocol(kind, transient)
         : () =>
           kind === "echo"
             ? new BufferedEchoProtocol(size)
@@ -169,12 +182,13 @@ export async function connect(
       return new RawClient(conn, variant === "raw" ? 64 * KiB : 256 * KiB);
     }
     case "protocol":
+    case "transient":
     case "buffered": {
       const [transport, protocol] = await createConnection(
         () =>
-          variant === "protocol"
-            ? new CountingProtocol()
-            : new CountingBufferedProtocol(BUFFERED_SIZE),
+          variant === "buffered"
+            ? new CountingBufferedProtocol(BUFFERED_SIZE)
+            : new CountingProtocol(variant === "transient"),
         { hostname: HOSTNAME, port },
       );
       return new TransportClient(transport, protocol);
@@ -349,7 +363,13 @@ class RawClient implements BenchClient {
 /** Echoes each chunk; stops reading while the peer does not keep up. */
 class EchoProtocol extends ProtocolBase {
   onConnection = (): void => {};
+  readonly transientData: boolean;
   #transport!: Transport;
+
+  constructor(transient: boolean) {
+    super();
+    this.transientData = transient;
+  }
 
   override connectionMade(transport: Transport): void {
     super.connectionMade(transport);
@@ -399,13 +419,15 @@ class BufferedEchoProtocol extends BufferedProtocolBase {
 
 class SinkProtocol extends ProtocolBase {
   onConnection = (): void => {};
+  readonly transientData: boolean;
   #transport!: Transport;
   #ackEvery: number;
   #count = 0;
 
-  constructor({ ackEvery }: { ackEvery: number }) {
+  constructor({ ackEvery }: { ackEvery: number }, transient: boolean) {
     super();
     this.#ackEvery = ackEvery;
+    this.transientData = transient;
   }
   override connectionMade(transport: Transport): void {
     super.connectionMade(transport);
@@ -447,6 +469,12 @@ class BufferedSinkProtocol extends BufferedProtocolBase {
 
 class CountingProtocol extends ProtocolBase {
   arrivals = new Arrivals();
+  readonly transientData: boolean;
+
+  constructor(transient: boolean) {
+    super();
+    this.transientData = transient;
+  }
 
   override dataReceived(data: Uint8Array): void {
     this.arrivals.add(data.byteLength);

@@ -1,21 +1,10 @@
 /**
- * One-way bulk send: the client writes 256 MiB in 64 KiB writes, and the
- * server acks with one byte once all of it has arrived.
+ * One-way bulk send of 256 MiB in 64 KiB writes.
  *
  * @module
  */
 
-import { benchWorkload, KiB, MiB, pattern } from "./_echo.ts";
+import { benchWorkload } from "./_echo.ts";
+import { BULK_SEND } from "./_workloads.ts";
 
-const CHUNK = pattern(64 * KiB);
-const TOTAL = 256 * MiB;
-
-await benchWorkload({
-  group: "bulk send 256 MiB in 64 KiB writes",
-  kind: { ackEvery: TOTAL },
-  chunk: CHUNK,
-  count: TOTAL / CHUNK.byteLength,
-  expect: 1,
-  n: 3,
-  warmup: 1,
-});
+await benchWorkload(BULK_SEND);

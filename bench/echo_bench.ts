@@ -5,17 +5,7 @@
  * @module
  */
 
-import { benchWorkload, KiB, MiB, pattern } from "./_echo.ts";
+import { benchWorkload } from "./_echo.ts";
+import { ECHO } from "./_workloads.ts";
 
-const CHUNK = pattern(64 * KiB);
-const TOTAL = 8 * MiB;
-
-await benchWorkload({
-  group: "echo 8 MiB in 64 KiB writes",
-  kind: "echo",
-  chunk: CHUNK,
-  count: TOTAL / CHUNK.byteLength,
-  expect: TOTAL,
-  n: 100,
-  warmup: 10,
-});
+await benchWorkload(ECHO);

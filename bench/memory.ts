@@ -42,6 +42,10 @@ interface MemoryVariant {
 
 const MEMORY_VARIANTS: Record<string, MemoryVariant> = {
   protocol: { name: "StreamTransport + Protocol", variant: "protocol" },
+  transient: {
+    name: "StreamTransport + Protocol, transientData",
+    variant: "transient",
+  },
   buffered: {
     name: "StreamTransport + BufferedProtocol, 4 KiB buffer",
     variant: "buffered",

@@ -4,16 +4,7 @@
  * @module
  */
 
-import { benchWorkload, pattern } from "./_echo.ts";
+import { benchWorkload } from "./_echo.ts";
+import { PING_PONG } from "./_workloads.ts";
 
-const MESSAGE = pattern(64);
-
-await benchWorkload({
-  group: "ping-pong 64 B round trip",
-  kind: "echo",
-  chunk: MESSAGE,
-  count: 1,
-  expect: MESSAGE.byteLength,
-  n: 10_000,
-  warmup: 1_000,
-});
+await benchWorkload(PING_PONG);

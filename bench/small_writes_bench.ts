@@ -1,23 +1,11 @@
 /**
- * Many small writes: the client makes 1,000 writes of 100 bytes, and the
- * server acks with one byte once all 100,000 have arrived. The raw loops
- * await each `conn.write`; `StreamTransport` coalesces queued writes into
- * few `conn.write` calls; `node:net` buffers writes while one is pending.
+ * Many small writes: 1,000 writes of 100 bytes, coalesced by the write
+ * pump; the raw loops await each `conn.write`.
  *
  * @module
  */
 
-import { benchWorkload, pattern } from "./_echo.ts";
+import { benchWorkload } from "./_echo.ts";
+import { SMALL_WRITES } from "./_workloads.ts";
 
-const CHUNK = pattern(100);
-const COUNT = 1_000;
-
-await benchWorkload({
-  group: "1,000 writes of 100 B",
-  kind: { ackEvery: COUNT * CHUNK.byteLength },
-  chunk: CHUNK,
-  count: COUNT,
-  expect: 1,
-  n: 200,
-  warmup: 20,
-});
+await benchWorkload(SMALL_WRITES);
