@@ -5,8 +5,8 @@ import { BaseProtocolBase } from "./base_protocol.ts";
  * Callbacks for datagrams (UDP): each `datagramReceived` is one whole
  * datagram with its sender.
  *
- * @experimental **UNSTABLE**: New API, yet to be vetted. The datagram
- * transport that drives it is not built yet.
+ * @experimental **UNSTABLE**: Deno's UDP API needs `--unstable-net`; see
+ * `createDatagramEndpoint`.
  *
  * @example Answer each datagram with its length
  * ```ts

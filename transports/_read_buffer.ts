@@ -137,14 +137,25 @@ function releaseSmall(view: Uint8Array): void {
 export function commit(view: Uint8Array, nbytes: number): Uint8Array {
   const fromSmall = view.byteLength <= SMALL_MAX;
   if (fromSmall || nbytes <= COPY_MAX) {
-    const chunk = pool.take(nbytes);
-    chunk.set(view.subarray(0, nbytes));
+    const chunk = copyOut(view, nbytes);
     if (fromSmall) releaseSmall(view);
     else large.release(view, 0);
     return chunk;
   }
   large.release(view, nbytes);
   return view.subarray(0, nbytes);
+}
+
+/**
+ * Copies the first `nbytes` of `view` into memory the caller owns: a 64
+ * KiB pool for up to 16 KiB (a kept chunk pins at most 64 KiB), a fresh
+ * array for more.
+ */
+export function copyOut(view: Uint8Array, nbytes: number): Uint8Array {
+  if (nbytes > SMALL_MAX) return view.slice(0, nbytes);
+  const chunk = pool.take(nbytes);
+  chunk.set(view.subarray(0, nbytes));
+  return chunk;
 }
 
 /** Gives back all of a reservation that read nothing. */
@@ -210,8 +221,7 @@ export function lendBlock(
   nbytes: number,
 ): Loan | Uint8Array {
   if (nbytes <= COPY_MAX) {
-    const chunk = pool.take(nbytes);
-    chunk.set(view.subarray(0, nbytes));
+    const chunk = copyOut(view, nbytes);
     releaseBlock(view);
     return chunk;
   }

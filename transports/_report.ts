@@ -28,6 +28,26 @@ export function report(
   }
 }
 
+/**
+ * Reports that `protocol.<callback>()` threw: `fatal` when the transport
+ * closes for it, as for data callbacks; not for flow-control callbacks,
+ * after which the transport goes on.
+ */
+export function reportCallbackError(
+  handler: ErrorHandler,
+  error: unknown,
+  callback: string,
+  fatal: boolean,
+  context: Pick<ErrorContext, "transport" | "protocol">,
+): void {
+  report(handler, error, {
+    message: `${
+      fatal ? "Fatal error" : "Error"
+    }: protocol.${callback}() call failed`,
+    ...context,
+  });
+}
+
 /** Turns whatever a callback threw into an `Error` for `connectionLost`. */
 export function toError(thrown: unknown): Error {
   return thrown instanceof Error ? thrown : new Error(String(thrown));
@@ -42,4 +62,11 @@ function describeTransport(transport: ErrorContext["transport"]): string {
   }
   if ("path" in addr) return `peer ${addr.path || "(unnamed socket)"}`;
   return "transport";
+}
+
+/** Names a value's type for an error message: `null`, `string`, `Array`... */
+export function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value !== "object") return typeof value;
+  return value.constructor?.name ?? "object";
 }

@@ -24,3 +24,4 @@ export * from "./stream_transport.ts";
 export * from "./server.ts";
 export * from "./create_connection.ts";
 export * from "./start_tls.ts";
+export * from "./datagram_transport.ts";

@@ -15,7 +15,12 @@ import {
   reserveBlock,
   SMALL_MAX,
 } from "./_read_buffer.ts";
-import { report, reportToStderr, toError } from "./_report.ts";
+import {
+  describeValue,
+  reportCallbackError,
+  reportToStderr,
+  toError,
+} from "./_report.ts";
 import {
   type DetachedConn,
   provideDetach,
@@ -645,8 +650,7 @@ export class StreamTransport implements Transport {
 
   /** Reports what a protocol callback threw and closes with it. */
   #fail(error: unknown, callback: string): void {
-    report(this.#onError, error, {
-      message: `Fatal error: protocol.${callback}() call failed`,
+    reportCallbackError(this.#onError, error, callback, true, {
       transport: this,
       protocol: this.#protocol,
     });
@@ -684,8 +688,7 @@ export class StreamTransport implements Transport {
     try {
       this.#protocol.connectionLost?.(exc);
     } catch (error) {
-      report(this.#onError, error, {
-        message: "Error: protocol.connectionLost() call failed",
+      reportCallbackError(this.#onError, error, "connectionLost", false, {
         transport: this,
         protocol: this.#protocol,
       });
@@ -700,8 +703,7 @@ export class StreamTransport implements Transport {
     try {
       this.#protocol[callback]?.();
     } catch (error) {
-      report(this.#onError, error, {
-        message: `Error: protocol.${callback}() call failed`,
+      reportCallbackError(this.#onError, error, callback, false, {
         transport: this,
         protocol: this.#protocol,
       });
@@ -760,10 +762,4 @@ function concat(chunks: Uint8Array[], total: number): Uint8Array {
     offset += chunk.byteLength;
   }
   return joined;
-}
-
-function describeValue(value: unknown): string {
-  if (value === null) return "null";
-  if (typeof value !== "object") return typeof value;
-  return value.constructor?.name ?? "object";
 }

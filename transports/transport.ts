@@ -1,5 +1,6 @@
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
+import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
 
 /** What a transport passes to an {@linkcode ErrorHandler} with the error. */
@@ -144,3 +145,41 @@ export interface Transport extends ReadTransport, WriteTransport {
 
 /** A protocol a stream transport can drive. */
 export type StreamProtocol = Protocol | BufferedProtocol;
+
+/**
+ * A datagram (UDP) endpoint: sends whole datagrams with flow control and
+ * delivers each one received to `datagramReceived` with its sender.
+ *
+ * @example Answer each datagram with the same bytes
+ * ```ts
+ * import type { DatagramProtocol, DatagramTransport } from "@aio/protocols";
+ *
+ * function echo(): DatagramProtocol {
+ *   let transport: DatagramTransport;
+ *   return {
+ *     connectionMade(t) { transport = t as DatagramTransport; },
+ *     datagramReceived(data, addr) { transport.sendto(data, addr); },
+ *   };
+ * }
+ * ```
+ */
+export interface DatagramTransport extends BaseTransport {
+  /**
+   * Queues one datagram to `addr`, or to the endpoint's `remoteAddr` when
+   * `addr` is omitted, and returns at once. The caller must not change
+   * `data` until `getWriteBufferSize()` is 0.
+   */
+  sendto(data: Uint8Array, addr?: Deno.NetAddr): void;
+  /** Closes at once and drops the queued datagrams; idempotent. */
+  abort(): void;
+  /** Returns the size of the queued datagrams: bytes plus 8 for each. */
+  getWriteBufferSize(): number;
+  /** Returns the flow-control marks. */
+  getWriteBufferLimits(): WriteBufferLimits;
+  /** Sets the flow-control marks, as for a stream transport. */
+  setWriteBufferLimits(limits?: Partial<WriteBufferLimits>): void;
+  /** Returns the protocol that gets the callbacks. */
+  getProtocol(): DatagramProtocol;
+  /** Switches the protocol that gets the next callbacks. */
+  setProtocol(protocol: DatagramProtocol): void;
+}
