@@ -5,6 +5,7 @@
  *
  * ```sh
  * deno run --unstable-net --allow-net --allow-read examples/multicore_echo_server.ts --port 8888
+ * deno run --unstable-net --allow-net --allow-read examples/multicore_echo_server.ts --port 0   # a free port
  * deno run --unstable-net --allow-net --allow-read examples/multicore_echo_server.ts --port 8888 --workers 2
  * ```
  *
@@ -13,7 +14,10 @@
 import { parseArgs } from "node:util";
 import { createServer, type Protocol, type Transport } from "@aio/protocols";
 
-/** Writes back each chunk as it arrives. */
+/**
+ * Writes back each chunk as it arrives, and stops reading while the peer
+ * does not read the echo, so a slow peer holds at most the write buffer.
+ */
 function echo(): Protocol {
   let transport: Transport;
   return {
@@ -22,6 +26,12 @@ function echo(): Protocol {
     },
     dataReceived(data) {
       transport.write(data);
+    },
+    pauseWriting() {
+      transport.pauseReading();
+    },
+    resumeWriting() {
+      transport.resumeReading();
     },
   };
 }
@@ -48,28 +58,44 @@ async function serveInWorker(options: WorkerOptions): Promise<void> {
   self.close();
 }
 
-/** Starts `count` workers serving on one port; resolves once all listen. */
+/**
+ * Starts `count` workers serving on one port, and resolves with them and
+ * the address once all listen. With port 0, the first worker picks a free
+ * port and the others join it.
+ */
 export async function startWorkers(
   count: number,
   options: WorkerOptions,
-): Promise<Worker[]> {
+): Promise<{ workers: Worker[]; addr: Deno.NetAddr }> {
   const workers: Worker[] = [];
-  const listening: Promise<void>[] = [];
-  for (let i = 0; i < count; i++) {
+  const start = (workerOptions: WorkerOptions) => {
     const worker = new Worker(import.meta.url, {
       type: "module",
-      name: `echo-worker-${i}`,
+      name: `echo-worker-${workers.length}`,
     });
-    listening.push(
-      new Promise((resolve) => {
-        worker.onmessage = () => resolve();
-      }),
-    );
-    worker.postMessage(options);
     workers.push(worker);
+    const listening = new Promise<Deno.NetAddr>((resolve, reject) => {
+      worker.onmessage = (event) => resolve(event.data.listening);
+      worker.onerror = (event) => {
+        event.preventDefault();
+        reject(new Error(`echo worker failed: ${event.message}`));
+      };
+    });
+    worker.postMessage(workerOptions);
+    return listening;
+  };
+  try {
+    const addr = await start(options);
+    const rest = [];
+    for (let i = 1; i < count; i++) {
+      rest.push(start({ ...options, port: addr.port }));
+    }
+    await Promise.all(rest);
+    return { workers, addr };
+  } catch (error) {
+    for (const worker of workers) worker.terminate();
+    throw error;
   }
-  await Promise.all(listening);
-  return workers;
 }
 
 if (self.name?.startsWith("echo-worker-")) {
@@ -94,19 +120,23 @@ if (self.name?.startsWith("echo-worker-")) {
   });
   const count = Number(values.workers);
   const port = Number(values.port);
-  if (port === 0) {
-    console.error("give a fixed --port: every worker must bind the same one");
+  if (!Number.isInteger(count) || count < 1) {
+    console.error(
+      `--workers must be a positive integer, not ${values.workers}`,
+    );
     Deno.exit(2);
   }
-  const workers = await startWorkers(count, {
+  const { workers, addr } = await startWorkers(count, {
     hostname: values.hostname,
     port,
   });
   console.log(
-    `echo server: ${count} workers on ${values.hostname}:${port}; Ctrl-C stops`,
+    `echo server: ${count} workers on ${addr.hostname}:${addr.port}; Ctrl-C stops`,
   );
-  Deno.addSignalListener("SIGINT", () => {
+  const stop = () => {
     for (const worker of workers) worker.terminate();
     Deno.exit(0);
-  });
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
 }
