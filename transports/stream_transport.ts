@@ -92,7 +92,8 @@ export class StreamTransport implements Transport {
   #conn: Deno.Conn;
   #protocol: StreamProtocol;
   #buffered: boolean;
-  #extra: Record<string, unknown>;
+  /** Extra info beside `peername`, `sockname` and `conn`, if any. */
+  #extra: Record<string, unknown> | undefined;
   #onError: ErrorHandler;
   #flow: WriteFlowControl;
 
@@ -103,7 +104,7 @@ export class StreamTransport implements Transport {
   #queued = 0;
   #written = 0;
   /** Loans of lent blocks that queued chunks are views of, oldest first. */
-  #loans: { seq: number; loan: Loan }[] = [];
+  #loans: { seq: number; loan: Loan }[] | undefined;
   #pump: Promise<void> | undefined;
   #reader: Promise<void>;
   #readActive = false;
@@ -140,17 +141,12 @@ export class StreamTransport implements Transport {
     this.#conn = conn;
     this.#protocol = protocol;
     this.#onError = options.onError ?? reportToStderr;
-    this.#extra = {
-      peername: conn.remoteAddr,
-      sockname: conn.localAddr,
-      conn,
-      ...options.extra,
-    };
+    this.#extra = options.extra;
     this.#flow = new WriteFlowControl(
       () => this.#callFlowControl("pauseWriting"),
       () => this.#callFlowControl("resumeWriting"),
     );
-    this.#reader = this.#start();
+    this.#reader = this.#readLoop();
   }
 
   /**
@@ -158,7 +154,18 @@ export class StreamTransport implements Transport {
    * or `defaultValue` for a name the transport does not know.
    */
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
-    return Object.hasOwn(this.#extra, name) ? this.#extra[name] : defaultValue;
+    const extra = this.#extra;
+    if (extra !== undefined && Object.hasOwn(extra, name)) return extra[name];
+    switch (name) {
+      case "peername":
+        return this.#conn.remoteAddr;
+      case "sockname":
+        return this.#conn.localAddr;
+      case "conn":
+        return this.#conn;
+      default:
+        return defaultValue;
+    }
   }
 
   /** Returns `true` once `close()` or `abort()` was called, or the connection was lost. */
@@ -290,28 +297,34 @@ export class StreamTransport implements Transport {
 
   // Read side.
 
-  async #start(): Promise<void> {
-    this.#readActive = true;
-    await undefined;
+  /** Calls `connectionMade`; `false` if it threw and the transport closes. */
+  #connect(): boolean {
     const hooks = streamHooks.get(this);
     try {
       if (!hooks?.skipConnectionMade) this.#protocol.connectionMade?.(this);
     } catch (error) {
-      this.#readActive = false;
       this.#fail(error, "connectionMade");
       hooks?.made?.(toError(error));
-      return;
+      return false;
     }
     this.#made = true;
     // A write() before connectionMade may have gone over the high mark.
     if (this.#flow.paused) this.#callFlowControl("pauseWriting");
     hooks?.made?.(undefined);
-    await this.#readLoop();
+    return true;
   }
 
+  /**
+   * Reads until paused, closing or EOF; the first run calls
+   * `connectionMade` first, one microtask after construction.
+   */
   async #readLoop(): Promise<void> {
     this.#readActive = true;
     try {
+      if (!this.#made) {
+        await undefined;
+        if (!this.#connect()) return;
+      }
       const held = this.#held;
       if (held !== undefined) {
         this.#held = undefined;
@@ -507,7 +520,9 @@ export class StreamTransport implements Transport {
     this.#queue.push(data);
     this.#queued++;
     const loan = hold(data);
-    if (loan !== undefined) this.#loans.push({ seq: this.#queued, loan });
+    if (loan !== undefined) {
+      (this.#loans ??= []).push({ seq: this.#queued, loan });
+    }
     this.#size += data.byteLength;
     this.#pump ??= this.#runPump();
     this.#flow.grew(this.#size);
@@ -533,7 +548,7 @@ export class StreamTransport implements Transport {
           this.#flow.shrank(this.#size);
         }
         this.#written += taken;
-        if (this.#loans.length > 0) this.#dropLoans(this.#written);
+        if (this.#loans !== undefined) this.#dropLoans(this.#written);
       }
       if (this.#eofWritten && !this.#finishing) await this.#conn.closeWrite();
     } catch (error) {
@@ -578,9 +593,10 @@ export class StreamTransport implements Transport {
   /** Ends the loans of chunks up to number `seq`, now written or dropped. */
   #dropLoans(seq: number): void {
     const loans = this.#loans;
+    if (loans === undefined) return;
     let i = 0;
     while (i < loans.length && loans[i]!.seq <= seq) drop(loans[i++]!.loan);
-    if (i === loans.length) this.#loans = [];
+    if (i === loans.length) this.#loans = undefined;
     else if (i > 0) loans.splice(0, i);
   }
 
