@@ -32,6 +32,7 @@ import {
   type ServeOptions,
   type Variant,
 } from "./_echo.ts";
+import { lines, printTable } from "./_text.ts";
 
 /** A server setup whose memory is measured. */
 interface MemoryVariant {
@@ -299,20 +300,6 @@ async function untilStdinCloses(): Promise<void> {
   }
 }
 
-async function* lines(
-  stream: ReadableStream<Uint8Array>,
-): AsyncGenerator<string> {
-  let rest = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    rest += text;
-    let end;
-    while ((end = rest.indexOf("\n")) >= 0) {
-      yield rest.slice(0, end);
-      rest = rest.slice(end + 1);
-    }
-  }
-}
-
 async function nextLine(
   source: AsyncGenerator<string>,
   who: string,
@@ -328,19 +315,4 @@ async function nextLine(
 
 function mib(bytes: number): string {
   return `${(bytes / 1024 / KiB).toFixed(1)} MiB`;
-}
-
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, i) =>
-    Math.max(...rows.map((row) => row[i]!.length))
-  );
-  const line = (row: string[]) =>
-    `| ${
-      row.map((cell, i) =>
-        i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)
-      ).join(" | ")
-    } |`;
-  console.log(line(rows[0]!));
-  console.log(`| ${widths.map((width) => "-".repeat(width)).join(" | ")} |`);
-  for (const row of rows.slice(1)) console.log(line(row));
 }

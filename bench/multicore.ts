@@ -45,6 +45,7 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { LoadResult } from "./load.ts";
+import { lines, printTable } from "./_text.ts";
 
 /** A server to measure, and how to start it. */
 interface Setup {
@@ -281,22 +282,6 @@ async function withTimeout<T>(
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** Splits a stream of bytes into lines of text. */
-async function* lines(
-  stream: ReadableStream<Uint8Array>,
-): AsyncGenerator<string> {
-  let rest = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    rest += text;
-    let end;
-    while ((end = rest.indexOf("\n")) >= 0) {
-      yield rest.slice(0, end);
-      rest = rest.slice(end + 1);
-    }
-  }
-  if (rest !== "") yield rest;
 }
 
 /**
@@ -585,22 +570,6 @@ function tableRows(
     rows.push(row);
   }
   return rows;
-}
-
-/** Prints rows as a Markdown table, numbers aligned right. */
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, i) =>
-    Math.max(...rows.map((row) => row[i]!.length))
-  );
-  const line = (row: string[]) =>
-    `| ${
-      row.map((cell, i) =>
-        i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)
-      ).join(" | ")
-    } |`;
-  console.log(line(rows[0]!));
-  console.log(`| ${widths.map((width) => "-".repeat(width)).join(" | ")} |`);
-  for (const row of rows.slice(1)) console.log(line(row));
 }
 
 /** Prints what is measured, before the first run. */

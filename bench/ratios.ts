@@ -30,6 +30,7 @@ import {
   VARIANTS,
   type Workload,
 } from "./_echo.ts";
+import { printTable } from "./_text.ts";
 import { BULK_SEND, ECHO, PING_PONG, SMALL_WRITES } from "./_workloads.ts";
 
 /** A workload and how many of its iterations make one round. */
@@ -85,9 +86,9 @@ const bestRaw = (runs: Run[], round: number) =>
 const node = (runs: Run[], round: number) =>
   runs.find((run) => run.variant === "node")!.times[round]!;
 console.log(`Medians of per-round ratios over ${rounds} interleaved rounds.\n`);
-printTable("Speed relative to the better raw Deno.Conn loop", bestRaw);
+printRatios("Speed relative to the better raw Deno.Conn loop", bestRaw);
 console.log();
-printTable("Speed relative to node:net", node);
+printRatios("Speed relative to node:net", node);
 
 /** Runs `repeat` iterations of every variant per round, for `rounds` rounds. */
 async function measure(
@@ -133,24 +134,24 @@ function isRaw(run: Run): boolean {
 }
 
 /** Prints each variant's median ratio of `reference` time to its own. */
-function printTable(
+function printRatios(
   title: string,
   reference: (runs: Run[], round: number) => number,
 ): void {
   console.log(`${title}:\n`);
-  console.log(
-    `| workload | ${VARIANTS.map((v) => VARIANT_NAMES[v]).join(" | ")} |`,
-  );
-  console.log(`| --- | ${VARIANTS.map(() => "---").join(" | ")} |`);
+  const rows = [["workload", ...VARIANTS.map((v) => VARIANT_NAMES[v])]];
   for (const { group, runs } of results) {
-    const cells = runs.map((run) => {
-      const ratios = run.times.map((time, round) =>
-        reference(runs, round) / time
-      );
-      return `${median(ratios).toFixed(2)}x`;
-    });
-    console.log(`| ${group} | ${cells.join(" | ")} |`);
+    rows.push([
+      group,
+      ...runs.map((run) => {
+        const ratios = run.times.map((time, round) =>
+          reference(runs, round) / time
+        );
+        return `${median(ratios).toFixed(2)}x`;
+      }),
+    ]);
   }
+  printTable(rows);
 }
 
 function median(values: number[]): number {

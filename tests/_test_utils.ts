@@ -13,19 +13,14 @@ export type CallbackName =
   | "getBuffer"
   | "bufferUpdated";
 
-/**
- * Records callbacks and waits for them; holds the callbacks both recording
- * protocols share. `eofReceived` returns `keepOpen`.
- */
-class CallRecorder {
-  calls: CallbackName[] = [];
-  transport: BaseTransport | undefined;
-  chunks: Uint8Array[] = [];
-  lostWith: Error | undefined;
-  keepOpen = false;
-  #waiters: { name: CallbackName; count: number; resolve: () => void }[] = [];
+/** Records the names of callbacks as they come, and waits for them. */
+export class Recorder<Name extends string> {
+  /** Every callback so far, in order. */
+  calls: Name[] = [];
+  #waiters: { name: Name; count: number; resolve: () => void }[] = [];
 
-  record(name: CallbackName): void {
+  /** Records a call of `name` and wakes whoever waited for it. */
+  record(name: Name): void {
     this.calls.push(name);
     this.#waiters = this.#waiters.filter((waiter) => {
       if (this.count(waiter.name) < waiter.count) return true;
@@ -34,17 +29,29 @@ class CallRecorder {
     });
   }
 
-  count(name: CallbackName): number {
+  /** Returns how many times `name` was called. */
+  count(name: Name): number {
     return this.calls.filter((call) => call === name).length;
   }
 
   /** Resolves once `name` has been called `count` times in all. */
-  waitFor(name: CallbackName, count = 1): Promise<void> {
+  waitFor(name: Name, count = 1): Promise<void> {
     if (this.count(name) >= count) return Promise.resolve();
     return new Promise((resolve) =>
       this.#waiters.push({ name, count, resolve })
     );
   }
+}
+
+/**
+ * Records callbacks and waits for them; holds the callbacks both recording
+ * protocols share. `eofReceived` returns `keepOpen`.
+ */
+class CallRecorder extends Recorder<CallbackName> {
+  transport: BaseTransport | undefined;
+  chunks: Uint8Array[] = [];
+  lostWith: Error | undefined;
+  keepOpen = false;
 
   connectionMade(transport: BaseTransport): void {
     this.transport = transport;
@@ -244,3 +251,15 @@ export function errorCollector(): {
     onError: (error, context) => errors.push({ error, context }),
   };
 }
+
+/** Values that are not a `Uint8Array`, each with a name for a test step. */
+export const NOT_BYTES: readonly [string, unknown][] = [
+  ["a string", "text"],
+  ["an ArrayBuffer", new ArrayBuffer(4)],
+  ["a number", 42],
+  ["null", null],
+  ["undefined", undefined],
+  ["a DataView", new DataView(new ArrayBuffer(4))],
+  ["a Uint16Array", new Uint16Array(2)],
+  ["an array of bytes", [1, 2, 3]],
+];

@@ -1,4 +1,8 @@
-import type { ErrorContext, ErrorHandler } from "./transport.ts";
+import type { BaseProtocol } from "../protocols/base_protocol.ts";
+import type { BaseTransport, ErrorContext, ErrorHandler } from "./transport.ts";
+
+/** asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`. */
+const LOST_WRITES_WARNING = 5;
 
 /** Reports an error no caller can catch on stderr, with its context. */
 export const reportToStderr: ErrorHandler = (
@@ -46,6 +50,41 @@ export function reportCallbackError(
     }: protocol.${callback}() call failed`,
     ...context,
   });
+}
+
+/**
+ * Calls a protocol callback whose failure does not end the transport:
+ * `pauseWriting`, `resumeWriting`, or `connectionLost` with `exc`. What it
+ * throws is reported to `handler`.
+ */
+export function callReporting(
+  handler: ErrorHandler,
+  transport: BaseTransport,
+  protocol: BaseProtocol,
+  callback: "pauseWriting" | "resumeWriting" | "connectionLost",
+  exc?: Error,
+): void {
+  try {
+    if (callback === "connectionLost") protocol.connectionLost?.(exc);
+    else protocol[callback]?.();
+  } catch (error) {
+    reportCallbackError(handler, error, callback, false, {
+      transport,
+      protocol,
+    });
+  }
+}
+
+/**
+ * Warns once, at the fifth write a closed transport dropped, as asyncio
+ * does; `count` is how many it dropped so far.
+ */
+export function warnDroppedWrites(count: number, call: string): void {
+  if (count === LOST_WRITES_WARNING) {
+    console.warn(
+      `${call} called on a closed transport; what it is given is dropped`,
+    );
+  }
 }
 
 /** Turns whatever a callback threw into an `Error` for `connectionLost`. */

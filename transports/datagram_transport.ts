@@ -3,11 +3,13 @@ import { checkFactory, checkPort } from "./_conn.ts";
 import { WriteFlowControl } from "./_flow_control.ts";
 import { copyOut } from "./_read_buffer.ts";
 import {
+  callReporting,
   describeValue,
   report,
   reportCallbackError,
   reportToStderr,
   toError,
+  warnDroppedWrites,
 } from "./_report.ts";
 import type {
   DatagramTransport,
@@ -57,8 +59,6 @@ const MAX_DATAGRAM = 65_535 - 8;
 const HEADER_SIZE = 8;
 /** Receive errors in a row after which the endpoint gives up and closes. */
 const MAX_RECEIVE_ERRORS = 16;
-/** asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`. */
-const LOST_WRITES_WARNING = 5;
 
 /** One queued datagram. */
 interface Outgoing {
@@ -354,12 +354,7 @@ export class DatagramEndpoint implements DatagramTransport {
   }
 
   #dropWrite(): void {
-    this.#lostWrites++;
-    if (this.#lostWrites === LOST_WRITES_WARNING) {
-      console.warn(
-        "DatagramEndpoint.sendto() called on a closed transport; datagrams are dropped",
-      );
-    }
+    warnDroppedWrites(++this.#lostWrites, "DatagramEndpoint.sendto()");
   }
 
   // Closing.
@@ -393,27 +388,13 @@ export class DatagramEndpoint implements DatagramTransport {
       // Already closed.
     }
     Promise.all([this.#reader, this.#pump]).then(() => {
-      try {
-        this.#protocol.connectionLost?.(exc);
-      } catch (error) {
-        reportCallbackError(this.#onError, error, "connectionLost", false, {
-          transport: this,
-          protocol: this.#protocol,
-        });
-      }
+      callReporting(this.#onError, this, this.#protocol, "connectionLost", exc);
     });
   }
 
   #callFlowControl(callback: "pauseWriting" | "resumeWriting"): void {
     if (this.#finishing || !this.#made) return;
-    try {
-      this.#protocol[callback]?.();
-    } catch (error) {
-      reportCallbackError(this.#onError, error, callback, false, {
-        transport: this,
-        protocol: this.#protocol,
-      });
-    }
+    callReporting(this.#onError, this, this.#protocol, callback);
   }
 }
 

@@ -16,10 +16,12 @@ import {
   SMALL_MAX,
 } from "./_read_buffer.ts";
 import {
+  callReporting,
   describeValue,
   reportCallbackError,
   reportToStderr,
   toError,
+  warnDroppedWrites,
 } from "./_report.ts";
 import {
   type DetachedConn,
@@ -45,8 +47,6 @@ export interface StreamTransportOptions {
 const COALESCE_CHUNK_MAX = 16 * 1024;
 /** The most bytes one coalesced `conn.write` carries. */
 const COALESCE_MAX = 256 * 1024;
-/** asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`. */
-const LOST_WRITES_WARNING = 5;
 
 /** One read's result, delivered now or held while reading is paused. */
 type Read =
@@ -608,12 +608,7 @@ export class StreamTransport implements Transport {
   }
 
   #dropWrite(): void {
-    this.#lostWrites++;
-    if (this.#lostWrites === LOST_WRITES_WARNING) {
-      console.warn(
-        "StreamTransport.write() called on a closed transport; writes are dropped",
-      );
-    }
+    warnDroppedWrites(++this.#lostWrites, "StreamTransport.write()");
   }
 
   // Upgrading.
@@ -701,14 +696,7 @@ export class StreamTransport implements Transport {
   }
 
   #connectionLost(exc: Error | undefined): void {
-    try {
-      this.#protocol.connectionLost?.(exc);
-    } catch (error) {
-      reportCallbackError(this.#onError, error, "connectionLost", false, {
-        transport: this,
-        protocol: this.#protocol,
-      });
-    }
+    callReporting(this.#onError, this, this.#protocol, "connectionLost", exc);
     streamHooks.get(this)?.lost?.();
   }
 
@@ -716,14 +704,7 @@ export class StreamTransport implements Transport {
     // After abort() or a failure, connectionLost is the only callback left.
     // Before connectionMade, the pause is told right after it.
     if (this.#finishing || !this.#made) return;
-    try {
-      this.#protocol[callback]?.();
-    } catch (error) {
-      reportCallbackError(this.#onError, error, callback, false, {
-        transport: this,
-        protocol: this.#protocol,
-      });
-    }
+    callReporting(this.#onError, this, this.#protocol, callback);
   }
 }
 

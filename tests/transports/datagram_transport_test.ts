@@ -9,7 +9,12 @@ import type {
   BaseTransport,
   DatagramTransport,
 } from "../../transports/transport.ts";
-import { errorCollector, pattern } from "../_test_utils.ts";
+import {
+  errorCollector,
+  NOT_BYTES,
+  pattern,
+  Recorder,
+} from "../_test_utils.ts";
 
 // Helpers.
 
@@ -60,34 +65,19 @@ interface Received {
  * A `DatagramProtocol` that records each callback's name in `calls`, keeps
  * every datagram and error it gets, and can wait for a callback.
  */
-class RecordingDatagramProtocol implements DatagramProtocol {
-  calls: CallbackName[] = [];
+class RecordingDatagramProtocol extends Recorder<CallbackName>
+  implements DatagramProtocol {
   transport: BaseTransport | undefined;
   datagrams: Received[] = [];
   errors: Error[] = [];
   lostWith: Error | undefined;
-  #waiters: { name: CallbackName; count: number; resolve: () => void }[] = [];
 
-  record(name: CallbackName): void {
-    this.calls.push(name);
-    this.#waiters = this.#waiters.filter((waiter) => {
-      if (this.count(waiter.name) < waiter.count) return true;
-      waiter.resolve();
-      return false;
-    });
-  }
-
-  count(name: CallbackName): number {
-    return this.calls.filter((call) => call === name).length;
-  }
-
-  /** Resolves once `name` has been called `count` times in all. */
-  waitFor(name: CallbackName, count = 1): Promise<void> {
-    if (this.count(name) >= count) return Promise.resolve();
-    const called = new Promise<void>((resolve) =>
-      this.#waiters.push({ name, count, resolve })
+  /** Resolves once `name` has been called `count` times; fails at the deadline. */
+  override waitFor(name: CallbackName, count = 1): Promise<void> {
+    return within(
+      super.waitFor(name, count),
+      `${name} #${count} (calls: ${this.calls.join(" ")})`,
     );
-    return within(called, `${name} #${count} (calls: ${this.calls.join(" ")})`);
   }
 
   connectionMade(transport: BaseTransport): void {
@@ -520,16 +510,7 @@ Deno.test("DatagramEndpoint.sendto() throws for bad data or a bad address, and q
   const { transport } = endpoint;
   const to = endpoint.addr;
 
-  const values: [string, unknown][] = [
-    ["a string", "text"],
-    ["an ArrayBuffer", new ArrayBuffer(4)],
-    ["a number", 42],
-    ["null", null],
-    ["undefined", undefined],
-    ["a DataView", new DataView(new ArrayBuffer(4))],
-    ["a Uint16Array", new Uint16Array(2)],
-    ["an array of bytes", [1, 2, 3]],
-  ];
+  const values = NOT_BYTES;
   for (const [what, value] of values) {
     await t.step(`data as ${what} is a TypeError`, () => {
       assert.throws(

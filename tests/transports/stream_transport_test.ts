@@ -10,6 +10,7 @@ import {
   concat,
   errorCollector,
   LOOPBACKS,
+  NOT_BYTES,
   pattern,
   type Peers,
   readAll,
@@ -483,16 +484,7 @@ Deno.test("StreamTransport calls no callback after connectionLost", async (t) =>
 // 2. write().
 
 Deno.test("StreamTransport.write() throws TypeError for anything but a Uint8Array", async (t) => {
-  const values: [string, unknown][] = [
-    ["a string", "text"],
-    ["an ArrayBuffer", new ArrayBuffer(4)],
-    ["a number", 42],
-    ["null", null],
-    ["undefined", undefined],
-    ["a DataView", new DataView(new ArrayBuffer(4))],
-    ["a Uint16Array", new Uint16Array(2)],
-    ["an array of bytes", [1, 2, 3]],
-  ];
+  const values = NOT_BYTES;
   await overLoopbacks(t, "and writes nothing", async (peers) => {
     const protocol = new RecordingProtocol();
     const transport = new StreamTransport(peers.client, protocol);
