@@ -2,6 +2,7 @@ import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
 import { WriteFlowControl } from "./_flow_control.ts";
+import { concat, WriteQueue } from "./_write_queue.ts";
 import {
   commit,
   drop,
@@ -42,11 +43,6 @@ export interface StreamTransportOptions {
   /** More `getExtraInfo()` entries, beside `peername`, `sockname`, `conn`. */
   extra?: Record<string, unknown>;
 }
-
-/** Chunks smaller than this are copied together into one `conn.write`. */
-const COALESCE_CHUNK_MAX = 16 * 1024;
-/** The most bytes one coalesced `conn.write` carries. */
-const COALESCE_MAX = 256 * 1024;
 
 /** One read's result, delivered now or held while reading is paused. */
 type Read =
@@ -97,14 +93,7 @@ export class StreamTransport implements Transport {
   #onError: ErrorHandler;
   #flow: WriteFlowControl;
 
-  #queue: Uint8Array[] = [];
-  #queueHead = 0;
-  #size = 0;
-  /** Chunks ever queued, and ever taken by the pump and written. */
-  #queued = 0;
-  #written = 0;
-  /** Loans of lent blocks that queued chunks are views of, oldest first. */
-  #loans: { seq: number; loan: Loan }[] | undefined;
+  #queue = new WriteQueue();
   #pump: Promise<void> | undefined;
   #reader: Promise<void>;
   #readActive = false;
@@ -224,7 +213,7 @@ export class StreamTransport implements Transport {
     } else if (data.byteLength > 0) {
       this.#enqueue(data);
     }
-    return this.#size <= this.#flow.high;
+    return this.#queue.size <= this.#flow.high;
   }
 
   /**
@@ -277,7 +266,7 @@ export class StreamTransport implements Transport {
 
   /** Returns the bytes accepted by `write()` and not yet written. */
   getWriteBufferSize(): number {
-    return this.#size;
+    return this.#queue.size;
   }
 
   /** Returns the flow-control marks. */
@@ -292,7 +281,7 @@ export class StreamTransport implements Transport {
    * @throws {RangeError} Unless `high >= low >= 0`.
    */
   setWriteBufferLimits(limits?: Partial<WriteBufferLimits>): void {
-    this.#flow.setLimits(limits, this.#size);
+    this.#flow.setLimits(limits, this.#queue.size);
   }
 
   // Read side.
@@ -518,14 +507,8 @@ export class StreamTransport implements Transport {
 
   #enqueue(data: Uint8Array): void {
     this.#queue.push(data);
-    this.#queued++;
-    const loan = hold(data);
-    if (loan !== undefined) {
-      (this.#loans ??= []).push({ seq: this.#queued, loan });
-    }
-    this.#size += data.byteLength;
     this.#pump ??= this.#runPump();
-    this.#flow.grew(this.#size);
+    this.#flow.grew(this.#queue.size);
   }
 
   async #runPump(): Promise<void> {
@@ -533,10 +516,9 @@ export class StreamTransport implements Transport {
     // coalesced into the first conn.write.
     await undefined;
     try {
-      while (this.#queueHead < this.#queue.length) {
-        const waiting = this.#queue.length - this.#queueHead;
-        const chunk = this.#takeChunk();
-        const taken = waiting - (this.#queue.length - this.#queueHead);
+      const queue = this.#queue;
+      while (!queue.empty) {
+        const chunk = queue.take();
         let offset = 0;
         while (offset < chunk.byteLength) {
           const written = await this.#conn.write(
@@ -544,11 +526,10 @@ export class StreamTransport implements Transport {
           );
           if (this.#finishing) return;
           offset += written;
-          this.#size -= written;
-          this.#flow.shrank(this.#size);
+          queue.wrote(written);
+          this.#flow.shrank(queue.size);
         }
-        this.#written += taken;
-        if (this.#loans !== undefined) this.#dropLoans(this.#written);
+        queue.done();
       }
       if (this.#eofWritten && !this.#finishing) await this.#conn.closeWrite();
     } catch (error) {
@@ -557,47 +538,6 @@ export class StreamTransport implements Transport {
     }
     this.#pump = undefined;
     if (this.#closing && !this.#detaching) this.#finish(undefined);
-  }
-
-  /** Takes the next chunk off the queue, small neighbours joined into one. */
-  #takeChunk(): Uint8Array {
-    const queue = this.#queue;
-    const head = this.#queueHead;
-    const first = queue[head]!;
-    let end = head + 1;
-    let total = first.byteLength;
-    if (total < COALESCE_CHUNK_MAX) {
-      while (end < queue.length) {
-        const size = queue[end]!.byteLength;
-        if (size >= COALESCE_CHUNK_MAX || total + size > COALESCE_MAX) break;
-        total += size;
-        end++;
-      }
-    }
-    const chunk = end - head === 1
-      ? first
-      : concat(queue.slice(head, end), total);
-    if (end === queue.length) {
-      queue.length = 0;
-      this.#queueHead = 0;
-    } else if (end > 1024 && end * 2 > queue.length) {
-      queue.splice(0, end);
-      this.#queueHead = 0;
-    } else {
-      queue.fill(undefined as unknown as Uint8Array, head, end);
-      this.#queueHead = end;
-    }
-    return chunk;
-  }
-
-  /** Ends the loans of chunks up to number `seq`, now written or dropped. */
-  #dropLoans(seq: number): void {
-    const loans = this.#loans;
-    if (loans === undefined) return;
-    let i = 0;
-    while (i < loans.length && loans[i]!.seq <= seq) drop(loans[i++]!.loan);
-    if (i === loans.length) this.#loans = undefined;
-    else if (i > 0) loans.splice(0, i);
   }
 
   /** Forgets data held while paused, ending its loan. */
@@ -672,9 +612,7 @@ export class StreamTransport implements Transport {
     if (this.#finishing) return;
     this.#closing = true;
     this.#dropHeld();
-    this.#queue = [];
-    this.#queueHead = 0;
-    this.#size = 0;
+    this.#queue.clear();
     this.#finish(exc);
   }
 
@@ -690,7 +628,7 @@ export class StreamTransport implements Transport {
     }
     Promise.all([this.#reader, this.#pump]).then(() => {
       // No write is in flight now: lent blocks can be reused.
-      this.#dropLoans(Infinity);
+      this.#queue.release();
       this.#connectionLost(exc);
     });
   }
@@ -749,14 +687,4 @@ function getBuffer(protocol: BufferedProtocol, sizeHint: number): Uint8Array {
     throw new RangeError("getBuffer() returned an empty buffer");
   }
   return buffer;
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const joined = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return joined;
 }
