@@ -96,6 +96,11 @@ export class DatagramEndpoint implements DatagramTransport {
   #size = 0;
   #pump: Promise<void> | undefined;
   #reader: Promise<void>;
+  #buffer: Uint8Array | undefined;
+  #receiving = false;
+  #paused = false;
+  /** A datagram received while paused, delivered on resume. */
+  #held: { data: Uint8Array; sender: Deno.NetAddr } | undefined;
   #closing = false;
   #finishing = false;
   #made = false;
@@ -141,6 +146,28 @@ export class DatagramEndpoint implements DatagramTransport {
   /** Returns `true` once `close()` or `abort()` was called. */
   isClosing(): boolean {
     return this.#closing;
+  }
+
+  /** Returns `true` while datagrams are delivered: not paused or closing. */
+  isReading(): boolean {
+    return !this.#closing && !this.#paused;
+  }
+
+  /**
+   * Stops delivering datagrams until `resumeReading()`. A receive already
+   * in flight is held; later datagrams wait in the socket's buffer, where
+   * the kernel drops what does not fit, as UDP does.
+   */
+  pauseReading(): void {
+    if (this.#closing) return;
+    this.#paused = true;
+  }
+
+  /** Delivers datagrams again, first the one held while paused. */
+  resumeReading(): void {
+    if (this.#closing || !this.#paused) return;
+    this.#paused = false;
+    if (this.#made && !this.#receiving) this.#reader = this.#receiveLoop();
   }
 
   /** Switches the protocol for the next callbacks. */
@@ -191,6 +218,7 @@ export class DatagramEndpoint implements DatagramTransport {
   close(): void {
     if (this.#closing) return;
     this.#closing = true;
+    this.#held = undefined;
     if (this.#pump === undefined) this.#finish(undefined);
   }
 
@@ -267,9 +295,29 @@ export class DatagramEndpoint implements DatagramTransport {
   }
 
   async #receiveLoop(): Promise<void> {
-    const buffer = new Uint8Array(MAX_DATAGRAM);
+    this.#receiving = true;
+    try {
+      await this.#receive();
+    } finally {
+      this.#receiving = false;
+    }
+  }
+
+  async #receive(): Promise<void> {
+    const held = this.#held;
+    if (held !== undefined) {
+      this.#held = undefined;
+      await undefined;
+      if (this.#closing) return;
+      if (this.#paused) {
+        this.#held = held;
+        return;
+      }
+      if (!this.#deliver(held.data, held.sender)) return;
+    }
+    const buffer = this.#buffer ??= new Uint8Array(MAX_DATAGRAM);
     let errors = 0;
-    while (!this.#closing) {
+    while (!this.#closing && !this.#paused) {
       let received: [Uint8Array, Deno.Addr];
       try {
         received = await this.#conn.receive(buffer);
@@ -292,16 +340,24 @@ export class DatagramEndpoint implements DatagramTransport {
       if (this.#remote !== undefined && !sameAddress(sender, this.#remote)) {
         continue;
       }
-      try {
-        this.#protocol.datagramReceived(
-          copyOut(view, view.byteLength),
-          sender,
-        );
-      } catch (error) {
-        this.#fail(error, "datagramReceived");
+      const data = copyOut(view, view.byteLength);
+      if (this.#paused) {
+        this.#held = { data, sender };
         return;
       }
+      if (!this.#deliver(data, sender)) return;
     }
+  }
+
+  /** Hands one datagram to the protocol; `false` if that threw. */
+  #deliver(data: Uint8Array, sender: Deno.NetAddr): boolean {
+    try {
+      this.#protocol.datagramReceived(data, sender);
+    } catch (error) {
+      this.#fail(error, "datagramReceived");
+      return false;
+    }
+    return true;
   }
 
   /** Tells the protocol a send or receive failed; `false` if that threw. */
@@ -371,6 +427,7 @@ export class DatagramEndpoint implements DatagramTransport {
   #forceClose(exc: Error | undefined): void {
     if (this.#finishing) return;
     this.#closing = true;
+    this.#held = undefined;
     this.#queue = [];
     this.#queueHead = 0;
     this.#size = 0;

@@ -2,6 +2,7 @@ import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
+import type { SubprocessProtocol } from "../protocols/subprocess_protocol.ts";
 
 /** What a transport passes to an {@linkcode ErrorHandler} with the error. */
 export interface ErrorContext {
@@ -163,7 +164,7 @@ export type StreamProtocol = Protocol | BufferedProtocol;
  * }
  * ```
  */
-export interface DatagramTransport extends BaseTransport {
+export interface DatagramTransport extends ReadTransport {
   /**
    * Queues one datagram to `addr`, or to the endpoint's `remoteAddr` when
    * `addr` is omitted, and returns at once. The caller must not change
@@ -182,4 +183,44 @@ export interface DatagramTransport extends BaseTransport {
   getProtocol(): DatagramProtocol;
   /** Switches the protocol that gets the next callbacks. */
   setProtocol(protocol: DatagramProtocol): void;
+}
+
+/**
+ * A child process and its pipes: asyncio's `SubprocessTransport`.
+ *
+ * @example Stop a child that runs too long
+ * ```ts
+ * import type { SubprocessTransport } from "@aio/protocols";
+ *
+ * // Returns what to call from processExited().
+ * function stopAfter(transport: SubprocessTransport, ms: number): () => void {
+ *   const timer = setTimeout(() => transport.terminate(), ms);
+ *   return () => clearTimeout(timer);
+ * }
+ * ```
+ */
+export interface SubprocessTransport extends BaseTransport {
+  /** Returns the child's process id. */
+  getPid(): number;
+  /**
+   * Returns the exit code once the child exited, `-N` if signal `N` ended
+   * it, and `null` while it runs.
+   */
+  getReturncode(): number | null;
+  /**
+   * Returns the transport of the child's stdin (0, a `WriteTransport`),
+   * stdout (1) or stderr (2, `ReadTransport`s), or `undefined` if that
+   * stream is not piped.
+   */
+  getPipeTransport(fd: 0 | 1 | 2): WriteTransport | ReadTransport | undefined;
+  /** Sends `signal` to the child; does nothing once it exited. */
+  sendSignal(signal: Deno.Signal): void;
+  /** Sends SIGTERM; does nothing once the child exited. */
+  terminate(): void;
+  /** Sends SIGKILL; does nothing once the child exited. */
+  kill(): void;
+  /** Returns the protocol that gets the callbacks. */
+  getProtocol(): SubprocessProtocol;
+  /** Switches the protocol that gets the next callbacks. */
+  setProtocol(protocol: SubprocessProtocol): void;
 }

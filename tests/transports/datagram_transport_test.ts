@@ -1305,3 +1305,92 @@ Deno.test("DatagramEndpoint.setProtocol() switches the protocol for the next dat
     },
   );
 });
+
+Deno.test("DatagramEndpoint.pauseReading() holds datagrams until resumeReading()", async (t) => {
+  await t.step(
+    "paused from outside: nothing arrives, then all in order",
+    async () => {
+      using peer = socket("127.0.0.1");
+      await using endpoint = await open(
+        new RecordingDatagramProtocol(),
+        on("127.0.0.1"),
+      );
+      const { transport, protocol } = endpoint;
+      assert.equal(transport.isReading(), true);
+      transport.pauseReading();
+      transport.pauseReading();
+      assert.equal(transport.isReading(), false);
+      for (const text of ["one", "two", "three"]) {
+        await peer.conn.send(encoder.encode(text), endpoint.addr);
+      }
+      await ioTurns();
+      assert.equal(protocol.count("datagramReceived"), 0);
+
+      transport.resumeReading();
+      transport.resumeReading();
+      assert.equal(transport.isReading(), true);
+      await protocol.waitFor("datagramReceived", 3);
+      assert.deepEqual(protocol.texts(), ["one", "two", "three"]);
+    },
+  );
+
+  await t.step("paused from datagramReceived: one at a time", async () => {
+    using peer = socket("127.0.0.1");
+    class Pausing extends RecordingDatagramProtocol {
+      override datagramReceived(data: Uint8Array, addr: Deno.NetAddr): void {
+        super.datagramReceived(data, addr);
+        (this.transport as DatagramTransport).pauseReading();
+      }
+    }
+    await using endpoint = await open(new Pausing(), on("127.0.0.1"));
+    const { transport, protocol } = endpoint;
+    const count = 5;
+    for (let i = 0; i < count; i++) {
+      await peer.conn.send(encoder.encode(`d${i}`), endpoint.addr);
+    }
+    for (let n = 1; n <= count; n++) {
+      await protocol.waitFor("datagramReceived", n);
+      await ioTurns(1);
+      assert.equal(protocol.count("datagramReceived"), n, "one per resume");
+      assert.equal(transport.isReading(), false);
+      transport.resumeReading();
+    }
+    assert.deepEqual(
+      protocol.texts(),
+      Array.from({ length: count }, (_, i) => `d${i}`),
+    );
+  });
+
+  await t.step("resumed and paused again in one task: still held", async () => {
+    using peer = socket("127.0.0.1");
+    await using endpoint = await open(
+      new RecordingDatagramProtocol(),
+      on("127.0.0.1"),
+    );
+    const { transport, protocol } = endpoint;
+    transport.pauseReading();
+    await peer.conn.send(encoder.encode("held"), endpoint.addr);
+    await ioTurns();
+    transport.resumeReading();
+    transport.pauseReading();
+    await ioTurns();
+    assert.equal(protocol.count("datagramReceived"), 0);
+    transport.resumeReading();
+    await protocol.waitFor("datagramReceived");
+    assert.deepEqual(protocol.texts(), ["held"]);
+  });
+
+  await t.step("close() while paused drops what is held", async () => {
+    using peer = socket("127.0.0.1");
+    const protocol = new RecordingDatagramProtocol();
+    const { transport, addr } = await open(protocol, on("127.0.0.1"));
+    transport.pauseReading();
+    await peer.conn.send(encoder.encode("dropped"), addr);
+    await ioTurns();
+    transport.close();
+    assert.equal(transport.isReading(), false);
+    transport.resumeReading();
+    await protocol.waitFor("connectionLost");
+    assert.deepEqual(protocol.calls, ["connectionMade", "connectionLost"]);
+  });
+});
