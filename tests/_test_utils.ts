@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
 import type { BaseTransport, ErrorContext } from "../transports/transport.ts";
@@ -263,3 +264,51 @@ export const NOT_BYTES: readonly [string, unknown][] = [
   ["a Uint16Array", new Uint16Array(2)],
   ["an array of bytes", [1, 2, 3]],
 ];
+
+/** How long {@linkcode within} waits by default before failing. */
+export const DEADLINE_MS = 5_000;
+
+/** Rejects if `promise` does not settle within `ms`, naming `what`. */
+export async function within<T>(
+  promise: Promise<T>,
+  what: string,
+  ms = DEADLINE_MS,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`Timed out waiting for ${what}`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Asserts equal bytes without dumping megabytes into the message. */
+export function assertBytes(
+  actual: Uint8Array,
+  expected: Uint8Array,
+  what = "bytes",
+): void {
+  for (let i = 0; i < Math.min(actual.byteLength, expected.byteLength); i++) {
+    if (actual[i] !== expected[i]) {
+      assert.fail(
+        `${what}: byte ${i} is ${actual[i]}, expected ${
+          expected[i]
+        } (lengths ${actual.byteLength} and ${expected.byteLength})`,
+      );
+    }
+  }
+  assert.equal(actual.byteLength, expected.byteLength, `${what}: length`);
+}
+
+/** The flow-control callbacks among `calls`, in order, as one string. */
+export function flowCalls(calls: readonly string[]): string {
+  return calls
+    .filter((call) => call === "pauseWriting" || call === "resumeWriting")
+    .join(" ");
+}

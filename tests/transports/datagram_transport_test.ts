@@ -10,10 +10,13 @@ import type {
   DatagramTransport,
 } from "../../transports/transport.ts";
 import {
+  assertBytes,
   errorCollector,
+  flowCalls,
   NOT_BYTES,
   pattern,
   Recorder,
+  within,
 } from "../_test_utils.ts";
 
 // Helpers.
@@ -24,27 +27,9 @@ const HOSTS = ["127.0.0.1", "::1"] as const;
 const MAX_DATAGRAM = 65_507;
 /** The largest UDP payload at all: over IPv6. */
 const MAX_UDP_PAYLOAD = 65_527;
-/** How long any one wait may take before the test fails. */
-const DEADLINE_MS = 5_000;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Rejects if `promise` does not settle within the deadline. */
-async function within<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Timed out waiting for ${what}`)),
-      DEADLINE_MS,
-    );
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Names of the callbacks {@linkcode RecordingDatagramProtocol} records. */
 type CallbackName =
@@ -201,29 +186,6 @@ async function ioTurns(count = 3): Promise<void> {
     await a.conn.send(new Uint8Array([i]), b.addr);
     await receive(b);
   }
-}
-
-/** Asserts equal bytes without dumping them into the message. */
-function assertBytes(
-  actual: Uint8Array,
-  expected: Uint8Array,
-  what: string,
-): void {
-  assert.equal(actual.byteLength, expected.byteLength, `${what}: length`);
-  for (let i = 0; i < expected.byteLength; i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(
-        `${what}: byte ${i} is ${actual[i]}, expected ${expected[i]}`,
-      );
-    }
-  }
-}
-
-/** The callbacks of `calls` that are flow control, in order. */
-function flowCalls(calls: CallbackName[]): string {
-  return calls
-    .filter((call) => call === "pauseWriting" || call === "resumeWriting")
-    .join(" ");
 }
 
 // 1. Order of callbacks.

@@ -7,6 +7,7 @@ import type {
   Transport,
 } from "../../transports/transport.ts";
 import {
+  assertBytes,
   concat,
   errorCollector,
   LOOPBACKS,
@@ -74,24 +75,6 @@ async function send(
 ): Promise<void> {
   for (const chunk of split(data, seed)) await writeAll(conn, chunk);
   if (eof) await conn.closeWrite();
-}
-
-/** Asserts equal bytes without dumping megabytes into the message. */
-function assertBytes(
-  actual: Uint8Array,
-  expected: Uint8Array,
-  what = "bytes",
-): void {
-  for (let i = 0; i < Math.min(actual.byteLength, expected.byteLength); i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(
-        `${what}: byte ${i} is ${actual[i]}, expected ${
-          expected[i]
-        } (lengths ${actual.byteLength} and ${expected.byteLength})`,
-      );
-    }
-  }
-  assert.equal(actual.byteLength, expected.byteLength, `${what}: length`);
 }
 
 /** Bytes a recording protocol has received so far, without joining them. */

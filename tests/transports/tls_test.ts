@@ -23,6 +23,7 @@ import type {
   Transport,
 } from "../../transports/transport.ts";
 import {
+  assertBytes,
   concat,
   pattern,
   RecordingBufferedProtocol,
@@ -41,14 +42,6 @@ const HOST = "127.0.0.1";
 const MiB = 1024 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Asserts two byte arrays are equal, naming the first difference. */
-function assertBytes(actual: Uint8Array, expected: Uint8Array): void {
-  assert.equal(actual.byteLength, expected.byteLength, "byte count");
-  if (Buffer.from(actual).equals(Buffer.from(expected))) return;
-  const at = actual.findIndex((byte, i) => byte !== expected[i]);
-  assert.fail(`bytes differ at offset ${at}`);
-}
 
 /** Records callbacks, counts bytes, and can wait for a byte count. */
 class Collector extends RecordingProtocol {
