@@ -8,8 +8,7 @@ import { BaseProtocolBase } from "./base_protocol.ts";
  * `processExited` comes once and may come before a pipe's last output;
  * `connectionLost` comes last, once the process exited and every pipe closed.
  *
- * @experimental **UNSTABLE**: New API, yet to be vetted. The subprocess
- * transport that drives it is not built yet.
+ * `subprocessExec` and `subprocessShell` drive it.
  *
  * @example Print what a child writes
  * ```ts
@@ -35,8 +34,6 @@ export interface SubprocessProtocol extends BaseProtocol {
 
 /**
  * A {@linkcode SubprocessProtocol} whose callbacks all do nothing.
- *
- * @experimental **UNSTABLE**: New API, yet to be vetted.
  *
  * @example Collect stdout
  * ```ts

@@ -25,3 +25,4 @@ export * from "./server.ts";
 export * from "./create_connection.ts";
 export * from "./start_tls.ts";
 export * from "./datagram_transport.ts";
+export * from "./subprocess_transport.ts";
