@@ -21,3 +21,4 @@ export * from "./protocol.ts";
 export * from "./buffered_protocol.ts";
 export * from "./datagram_protocol.ts";
 export * from "./subprocess_protocol.ts";
+export * from "./framing.ts";

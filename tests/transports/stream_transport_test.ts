@@ -16,6 +16,7 @@ import {
   type Peers,
   readAll,
   readExactly,
+  readUntilClosed,
   RecordingBufferedProtocol,
   RecordingProtocol,
   writeAll,
@@ -102,28 +103,6 @@ async function waitForBytes(
     byteCount(protocol) >= nbytes,
     `expected ${nbytes} bytes, got ${byteCount(protocol)}`,
   );
-}
-
-/**
- * Reads until EOF. A reset also ends the stream: a transport that closes
- * with unread data resets the connection.
- */
-async function readUntilClosed(conn: Deno.Conn): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(64 * 1024);
-  // Bounded: a closed transport sends at most what it buffered.
-  for (let i = 0; i < 1_000_000; i++) {
-    let nbytes: number | null;
-    try {
-      nbytes = await conn.read(buffer);
-    } catch (error) {
-      if (error instanceof Deno.errors.ConnectionReset) break;
-      throw error;
-    }
-    if (nbytes === null) break;
-    chunks.push(buffer.slice(0, nbytes));
-  }
-  return concat(chunks);
 }
 
 /**

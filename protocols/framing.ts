@@ -1,0 +1,465 @@
+import type { Transport } from "../transports/transport.ts";
+import { ProtocolBase } from "./protocol.ts";
+
+/**
+ * A line or frame longer than the protocol allows. Thrown from
+ * `dataReceived` by default, it closes the connection with this error.
+ */
+export class FrameTooLongError extends RangeError {
+  /** The length seen, or at least this many bytes without a delimiter. */
+  readonly length: number;
+  /** The most the protocol allows. */
+  readonly limit: number;
+
+  /**
+   * @param length The length seen.
+   * @param limit The most allowed.
+   */
+  constructor(length: number, limit: number) {
+    super(`Frame of ${length} bytes is over the limit of ${limit}`);
+    this.name = "FrameTooLongError";
+    this.length = length;
+    this.limit = limit;
+  }
+}
+
+/** Options for {@linkcode LineProtocol}. */
+export interface LineProtocolOptions {
+  /** What ends a line (default `"\n"`; `"\r\n"` for RESP, SMTP, HTTP). */
+  delimiter?: string | Uint8Array;
+  /** The longest line, delimiter excluded (default 64 KiB, asyncio's limit). */
+  maxLineLength?: number;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * A `Protocol` that splits the byte stream into lines: Twisted's
+ * `LineReceiver`. Each `lineReceived(line)` gets one line without its
+ * delimiter, as a view with no copy when the line arrived in one chunk.
+ *
+ * Memory stays bounded whatever the peer sends: a line longer than
+ * `maxLineLength` calls {@linkcode LineProtocol.lineLengthExceeded}, which
+ * by default throws {@linkcode FrameTooLongError} and so closes the
+ * connection with it; an override that returns instead drops the line up to
+ * its delimiter and goes on. A last line without a delimiter at EOF is not
+ * delivered. Every complete line in a chunk is delivered, even after
+ * `pauseReading()`; pausing stops the next chunk.
+ *
+ * Lines are the protocol's to keep, unless the subclass declares
+ * `transientData` (then a line is valid only during `lineReceived`).
+ *
+ * @example A line-based echo server
+ * ```ts
+ * import { createServer, LineProtocol } from "@aio/protocols";
+ *
+ * class Echo extends LineProtocol {
+ *   override lineReceived(line: Uint8Array): void {
+ *     this.sendLine(line);
+ *   }
+ * }
+ * await using server = await createServer(() => new Echo(), {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ * });
+ * ```
+ */
+export abstract class LineProtocol extends ProtocolBase {
+  /** What ends a line. */
+  readonly delimiter: Uint8Array;
+  /** The longest line, delimiter excluded. */
+  readonly maxLineLength: number;
+  /** The start of a line that has no delimiter yet, in pieces. */
+  #parts: Uint8Array[] = [];
+  #partLength = 0;
+  /** Dropping an over-long line until its delimiter. */
+  #discarding = false;
+
+  /**
+   * @param options The delimiter and the longest line.
+   * @throws {TypeError} For an empty delimiter.
+   * @throws {RangeError} For a `maxLineLength` that is not a positive integer.
+   */
+  constructor(options: LineProtocolOptions = {}) {
+    super();
+    const delimiter = options.delimiter ?? "\n";
+    this.delimiter = typeof delimiter === "string"
+      ? encoder.encode(delimiter)
+      : delimiter.slice();
+    if (this.delimiter.byteLength === 0) {
+      throw new TypeError("Cannot make a LineProtocol: the delimiter is empty");
+    }
+    this.maxLineLength = checkLimit(
+      options.maxLineLength ?? 64 * 1024,
+      "maxLineLength",
+    );
+  }
+
+  /** Called with each line, without its delimiter. */
+  abstract lineReceived(line: Uint8Array): void;
+
+  /**
+   * Called when a line is longer than `maxLineLength`; `length` is its
+   * length, or how much arrived so far without a delimiter.
+   *
+   * @throws {FrameTooLongError} Unless overridden.
+   */
+  lineLengthExceeded(length: number): void {
+    throw new FrameTooLongError(length, this.maxLineLength);
+  }
+
+  /**
+   * Writes `line` and the delimiter in one write.
+   *
+   * @returns What `write()` returns: `false` while over the high mark.
+   */
+  sendLine(line: Uint8Array | string): boolean {
+    const bytes = typeof line === "string" ? encoder.encode(line) : line;
+    return (this.transport as Transport).writeLines([bytes, this.delimiter]);
+  }
+
+  /** Splits `data` into lines; keeps what has no delimiter yet. */
+  override dataReceived(data: Uint8Array): void {
+    const delimiter = this.delimiter;
+    let from = 0;
+    let scan = 0;
+    if (this.#partLength > 0 && delimiter.byteLength > 1) {
+      const across = this.#delimiterAcross(data);
+      if (across > 0) {
+        const end = this.#partLength - (delimiter.byteLength - across);
+        if (!this.#endLine(this.#joinParts().subarray(0, end))) return;
+        from = scan = across;
+      }
+    }
+    for (;;) {
+      const at = indexOf(data, delimiter, scan);
+      if (at < 0) break;
+      const line = this.#partLength > 0
+        ? this.#joinParts(data.subarray(from, at))
+        : data.subarray(from, at);
+      from = scan = at + delimiter.byteLength;
+      if (!this.#endLine(line)) return;
+    }
+    this.#keep(data.subarray(from));
+  }
+
+  /**
+   * Returns how many bytes at the start of `data` finish a delimiter that
+   * the kept parts began, or 0.
+   */
+  #delimiterAcross(data: Uint8Array): number {
+    const delimiter = this.delimiter;
+    const tail = this.#joinTail(delimiter.byteLength - 1);
+    for (let begun = tail.byteLength; begun >= 1; begun--) {
+      const rest = delimiter.byteLength - begun;
+      if (rest > data.byteLength) continue;
+      if (
+        startsWith(tail, delimiter, 0, begun, tail.byteLength - begun) &&
+        startsWith(data, delimiter, begun, rest)
+      ) {
+        return rest;
+      }
+    }
+    return 0;
+  }
+
+  /** Delivers a complete line; `false` when the transport is closing. */
+  #endLine(line: Uint8Array): boolean {
+    this.#parts = [];
+    this.#partLength = 0;
+    if (this.#discarding) {
+      this.#discarding = false;
+    } else if (line.byteLength > this.maxLineLength) {
+      this.lineLengthExceeded(line.byteLength);
+    } else {
+      this.lineReceived(line);
+    }
+    return !(this.transport as Transport | undefined)?.isClosing();
+  }
+
+  /** Keeps the start of a line; over the limit, drops it. */
+  #keep(rest: Uint8Array): void {
+    if (rest.byteLength === 0) return;
+    const length = this.#partLength + rest.byteLength;
+    // The last bytes may begin a delimiter: they may not count yet.
+    const unsure = this.delimiter.byteLength - 1;
+    const exceeded = !this.#discarding && length - unsure > this.maxLineLength;
+    if (this.#discarding || exceeded) {
+      // Keep only what a delimiter across chunks needs.
+      const all = this.#joinParts(rest);
+      const keep = Math.min(all.byteLength, unsure);
+      this.#parts = keep > 0 ? [all.slice(all.byteLength - keep)] : [];
+      this.#partLength = keep;
+      if (exceeded) {
+        this.#discarding = true;
+        this.lineLengthExceeded(length);
+      }
+      return;
+    }
+    this.#parts.push(
+      (this as { transientData?: boolean }).transientData ? rest.slice() : rest,
+    );
+    this.#partLength = length;
+  }
+
+  /** Returns the kept parts joined, and `more` after them. */
+  #joinParts(more?: Uint8Array): Uint8Array {
+    const parts = more === undefined ? this.#parts : [...this.#parts, more];
+    if (parts.length === 1) return parts[0]!;
+    const joined = new Uint8Array(
+      this.#partLength + (more?.byteLength ?? 0),
+    );
+    let offset = 0;
+    for (const part of parts) {
+      joined.set(part, offset);
+      offset += part.byteLength;
+    }
+    return joined;
+  }
+
+  /** Returns the last `count` kept bytes (fewer if fewer are kept). */
+  #joinTail(count: number): Uint8Array {
+    const last = this.#parts.at(-1)!;
+    const from = last.byteLength >= count ? last : this.#joinParts();
+    return from.subarray(Math.max(0, from.byteLength - count));
+  }
+}
+
+/** Options for {@linkcode LengthPrefixedProtocol}. */
+export interface LengthPrefixedOptions {
+  /** Bytes of the big-endian length before each frame: 1, 2 or 4 (default). */
+  prefixLength?: 1 | 2 | 4;
+  /** The longest frame, prefix excluded (default 1 MiB). */
+  maxFrameLength?: number;
+}
+
+/**
+ * A `Protocol` for frames that each start with their length: Twisted's
+ * `IntNStringReceiver`. Each `frameReceived(frame)` gets one frame without
+ * its prefix, as a view with no copy when the frame arrived in one chunk;
+ * otherwise the frame is gathered in an array of its exact length.
+ *
+ * A prefix over `maxFrameLength` calls
+ * {@linkcode LengthPrefixedProtocol.frameLengthExceeded}, which by default
+ * throws {@linkcode FrameTooLongError} and so closes the connection; an
+ * override that returns instead skips the frame and goes on. Memory stays
+ * bounded by `maxFrameLength` whatever the peer sends.
+ *
+ * @example Frames of up to 64 KiB with a 2-byte prefix
+ * ```ts
+ * import { LengthPrefixedProtocol } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * class Collect extends LengthPrefixedProtocol {
+ *   frames: string[] = [];
+ *   constructor() {
+ *     super({ prefixLength: 2, maxFrameLength: 65535 });
+ *   }
+ *   override frameReceived(frame: Uint8Array): void {
+ *     this.frames.push(new TextDecoder().decode(frame));
+ *   }
+ * }
+ * const collect = new Collect();
+ * collect.dataReceived(new Uint8Array([0, 2, 104, 105, 0, 1]));
+ * collect.dataReceived(new Uint8Array([33]));
+ * assert.deepEqual(collect.frames, ["hi", "!"]);
+ * ```
+ */
+export abstract class LengthPrefixedProtocol extends ProtocolBase {
+  /** Bytes of the length prefix. */
+  readonly prefixLength: 1 | 2 | 4;
+  /** The longest frame, prefix excluded. */
+  readonly maxFrameLength: number;
+  /** Prefix bytes gathered so far. */
+  #prefix: Uint8Array;
+  #prefixFilled = 0;
+  /** The length of the frame being read, or -1 while reading a prefix. */
+  #frameLength = -1;
+  /** The frame gathered across chunks, made once it spans two. */
+  #frame: Uint8Array | undefined;
+  #frameFilled = 0;
+  /** Bytes of an over-long frame still to skip. */
+  #skip = 0;
+
+  /**
+   * @param options The prefix length and the longest frame.
+   * @throws {RangeError} For a bad `prefixLength` or `maxFrameLength`.
+   */
+  constructor(options: LengthPrefixedOptions = {}) {
+    super();
+    const prefixLength = options.prefixLength ?? 4;
+    if (prefixLength !== 1 && prefixLength !== 2 && prefixLength !== 4) {
+      throw new RangeError(
+        `Cannot make a LengthPrefixedProtocol: prefixLength must be 1, 2 or 4, not ${prefixLength}`,
+      );
+    }
+    this.prefixLength = prefixLength;
+    this.maxFrameLength = checkLimit(
+      options.maxFrameLength ?? 1024 * 1024,
+      "maxFrameLength",
+    );
+    this.#prefix = new Uint8Array(prefixLength);
+  }
+
+  /** Called with each frame, without its prefix. */
+  abstract frameReceived(frame: Uint8Array): void;
+
+  /**
+   * Called when a prefix announces more than `maxFrameLength` bytes.
+   *
+   * @throws {FrameTooLongError} Unless overridden.
+   */
+  frameLengthExceeded(length: number): void {
+    throw new FrameTooLongError(length, this.maxFrameLength);
+  }
+
+  /**
+   * Writes the length prefix and `frame` in one write.
+   *
+   * @returns What `write()` returns: `false` while over the high mark.
+   * @throws {RangeError} If the prefix cannot hold the frame's length.
+   */
+  sendFrame(frame: Uint8Array): boolean {
+    const max = 2 ** (8 * this.prefixLength) - 1;
+    if (frame.byteLength > max) {
+      throw new RangeError(
+        `Cannot send frame: ${frame.byteLength} bytes do not fit a ${this.prefixLength}-byte prefix`,
+      );
+    }
+    const prefix = new Uint8Array(this.prefixLength);
+    writeLength(prefix, frame.byteLength);
+    return (this.transport as Transport).writeLines([prefix, frame]);
+  }
+
+  /** Splits `data` into frames; keeps a partial prefix or frame. */
+  override dataReceived(data: Uint8Array): void {
+    let offset = 0;
+    while (offset < data.byteLength) {
+      if (this.#skip > 0) {
+        const skipped = Math.min(this.#skip, data.byteLength - offset);
+        this.#skip -= skipped;
+        offset += skipped;
+        continue;
+      }
+      if (this.#frameLength < 0) {
+        offset = this.#readPrefix(data, offset);
+        if (this.#skip > 0 && this.#closing()) return;
+        if (this.#frameLength !== 0) continue;
+        this.#frameLength = -1;
+        if (!this.#deliver(EMPTY)) return;
+        continue;
+      }
+      const length = this.#frameLength;
+      const available = data.byteLength - offset;
+      if (this.#frame === undefined && available >= length) {
+        // The whole frame is here: a view, no copy.
+        this.#frameLength = -1;
+        const view = data.subarray(offset, offset + length);
+        offset += length;
+        if (!this.#deliver(view)) return;
+        continue;
+      }
+      const frame = this.#frame ??= new Uint8Array(length);
+      const take = Math.min(length - this.#frameFilled, available);
+      frame.set(data.subarray(offset, offset + take), this.#frameFilled);
+      this.#frameFilled += take;
+      offset += take;
+      if (this.#frameFilled === length) {
+        this.#frameLength = -1;
+        this.#frame = undefined;
+        this.#frameFilled = 0;
+        if (!this.#deliver(frame)) return;
+      }
+    }
+  }
+
+  /**
+   * Reads prefix bytes from `data` at `offset`; once the prefix is whole,
+   * sets the frame's length (or a skip). Returns the new offset.
+   */
+  #readPrefix(data: Uint8Array, offset: number): number {
+    const take = Math.min(
+      this.prefixLength - this.#prefixFilled,
+      data.byteLength - offset,
+    );
+    this.#prefix.set(data.subarray(offset, offset + take), this.#prefixFilled);
+    this.#prefixFilled += take;
+    if (this.#prefixFilled < this.prefixLength) return offset + take;
+    this.#prefixFilled = 0;
+    const length = readLength(this.#prefix);
+    if (length > this.maxFrameLength) {
+      this.#skip = length;
+      this.frameLengthExceeded(length);
+      return offset + take;
+    }
+    this.#frameLength = length;
+    return offset + take;
+  }
+
+  /** Delivers a frame; `false` when the transport is closing. */
+  #deliver(frame: Uint8Array): boolean {
+    this.frameReceived(frame);
+    return !this.#closing();
+  }
+
+  #closing(): boolean {
+    return (this.transport as Transport | undefined)?.isClosing() ?? false;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function checkLimit(value: unknown, name: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+    throw new RangeError(
+      `Cannot make a framing protocol: ${name} must be a positive integer, not ${value}`,
+    );
+  }
+  return value;
+}
+
+/** Returns where `needle` starts in `haystack` at or after `from`, or -1. */
+function indexOf(
+  haystack: Uint8Array,
+  needle: Uint8Array,
+  from: number,
+): number {
+  const first = needle[0]!;
+  const last = haystack.byteLength - needle.byteLength;
+  for (let at = haystack.indexOf(first, from); at >= 0 && at <= last;) {
+    if (startsWith(haystack, needle, 0, needle.byteLength, at)) return at;
+    at = haystack.indexOf(first, at + 1);
+  }
+  return -1;
+}
+
+/**
+ * Returns `true` if `bytes` at `at` equals `count` bytes of `needle` from
+ * `start`.
+ */
+function startsWith(
+  bytes: Uint8Array,
+  needle: Uint8Array,
+  start: number,
+  count = needle.byteLength - start,
+  at = 0,
+): boolean {
+  if (at + count > bytes.byteLength) return false;
+  for (let i = 0; i < count; i++) {
+    if (bytes[at + i] !== needle[start + i]) return false;
+  }
+  return true;
+}
+
+function readLength(prefix: Uint8Array): number {
+  let length = 0;
+  for (const byte of prefix) length = length * 256 + byte;
+  return length;
+}
+
+function writeLength(prefix: Uint8Array, length: number): void {
+  for (let i = prefix.byteLength - 1; i >= 0; i--) {
+    prefix[i] = length % 256;
+    length = Math.floor(length / 256);
+  }
+}
