@@ -2,8 +2,11 @@
  * Python asyncio's protocol/transport layer for Deno: write callback
  * protocols (`connectionMade`, `dataReceived`, `eofReceived`,
  * `pauseWriting`/`resumeWriting`, `connectionLost`, or the zero-copy
- * `BufferedProtocol`) and let the transports drive them over `Deno.Conn`,
- * with asyncio's exact flow control.
+ * `BufferedProtocol`) and let the transports drive them over `Deno.Conn`
+ * (TCP, Unix, TLS), `Deno.DatagramConn` (UDP) and `Deno.Command` (child
+ * processes), with asyncio's exact flow control. Framing protocols
+ * (`LineProtocol`, `LengthPrefixedProtocol`) and asyncio's streams
+ * (`openConnection`, `startServer`) build on them.
  *
  * ```ts
  * import { createConnection, createServer, ProtocolBase, type Transport } from "@aio/protocols";
@@ -34,3 +37,4 @@
  */
 export * from "./protocols/mod.ts";
 export * from "./transports/mod.ts";
+export * from "./streams/mod.ts";

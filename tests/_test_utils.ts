@@ -334,3 +334,27 @@ export async function readUntilClosed(conn: Deno.Conn): Promise<Uint8Array> {
   }
   return concat(chunks);
 }
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
+/** Encodes `text` as UTF-8. */
+export function bytes(text: string): Uint8Array {
+  return textEncoder.encode(text);
+}
+
+/** Decodes UTF-8 `data`. */
+export function text(data: Uint8Array): string {
+  return textDecoder.decode(data);
+}
+
+/** A seeded xorshift32 generator of integers in `[0, bound)`. */
+export function random(seed: number): (bound: number) => number {
+  let state = seed >>> 0 || 1;
+  return (bound) => {
+    state = (state ^ (state << 13)) >>> 0;
+    state = (state ^ (state >>> 17)) >>> 0;
+    state = (state ^ (state << 5)) >>> 0;
+    return state % bound;
+  };
+}

@@ -12,12 +12,15 @@ import type { Protocol } from "../../protocols/protocol.ts";
 import type { BaseTransport, Transport } from "../../transports/transport.ts";
 import {
   assertBytes,
+  bytes,
   concat,
   errorCollector,
   pattern,
+  random,
   readExactly,
   readUntilClosed,
   Recorder,
+  text,
   within,
   writeAll,
 } from "../_test_utils.ts";
@@ -26,27 +29,6 @@ import {
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-function bytes(text: string): Uint8Array {
-  return encoder.encode(text);
-}
-
-function text(data: Uint8Array): string {
-  return decoder.decode(data);
-}
-
-/** A seeded xorshift32 generator of integers in `[0, bound)`. */
-function random(seed: number): (bound: number) => number {
-  let state = seed >>> 0 || 1;
-  return (bound) => {
-    state = (state ^ (state << 13)) >>> 0;
-    state = (state ^ (state >>> 17)) >>> 0;
-    state = (state ^ (state << 5)) >>> 0;
-    return state % bound;
-  };
-}
 
 /** Splits `data` into views of 1 to `max` bytes, sizes drawn from `next`. */
 function chunk(

@@ -14,6 +14,7 @@ import {
   NOT_BYTES,
   pattern,
   type Peers,
+  random,
   readAll,
   readExactly,
   readUntilClosed,
@@ -42,17 +43,6 @@ async function overLoopbacks(
       await fn(peers);
     });
   }
-}
-
-/** A seeded xorshift32 generator of integers in `[0, bound)`. */
-function random(seed: number): (bound: number) => number {
-  let state = seed >>> 0 || 1;
-  return (bound) => {
-    state = (state ^ (state << 13)) >>> 0;
-    state = (state ^ (state >>> 17)) >>> 0;
-    state = (state ^ (state << 5)) >>> 0;
-    return state % bound;
-  };
 }
 
 /** Splits `data` into views of seeded, log-uniform sizes (1 B to 64 KiB). */

@@ -1,0 +1,23 @@
+/**
+ * asyncio's streams on top of the protocol layer: `openConnection` and
+ * `startServer` give a `StreamReader` (`read`, `readline`, `readuntil`,
+ * `readexactly`, async iteration over lines) and a `StreamWriter` (`write`,
+ * `drain`, `close`, `waitClosed`), each with a Web Streams view (`readable`,
+ * `writable`).
+ *
+ * ```ts
+ * import { openConnection, startServer } from "@aio/protocols/streams";
+ *
+ * await using server = await startServer(async (reader, writer) => {
+ *   for await (const line of reader) writer.write(line);
+ *   writer.close();
+ * }, { hostname: "127.0.0.1", port: 0 });
+ * const { port } = server.addrs[0] as Deno.NetAddr;
+ * const [, writer] = await openConnection({ port });
+ * writer.close();
+ * await writer.waitClosed();
+ * ```
+ *
+ * @module
+ */
+export * from "./streams.ts";

@@ -1,0 +1,791 @@
+import { ProtocolBase } from "../protocols/protocol.ts";
+import {
+  type ConnectionOptions,
+  createConnection,
+  createUnixConnection,
+  type UnixConnectionOptions,
+} from "../transports/create_connection.ts";
+import {
+  createServer,
+  type CreateServerOptions,
+  createUnixServer,
+  type CreateUnixServerOptions,
+  type Server,
+} from "../transports/server.ts";
+import type {
+  BaseTransport,
+  ErrorHandler,
+  Transport,
+} from "../transports/transport.ts";
+import { reportToStderr } from "../transports/_report.ts";
+import { concat } from "../transports/_write_queue.ts";
+
+/** asyncio's `_DEFAULT_LIMIT`: 64 KiB. */
+export const DEFAULT_LIMIT = 64 * 1024;
+
+const NEWLINE = new Uint8Array([0x0a]);
+const EMPTY = new Uint8Array(0);
+
+/**
+ * EOF came before a read got what it needed; `partial` is what there was.
+ */
+export class IncompleteReadError extends Error {
+  /** The bytes read before EOF. */
+  readonly partial: Uint8Array;
+  /** The bytes expected, or `null` when reading up to a separator. */
+  readonly expected: number | null;
+
+  /**
+   * @param partial The bytes read before EOF.
+   * @param expected The bytes expected, or `null`.
+   */
+  constructor(partial: Uint8Array, expected: number | null) {
+    super(
+      `${partial.byteLength} bytes read on a total of ${
+        expected ?? "undefined"
+      } expected bytes`,
+    );
+    this.name = "IncompleteReadError";
+    this.partial = partial;
+    this.expected = expected;
+  }
+}
+
+/**
+ * A separator was not found within the reader's limit. The data stays in
+ * the buffer (except after `readline()`, which drops it).
+ */
+export class LimitOverrunError extends RangeError {
+  /** How many bytes to consume to get past the over-long part. */
+  readonly consumed: number;
+
+  /**
+   * @param message What overran.
+   * @param consumed How many bytes to consume to get past it.
+   */
+  constructor(message: string, consumed: number) {
+    super(message);
+    this.name = "LimitOverrunError";
+    this.consumed = consumed;
+  }
+}
+
+/**
+ * The read side of a connection as awaitable calls: asyncio's
+ * `StreamReader`.
+ *
+ * The buffer holds what arrived and was not read yet; over twice `limit`
+ * the transport stops reading until reads bring it back to `limit`, so a
+ * fast peer cannot fill memory. One read may wait at a time.
+ */
+export class StreamReader {
+  /** The most a separator search may look through. */
+  readonly limit: number;
+  #buffer = new ByteBuffer();
+  #eof = false;
+  #exception: Error | undefined;
+  #waiter: PromiseWithResolvers<void> | undefined;
+  #transport: Transport | undefined;
+  #paused = false;
+  #readable: ReadableStream<Uint8Array> | undefined;
+
+  /**
+   * @param limit The buffer limit (default 64 KiB).
+   * @throws {RangeError} Unless `limit` is a positive integer.
+   */
+  constructor(limit: number = DEFAULT_LIMIT) {
+    this.limit = checkLimit(limit);
+  }
+
+  /** Returns `true` once EOF was fed and the buffer is empty. */
+  atEof(): boolean {
+    return this.#eof && this.#buffer.length === 0;
+  }
+
+  /** Returns the error the connection was lost with, if any. */
+  exception(): Error | undefined {
+    return this.#exception;
+  }
+
+  /** Sets the transport that flow control pauses and resumes. */
+  setTransport(transport: Transport): void {
+    this.#transport = transport;
+  }
+
+  /** Adds bytes to the buffer, as a protocol does when data arrives. */
+  feedData(data: Uint8Array): void {
+    if (data.byteLength === 0) return;
+    this.#buffer.append(data);
+    this.#wake();
+    if (
+      this.#transport !== undefined && !this.#paused &&
+      this.#buffer.length > 2 * this.limit
+    ) {
+      this.#paused = true;
+      this.#transport.pauseReading();
+    }
+  }
+
+  /** Marks EOF: reads return what is buffered, then empty. */
+  feedEof(): void {
+    this.#eof = true;
+    this.#wake();
+  }
+
+  /** Makes every read fail with `exc` from now on. */
+  setException(exc: Error): void {
+    this.#exception = exc;
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.reject(exc);
+  }
+
+  /**
+   * Reads up to `n` bytes as soon as any are there; with `n < 0` (the
+   * default), reads until EOF. Returns an empty array at EOF.
+   */
+  async read(n = -1): Promise<Uint8Array> {
+    this.#throwIfFailed();
+    if (n === 0) return EMPTY;
+    if (n < 0) {
+      const blocks: Uint8Array[] = [];
+      for (;;) {
+        const block = await this.read(this.limit);
+        if (block.byteLength === 0) break;
+        blocks.push(block);
+      }
+      return blocks.length === 1 ? blocks[0]! : concat(
+        blocks,
+        blocks.reduce((total, block) => total + block.byteLength, 0),
+      );
+    }
+    if (this.#buffer.length === 0 && !this.#eof) {
+      await this.#waitForData("read");
+    }
+    const data = this.#buffer.take(Math.min(n, this.#buffer.length));
+    this.#maybeResume();
+    return data;
+  }
+
+  /**
+   * Reads one line, `\n` included. At EOF, returns what is left (maybe
+   * without `\n`, maybe empty).
+   *
+   * @throws {LimitOverrunError} If a line is longer than `limit`; the line
+   * is dropped (up to its `\n` if it arrived).
+   */
+  async readline(): Promise<Uint8Array> {
+    try {
+      return await this.readuntil(NEWLINE);
+    } catch (error) {
+      if (error instanceof IncompleteReadError) return error.partial;
+      if (error instanceof LimitOverrunError) {
+        if (this.#buffer.startsWith(NEWLINE, error.consumed)) {
+          this.#buffer.skip(error.consumed + NEWLINE.byteLength);
+        } else {
+          this.#buffer.clear();
+        }
+        this.#maybeResume();
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Reads up to and including `separator`, or of several, the one whose
+   * match ends first (at the same end, the shortest), as asyncio does.
+   *
+   * @throws {IncompleteReadError} At EOF before a separator; the buffer is
+   * emptied into `partial`.
+   * @throws {LimitOverrunError} If no separator is within `limit` bytes;
+   * the data stays buffered.
+   */
+  async readuntil(
+    separator: Uint8Array | readonly Uint8Array[] = NEWLINE,
+  ): Promise<Uint8Array> {
+    const separators =
+      (separator instanceof Uint8Array ? [separator] : [...separator]).sort((
+        a,
+        b,
+      ) => a.byteLength - b.byteLength);
+    if (
+      separators.length === 0 || separators.some((sep) => sep.byteLength === 0)
+    ) {
+      throw new TypeError("Separator must be at least one non-empty array");
+    }
+    const longest = separators.at(-1)!.byteLength;
+    let offset = 0;
+    for (;;) {
+      this.#throwIfFailed();
+      const found = this.#buffer.find(separators, offset);
+      if (found !== undefined) {
+        if (found.at > this.limit) {
+          throw new LimitOverrunError(
+            "Separator is found, but chunk is longer than limit",
+            found.at,
+          );
+        }
+        const chunk = this.#buffer.take(found.at + found.length);
+        this.#maybeResume();
+        return chunk;
+      }
+      offset = Math.max(0, this.#buffer.length + 1 - longest);
+      if (offset > this.limit) {
+        throw new LimitOverrunError(
+          "Separator is not found, and chunk exceed the limit",
+          offset,
+        );
+      }
+      if (this.#eof) {
+        const partial = this.#buffer.take(this.#buffer.length);
+        this.#maybeResume();
+        throw new IncompleteReadError(partial, null);
+      }
+      await this.#waitForData("readuntil");
+    }
+  }
+
+  /**
+   * Reads exactly `n` bytes.
+   *
+   * @throws {IncompleteReadError} At EOF before `n` bytes; the buffer is
+   * emptied into `partial`.
+   * @throws {RangeError} If `n` is negative.
+   */
+  async readexactly(n: number): Promise<Uint8Array> {
+    if (!Number.isInteger(n) || n < 0) {
+      throw new RangeError(
+        `readexactly() size must be a non-negative integer, not ${n}`,
+      );
+    }
+    this.#throwIfFailed();
+    if (n === 0) return EMPTY;
+    while (this.#buffer.length < n) {
+      if (this.#eof) {
+        const partial = this.#buffer.take(this.#buffer.length);
+        this.#maybeResume();
+        throw new IncompleteReadError(partial, n);
+      }
+      await this.#waitForData("readexactly");
+    }
+    const data = this.#buffer.take(n);
+    this.#maybeResume();
+    return data;
+  }
+
+  /** Yields lines, as `readline()`, until EOF. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const line = await this.readline();
+      if (line.byteLength === 0) return;
+      yield line;
+    }
+  }
+
+  /**
+   * The same bytes as a Web `ReadableStream`: each pull reads up to
+   * `limit` bytes; it closes at EOF and errors with the connection's error.
+   * Do not mix it with direct reads.
+   */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const chunk = await this.read(this.limit);
+        if (chunk.byteLength === 0) controller.close();
+        else controller.enqueue(chunk);
+      },
+      cancel: () => {
+        this.#transport?.close();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  #throwIfFailed(): void {
+    if (this.#exception !== undefined) throw this.#exception;
+  }
+
+  async #waitForData(what: string): Promise<void> {
+    if (this.#waiter !== undefined) {
+      throw new TypeError(
+        `Cannot ${what}(): another read is already waiting for data`,
+      );
+    }
+    if (this.#paused) {
+      this.#paused = false;
+      this.#transport?.resumeReading();
+    }
+    this.#waiter = Promise.withResolvers<void>();
+    try {
+      await this.#waiter.promise;
+    } finally {
+      this.#waiter = undefined;
+    }
+  }
+
+  #wake(): void {
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.resolve();
+  }
+
+  #maybeResume(): void {
+    if (this.#paused && this.#buffer.length <= this.limit) {
+      this.#paused = false;
+      this.#transport?.resumeReading();
+    }
+  }
+}
+
+/**
+ * The write side of a connection with awaitable flow control: asyncio's
+ * `StreamWriter`. `write()` never waits; `await drain()` waits while the
+ * transport's buffer is over its high-water mark.
+ */
+export class StreamWriter {
+  /** The transport it writes to. */
+  readonly transport: Transport;
+  #protocol: StreamReaderProtocol;
+  #reader: StreamReader | undefined;
+  #writable: WritableStream<Uint8Array> | undefined;
+
+  /**
+   * @param transport The transport.
+   * @param protocol The protocol that drives `reader`.
+   * @param reader The read side, whose error `drain()` reports.
+   */
+  constructor(
+    transport: Transport,
+    protocol: StreamReaderProtocol,
+    reader?: StreamReader,
+  ) {
+    this.transport = transport;
+    this.#protocol = protocol;
+    this.#reader = reader;
+  }
+
+  /** Queues `data`; see the transport's `write()`. */
+  write(data: Uint8Array): void {
+    this.transport.write(data);
+  }
+
+  /** Queues every chunk to go out together. */
+  writelines(chunks: Iterable<Uint8Array>): void {
+    this.transport.writeLines(chunks);
+  }
+
+  /** Flushes, then half-closes the write side. */
+  writeEof(): void {
+    this.transport.writeEof();
+  }
+
+  /** Returns `true` if `writeEof()` is possible. */
+  canWriteEof(): boolean {
+    return this.transport.canWriteEof();
+  }
+
+  /** Flushes, then closes the connection. */
+  close(): void {
+    this.transport.close();
+  }
+
+  /** Returns `true` once closing. */
+  isClosing(): boolean {
+    return this.transport.isClosing();
+  }
+
+  /** Resolves once the connection is lost; rejects with its error if any. */
+  waitClosed(): Promise<void> {
+    return this.#protocol.closed();
+  }
+
+  /** Returns the transport's extra info. */
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return this.transport.getExtraInfo(name, defaultValue);
+  }
+
+  /**
+   * Resolves once the write buffer is at or below the low-water mark.
+   *
+   * @throws The read side's error, or `Deno.errors.ConnectionReset` if the
+   * connection was lost.
+   */
+  async drain(): Promise<void> {
+    const exc = this.#reader?.exception();
+    if (exc !== undefined) throw exc;
+    if (this.transport.isClosing()) await undefined;
+    await this.#protocol.drainHelper();
+  }
+
+  /**
+   * The same connection as a Web `WritableStream`: each write waits for
+   * `drain()`; closing it half-closes (`writeEof()`) where possible, and
+   * aborting it aborts the transport.
+   */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= new WritableStream<Uint8Array>({
+      write: async (chunk) => {
+        this.write(chunk);
+        await this.drain();
+      },
+      close: async () => {
+        if (this.canWriteEof()) this.writeEof();
+        else this.close();
+        await this.drain();
+      },
+      abort: () => {
+        this.transport.abort();
+      },
+    });
+  }
+}
+
+/** Called for each connection a stream server accepts. */
+export type ClientConnected = (
+  reader: StreamReader,
+  writer: StreamWriter,
+) => void | Promise<void>;
+
+/**
+ * The `Protocol` between a transport and a {@linkcode StreamReader}:
+ * asyncio's `StreamReaderProtocol`. With `clientConnected`, it makes the
+ * writer and calls it once the connection is made.
+ */
+export class StreamReaderProtocol extends ProtocolBase {
+  /** The reader it feeds. */
+  readonly reader: StreamReader;
+  /** The writer, once the connection is made. */
+  writer: StreamWriter | undefined;
+  #clientConnected: ClientConnected | undefined;
+  #onError: ErrorHandler;
+  #lost = false;
+  #lostWith: Error | undefined;
+  #closed: Promise<void>;
+  #resolveClosed: (exc: Error | undefined) => void;
+
+  /**
+   * @param reader The reader to feed.
+   * @param clientConnected For servers: called with the reader and writer.
+   * @param onError Receives what `clientConnected` throws or rejects with.
+   */
+  constructor(
+    reader: StreamReader,
+    clientConnected?: ClientConnected,
+    onError: ErrorHandler = reportToStderr,
+  ) {
+    super();
+    this.reader = reader;
+    this.#clientConnected = clientConnected;
+    this.#onError = onError;
+    const { promise, resolve } = Promise.withResolvers<Error | undefined>();
+    this.#resolveClosed = resolve;
+    this.#closed = promise.then((exc) => {
+      if (exc !== undefined) throw exc;
+    });
+    // Nobody may ever wait for it: that is not an unhandled error.
+    this.#closed.catch(() => {});
+  }
+
+  override connectionMade(transport: BaseTransport): void {
+    super.connectionMade(transport);
+    const stream = transport as Transport;
+    this.reader.setTransport(stream);
+    this.writer = new StreamWriter(stream, this, this.reader);
+    const clientConnected = this.#clientConnected;
+    if (clientConnected === undefined) return;
+    let result: void | Promise<void>;
+    try {
+      result = clientConnected(this.reader, this.writer);
+    } catch (error) {
+      this.#failed(error, stream);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.catch((error) => this.#failed(error, stream));
+    }
+  }
+
+  override dataReceived(data: Uint8Array): void {
+    this.reader.feedData(data);
+  }
+
+  /** Feeds EOF and keeps the write side open, as asyncio does over TCP. */
+  override eofReceived(): boolean {
+    this.reader.feedEof();
+    return true;
+  }
+
+  override connectionLost(exc: Error | undefined): void {
+    this.#lost = true;
+    this.#lostWith = exc;
+    if (exc === undefined) this.reader.feedEof();
+    else this.reader.setException(exc);
+    this.#resolveClosed(exc);
+    super.connectionLost(exc);
+  }
+
+  /** Resolves once the connection is lost; rejects with its error. */
+  closed(): Promise<void> {
+    return this.#closed;
+  }
+
+  /** Waits while writing is paused; throws once the connection is lost. */
+  async drainHelper(): Promise<void> {
+    if (this.#lost) throw this.#lostError();
+    await this.drain();
+    if (this.#lost) throw this.#lostError();
+  }
+
+  #lostError(): Error {
+    return this.#lostWith ??
+      new Deno.errors.ConnectionReset("Connection lost");
+  }
+
+  #failed(error: unknown, transport: Transport): void {
+    this.#onError(error, {
+      message: "Unhandled error in the clientConnected callback",
+      transport,
+      protocol: this,
+    });
+    transport.close();
+  }
+}
+
+/** Options for {@linkcode openConnection}. */
+export interface OpenConnectionOptions extends ConnectionOptions {
+  /** The reader's buffer limit (default 64 KiB). */
+  limit?: number;
+}
+
+/** Options for {@linkcode openUnixConnection}. */
+export interface OpenUnixConnectionOptions extends UnixConnectionOptions {
+  /** The reader's buffer limit (default 64 KiB). */
+  limit?: number;
+}
+
+/**
+ * Connects over TCP (or TLS) and returns a reader and a writer: asyncio's
+ * `asyncio.open_connection()`.
+ *
+ * @param options Where to connect, as for `createConnection`, and `limit`.
+ * @returns The reader and the writer.
+ *
+ * @example Send a line and read the answer
+ * ```ts
+ * import { openConnection, startServer } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = await startServer(async (reader, writer) => {
+ *   const line = await reader.readline();
+ *   writer.write(line);
+ *   await writer.drain();
+ *   writer.close();
+ * }, { hostname: "127.0.0.1", port: 0 });
+ *
+ * const { port } = server.addrs[0] as Deno.NetAddr;
+ * const [reader, writer] = await openConnection({ port });
+ * writer.write(new TextEncoder().encode("hello\n"));
+ * assert.equal(new TextDecoder().decode(await reader.read()), "hello\n");
+ * writer.close();
+ * await writer.waitClosed();
+ * ```
+ */
+export async function openConnection(
+  options: OpenConnectionOptions,
+): Promise<[StreamReader, StreamWriter]> {
+  const { limit, ...connect } = options;
+  const reader = new StreamReader(limit);
+  const [, protocol] = await createConnection(
+    () => new StreamReaderProtocol(reader),
+    connect,
+  );
+  return [reader, protocol.writer!];
+}
+
+/**
+ * Connects to a Unix socket and returns a reader and a writer: asyncio's
+ * `asyncio.open_unix_connection()`.
+ *
+ * @param options The socket's path, and `limit`.
+ * @returns The reader and the writer.
+ */
+export async function openUnixConnection(
+  options: OpenUnixConnectionOptions,
+): Promise<[StreamReader, StreamWriter]> {
+  const { limit, ...connect } = options;
+  const reader = new StreamReader(limit);
+  const [, protocol] = await createUnixConnection(
+    () => new StreamReaderProtocol(reader),
+    connect,
+  );
+  return [reader, protocol.writer!];
+}
+
+/** Options for {@linkcode startServer}. */
+export interface StartServerOptions extends CreateServerOptions {
+  /** Each reader's buffer limit (default 64 KiB). */
+  limit?: number;
+}
+
+/** Options for {@linkcode startUnixServer}. */
+export interface StartUnixServerOptions extends CreateUnixServerOptions {
+  /** Each reader's buffer limit (default 64 KiB). */
+  limit?: number;
+}
+
+/**
+ * Serves TCP (or TLS) and calls `clientConnected(reader, writer)` for each
+ * connection: asyncio's `asyncio.start_server()`. What it throws or
+ * rejects with goes to `onError` and closes that connection.
+ *
+ * @param clientConnected Called for each connection.
+ * @param options Where to listen, as for `createServer`, and `limit`.
+ * @returns The server.
+ */
+export async function startServer(
+  clientConnected: ClientConnected,
+  options: StartServerOptions,
+): Promise<Server> {
+  const { limit, ...serve } = options;
+  return await createServer(
+    streamFactory(clientConnected, limit, options.onError),
+    serve,
+  );
+}
+
+/**
+ * Serves a Unix socket and calls `clientConnected(reader, writer)` for
+ * each connection: asyncio's `asyncio.start_unix_server()`.
+ *
+ * @param clientConnected Called for each connection.
+ * @param options The socket's path, as for `createUnixServer`, and `limit`.
+ * @returns The server.
+ */
+export async function startUnixServer(
+  clientConnected: ClientConnected,
+  options: StartUnixServerOptions,
+): Promise<Server> {
+  const { limit, ...serve } = options;
+  return await createUnixServer(
+    streamFactory(clientConnected, limit, options.onError),
+    serve,
+  );
+}
+
+/** Checks a server's arguments; returns its protocol factory. */
+function streamFactory(
+  clientConnected: ClientConnected,
+  limit: number | undefined,
+  onError: ErrorHandler | undefined,
+): () => StreamReaderProtocol {
+  checkCallback(clientConnected);
+  checkLimit(limit);
+  return () =>
+    new StreamReaderProtocol(new StreamReader(limit), clientConnected, onError);
+}
+
+function checkLimit(limit: number = DEFAULT_LIMIT): number {
+  if (!Number.isInteger(limit) || limit <= 0) {
+    throw new RangeError(`Limit must be a positive integer, not ${limit}`);
+  }
+  return limit;
+}
+
+function checkCallback(clientConnected: unknown): void {
+  if (typeof clientConnected !== "function") {
+    throw new TypeError(
+      `Cannot start server: clientConnected must be a function, not ${typeof clientConnected}`,
+    );
+  }
+}
+
+/** A growable byte buffer read from the front, as asyncio's `bytearray`. */
+class ByteBuffer {
+  #bytes = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
+
+  get length(): number {
+    return this.#end - this.#start;
+  }
+
+  append(data: Uint8Array): void {
+    if (this.#end + data.byteLength > this.#bytes.byteLength) {
+      const length = this.length;
+      if (length + data.byteLength <= this.#bytes.byteLength / 2) {
+        this.#bytes.copyWithin(0, this.#start, this.#end);
+      } else {
+        const grown = new Uint8Array(
+          Math.max(2 * (length + data.byteLength), 4096),
+        );
+        grown.set(this.#bytes.subarray(this.#start, this.#end));
+        this.#bytes = grown;
+      }
+      this.#start = 0;
+      this.#end = length;
+    }
+    this.#bytes.set(data, this.#end);
+    this.#end += data.byteLength;
+  }
+
+  /** Removes and returns the first `n` bytes, as a copy. */
+  take(n: number): Uint8Array {
+    const data = this.#bytes.slice(this.#start, this.#start + n);
+    this.skip(n);
+    return data;
+  }
+
+  skip(n: number): void {
+    this.#start += n;
+    if (this.#start === this.#end) this.clear();
+  }
+
+  clear(): void {
+    this.#start = this.#end = 0;
+    // Give back a large buffer once drained.
+    if (this.#bytes.byteLength > 1024 * 1024) this.#bytes = new Uint8Array(0);
+  }
+
+  startsWith(prefix: Uint8Array, at: number): boolean {
+    if (at + prefix.byteLength > this.length) return false;
+    const from = this.#start + at;
+    for (let i = 0; i < prefix.byteLength; i++) {
+      if (this.#bytes[from + i] !== prefix[i]) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Finds the separator match that ends first, as asyncio does, so that
+   * the result does not depend on how the data arrived; at the same end,
+   * the shortest (`separators` are sorted shortest first). Returns where
+   * it starts, and its length.
+   */
+  find(
+    separators: Uint8Array[],
+    offset: number,
+  ): { at: number; length: number } | undefined {
+    let best: { at: number; length: number } | undefined;
+    for (const separator of separators) {
+      const first = separator[0]!;
+      const last = this.#end - separator.byteLength;
+      for (
+        let i = this.#bytes.indexOf(first, this.#start + offset);
+        i >= 0 && i <= last;
+        i = this.#bytes.indexOf(first, i + 1)
+      ) {
+        const at = i - this.#start;
+        if (
+          best !== undefined &&
+          at + separator.byteLength >= best.at + best.length
+        ) {
+          break;
+        }
+        if (this.startsWith(separator, at)) {
+          best = { at, length: separator.byteLength };
+          break;
+        }
+      }
+    }
+    return best;
+  }
+}
