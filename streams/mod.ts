@@ -3,7 +3,8 @@
  * `startServer` give a `StreamReader` (`read`, `readline`, `readuntil`,
  * `readexactly`, async iteration over lines) and a `StreamWriter` (`write`,
  * `drain`, `close`, `waitClosed`), each with a Web Streams view (`readable`,
- * `writable`).
+ * `writable`). `createSubprocessExec` and `createSubprocessShell` give a
+ * child process whose pipes are such streams.
  *
  * ```ts
  * import { openConnection, startServer } from "@aio/protocols/streams";
@@ -21,3 +22,4 @@
  * @module
  */
 export * from "./streams.ts";
+export * from "./subprocess.ts";

@@ -15,13 +15,15 @@ import {
 import type {
   BaseTransport,
   ErrorHandler,
+  ReadTransport,
   Transport,
+  WriteTransport,
 } from "../transports/transport.ts";
 import { reportToStderr } from "../transports/_report.ts";
 import { concat } from "../transports/_write_queue.ts";
+import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
 
-/** asyncio's `_DEFAULT_LIMIT`: 64 KiB. */
-export const DEFAULT_LIMIT = 64 * 1024;
+export { DEFAULT_LIMIT };
 
 const NEWLINE = new Uint8Array([0x0a]);
 const EMPTY = new Uint8Array(0);
@@ -85,7 +87,7 @@ export class StreamReader {
   #eof = false;
   #exception: Error | undefined;
   #waiter: PromiseWithResolvers<void> | undefined;
-  #transport: Transport | undefined;
+  #transport: ReadTransport | undefined;
   #paused = false;
   #readable: ReadableStream<Uint8Array> | undefined;
 
@@ -108,7 +110,7 @@ export class StreamReader {
   }
 
   /** Sets the transport that flow control pauses and resumes. */
-  setTransport(transport: Transport): void {
+  setTransport(transport: ReadTransport): void {
     this.#transport = transport;
   }
 
@@ -343,19 +345,20 @@ export class StreamReader {
  */
 export class StreamWriter {
   /** The transport it writes to. */
-  readonly transport: Transport;
-  #protocol: StreamReaderProtocol;
+  readonly transport: WriteTransport;
+  #protocol: DrainSource;
   #reader: StreamReader | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
 
   /**
    * @param transport The transport.
-   * @param protocol The protocol that drives `reader`.
+   * @param protocol What tells when writing may go on and when the
+   * connection is lost: the protocol that drives `reader`.
    * @param reader The read side, whose error `drain()` reports.
    */
   constructor(
-    transport: Transport,
-    protocol: StreamReaderProtocol,
+    transport: WriteTransport,
+    protocol: DrainSource,
     reader?: StreamReader,
   ) {
     this.transport = transport;
@@ -439,6 +442,14 @@ export class StreamWriter {
   }
 }
 
+/** What a {@linkcode StreamWriter} waits on: its protocol's side. */
+export interface DrainSource {
+  /** Waits while writing is paused; throws once the connection is lost. */
+  drainHelper(): Promise<void>;
+  /** Resolves once the connection is lost; rejects with its error. */
+  closed(): Promise<void>;
+}
+
 /** Called for each connection a stream server accepts. */
 export type ClientConnected = (
   reader: StreamReader,
@@ -450,7 +461,7 @@ export type ClientConnected = (
  * asyncio's `StreamReaderProtocol`. With `clientConnected`, it makes the
  * writer and calls it once the connection is made.
  */
-export class StreamReaderProtocol extends ProtocolBase {
+export class StreamReaderProtocol extends ProtocolBase implements DrainSource {
   /** The reader it feeds. */
   readonly reader: StreamReader;
   /** The writer, once the connection is made. */
@@ -681,13 +692,6 @@ function streamFactory(
   checkLimit(limit);
   return () =>
     new StreamReaderProtocol(new StreamReader(limit), clientConnected, onError);
-}
-
-function checkLimit(limit: number = DEFAULT_LIMIT): number {
-  if (!Number.isInteger(limit) || limit <= 0) {
-    throw new RangeError(`Limit must be a positive integer, not ${limit}`);
-  }
-  return limit;
 }
 
 function checkCallback(clientConnected: unknown): void {

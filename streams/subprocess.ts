@@ -1,0 +1,286 @@
+import { SubprocessProtocolBase } from "../protocols/subprocess_protocol.ts";
+import {
+  type Stdio,
+  subprocessExec,
+  type SubprocessOptions,
+  subprocessShell,
+} from "../transports/subprocess_transport.ts";
+import type {
+  BaseTransport,
+  ReadTransport,
+  SubprocessTransport,
+  WriteTransport,
+} from "../transports/transport.ts";
+import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
+import { type DrainSource, StreamReader, StreamWriter } from "./streams.ts";
+
+/** Options for {@linkcode createSubprocessExec} and {@linkcode createSubprocessShell}. */
+export interface CreateSubprocessOptions extends SubprocessOptions {
+  /** Each output reader's buffer limit (default 64 KiB). */
+  limit?: number;
+}
+
+/**
+ * A child process whose pipes are streams: asyncio's
+ * `asyncio.subprocess.Process`. `stdin`, `stdout` and `stderr` exist for
+ * the streams that were `"piped"`.
+ */
+export class Process {
+  /** The child's stdin, if piped. */
+  readonly stdin: StreamWriter | undefined;
+  /** The child's stdout, if piped. */
+  readonly stdout: StreamReader | undefined;
+  /** The child's stderr, if piped. */
+  readonly stderr: StreamReader | undefined;
+  #transport: SubprocessTransport;
+  #protocol: SubprocessStreamProtocol;
+
+  constructor(
+    transport: SubprocessTransport,
+    protocol: SubprocessStreamProtocol,
+  ) {
+    this.#transport = transport;
+    this.#protocol = protocol;
+    this.stdin = protocol.stdin;
+    this.stdout = protocol.stdout;
+    this.stderr = protocol.stderr;
+  }
+
+  /** The child's process id. */
+  get pid(): number {
+    return this.#transport.getPid();
+  }
+
+  /** The exit code, `-N` after signal `N`, or `null` while it runs. */
+  get returncode(): number | null {
+    return this.#transport.getReturncode();
+  }
+
+  /** Sends `signal`; does nothing once the child exited. */
+  sendSignal(signal: Deno.Signal): void {
+    this.#transport.sendSignal(signal);
+  }
+
+  /** Sends SIGTERM; does nothing once the child exited. */
+  terminate(): void {
+    this.#transport.terminate();
+  }
+
+  /** Sends SIGKILL; does nothing once the child exited. */
+  kill(): void {
+    this.#transport.kill();
+  }
+
+  /**
+   * Resolves with the return code once the child exited, whether or not
+   * its pipes are closed (a grandchild may hold them open).
+   */
+  async wait(): Promise<number> {
+    await this.#protocol.exited;
+    return this.returncode!;
+  }
+
+  /**
+   * Writes `input` to stdin and closes it, reads stdout and stderr to EOF,
+   * and waits for the exit: asyncio's `communicate()`. A child that exits
+   * without reading all of `input` is not an error.
+   *
+   * @returns What the child wrote to stdout and stderr (`undefined` for a
+   * stream that is not piped).
+   */
+  async communicate(
+    input?: Uint8Array,
+  ): Promise<[Uint8Array | undefined, Uint8Array | undefined]> {
+    const [stdout, stderr] = await Promise.all([
+      this.stdout?.read(),
+      this.stderr?.read(),
+      this.#feed(input),
+    ]);
+    await this.wait();
+    return [stdout, stderr];
+  }
+
+  async #feed(input: Uint8Array | undefined): Promise<void> {
+    const stdin = this.stdin;
+    if (stdin === undefined) return;
+    if (input !== undefined && input.byteLength > 0) {
+      stdin.write(input);
+      try {
+        await stdin.drain();
+      } catch (error) {
+        if (
+          !(error instanceof Deno.errors.BrokenPipe ||
+            error instanceof Deno.errors.ConnectionReset)
+        ) {
+          throw error;
+        }
+      }
+    }
+    stdin.close();
+  }
+}
+
+/** Feeds a child's output to readers and lets its stdin writer drain. */
+class SubprocessStreamProtocol extends SubprocessProtocolBase
+  implements DrainSource {
+  stdin: StreamWriter | undefined;
+  stdout: StreamReader | undefined;
+  stderr: StreamReader | undefined;
+  #limit: number;
+  #exited = Promise.withResolvers<void>();
+  #stdinLost = Promise.withResolvers<Error | undefined>();
+  #stdinClosed: Promise<void>;
+  #stdinDone = false;
+  #stdinError: Error | undefined;
+
+  constructor(limit: number) {
+    super();
+    this.#limit = limit;
+    this.#stdinClosed = this.#stdinLost.promise.then((exc) => {
+      if (exc !== undefined) throw exc;
+    });
+    this.#stdinClosed.catch(() => {});
+  }
+
+  /** Resolves once the child exited. */
+  get exited(): Promise<void> {
+    return this.#exited.promise;
+  }
+
+  override connectionMade(transport: BaseTransport): void {
+    super.connectionMade(transport);
+    const child = transport as SubprocessTransport;
+    this.stdout = this.#reader(child.getPipeTransport(1));
+    this.stderr = this.#reader(child.getPipeTransport(2));
+    const stdin = child.getPipeTransport(0) as WriteTransport | undefined;
+    if (stdin !== undefined) this.stdin = new StreamWriter(stdin, this);
+  }
+
+  override pipeDataReceived(fd: 1 | 2, data: Uint8Array): void {
+    (fd === 1 ? this.stdout : this.stderr)?.feedData(data);
+  }
+
+  override pipeConnectionLost(fd: 0 | 1 | 2, exc: Error | undefined): void {
+    if (fd === 0) {
+      this.#stdinDone = true;
+      this.#stdinError = exc;
+      this.#stdinLost.resolve(exc);
+      // Wake drain() waiters: they throw now.
+      this.resumeWriting();
+      return;
+    }
+    const reader = fd === 1 ? this.stdout : this.stderr;
+    if (exc === undefined) reader?.feedEof();
+    else reader?.setException(exc);
+  }
+
+  override processExited(): void {
+    this.#exited.resolve();
+  }
+
+  override connectionLost(exc: Error | undefined): void {
+    super.connectionLost(exc);
+    // A callback failure ends everything: readers see it too.
+    if (exc !== undefined) {
+      this.stdout?.setException(exc);
+      this.stderr?.setException(exc);
+    }
+    this.#exited.resolve();
+  }
+
+  async drainHelper(): Promise<void> {
+    if (this.#stdinDone) throw this.#stdinLostError();
+    await this.drain();
+    if (this.#stdinDone) throw this.#stdinLostError();
+  }
+
+  closed(): Promise<void> {
+    return this.#stdinClosed;
+  }
+
+  #stdinLostError(): Error {
+    return this.#stdinError ??
+      new Deno.errors.BrokenPipe("The child's stdin is closed");
+  }
+
+  #reader(pipe: ReadTransport | WriteTransport | undefined) {
+    if (pipe === undefined) return undefined;
+    const reader = new StreamReader(this.#limit);
+    reader.setTransport(pipe as ReadTransport);
+    return reader;
+  }
+}
+
+/**
+ * Starts `program` with `args` and returns a {@linkcode Process} whose
+ * pipes are streams: asyncio's `asyncio.create_subprocess_exec()`. As
+ * there, stdin, stdout and stderr default to `"inherit"`: pass `"piped"`
+ * for the ones to use as streams.
+ *
+ * @param program The program: a path, or a name looked up on `PATH`.
+ * @param args Its arguments.
+ * @param options Pipes, working directory, environment, `limit`.
+ * @returns The process, once started.
+ *
+ * @example Run a command and collect its output
+ * ```ts
+ * import { createSubprocessExec } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * const child = await createSubprocessExec("cat", [], {
+ *   stdin: "piped",
+ *   stdout: "piped",
+ * });
+ * const [out] = await child.communicate(new TextEncoder().encode("hi"));
+ * assert.equal(new TextDecoder().decode(out), "hi");
+ * assert.equal(child.returncode, 0);
+ * ```
+ */
+export async function createSubprocessExec(
+  program: string | URL,
+  args: readonly string[] = [],
+  options: CreateSubprocessOptions = {},
+): Promise<Process> {
+  const { limit = DEFAULT_LIMIT, ...spawn } = options;
+  checkLimit(limit);
+  const [transport, protocol] = await subprocessExec(
+    () => new SubprocessStreamProtocol(limit),
+    program,
+    args,
+    inheritByDefault(spawn),
+  );
+  return new Process(transport, protocol);
+}
+
+/**
+ * Runs `command` with the system shell and returns a
+ * {@linkcode Process}: asyncio's `asyncio.create_subprocess_shell()`.
+ * Streams default to `"inherit"`, as there.
+ *
+ * @param command The shell command line.
+ * @param options As for {@linkcode createSubprocessExec}.
+ * @returns The process, once started.
+ */
+export async function createSubprocessShell(
+  command: string,
+  options: CreateSubprocessOptions = {},
+): Promise<Process> {
+  const { limit = DEFAULT_LIMIT, ...spawn } = options;
+  checkLimit(limit);
+  const [transport, protocol] = await subprocessShell(
+    () => new SubprocessStreamProtocol(limit),
+    command,
+    inheritByDefault(spawn),
+  );
+  return new Process(transport, protocol);
+}
+
+function inheritByDefault(options: SubprocessOptions): SubprocessOptions {
+  const stdio = (value: Stdio | undefined): Stdio => value ?? "inherit";
+  return {
+    ...options,
+    stdin: stdio(options.stdin),
+    stdout: stdio(options.stdout),
+    stderr: stdio(options.stderr),
+  };
+}
