@@ -20,12 +20,14 @@ import type {
   WriteTransport,
 } from "../transports/transport.ts";
 import { reportToStderr } from "../transports/_report.ts";
+import { copyOut } from "../transports/_read_buffer.ts";
 import { concat } from "../transports/_write_queue.ts";
 import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
 
 export { DEFAULT_LIMIT };
 
 const NEWLINE = new Uint8Array([0x0a]);
+const NEWLINE_ONLY = [NEWLINE];
 const EMPTY = new Uint8Array(0);
 
 /**
@@ -205,11 +207,9 @@ export class StreamReader {
   async readuntil(
     separator: Uint8Array | readonly Uint8Array[] = NEWLINE,
   ): Promise<Uint8Array> {
-    const separators =
-      (separator instanceof Uint8Array ? [separator] : [...separator]).sort((
-        a,
-        b,
-      ) => a.byteLength - b.byteLength);
+    const separators = separator === NEWLINE ? NEWLINE_ONLY : sortByLength(
+      separator instanceof Uint8Array ? [separator] : [...separator],
+    );
     if (
       separators.length === 0 || separators.some((sep) => sep.byteLength === 0)
     ) {
@@ -694,6 +694,11 @@ function streamFactory(
     new StreamReaderProtocol(new StreamReader(limit), clientConnected, onError);
 }
 
+/** Sorts separators shortest first, as asyncio does. */
+function sortByLength(separators: Uint8Array[]): Uint8Array[] {
+  return separators.sort((a, b) => a.byteLength - b.byteLength);
+}
+
 function checkCallback(clientConnected: unknown): void {
   if (typeof clientConnected !== "function") {
     throw new TypeError(
@@ -733,7 +738,7 @@ class ByteBuffer {
 
   /** Removes and returns the first `n` bytes, as a copy. */
   take(n: number): Uint8Array {
-    const data = this.#bytes.slice(this.#start, this.#start + n);
+    const data = copyOut(this.#bytes.subarray(this.#start), n);
     this.skip(n);
     return data;
   }

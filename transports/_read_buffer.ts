@@ -158,6 +158,15 @@ export function copyOut(view: Uint8Array, nbytes: number): Uint8Array {
   return chunk;
 }
 
+/**
+ * Returns `nbytes` of memory the caller owns and fills: from the 64 KiB
+ * pool up to 16 KiB (a small `new Uint8Array` costs far more), a fresh
+ * array for more.
+ */
+export function allocate(nbytes: number): Uint8Array {
+  return nbytes > SMALL_MAX ? new Uint8Array(nbytes) : pool.take(nbytes);
+}
+
 /** Gives back all of a reservation that read nothing. */
 export function release(view: Uint8Array): void {
   if (view.byteLength <= SMALL_MAX) releaseSmall(view);

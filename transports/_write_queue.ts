@@ -1,4 +1,4 @@
-import { drop, hold, type Loan } from "./_read_buffer.ts";
+import { allocate, drop, hold, type Loan } from "./_read_buffer.ts";
 
 /** Chunks smaller than this are copied together into one write. */
 const COALESCE_CHUNK_MAX = 16 * 1024;
@@ -116,7 +116,7 @@ export class WriteQueue {
 
 /** Returns the chunks joined into one new array of `total` bytes. */
 export function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const joined = new Uint8Array(total);
+  const joined = allocate(total);
   let offset = 0;
   for (const chunk of chunks) {
     joined.set(chunk, offset);
