@@ -116,7 +116,10 @@ export class StreamReader {
     this.#transport = transport;
   }
 
-  /** Adds bytes to the buffer, as a protocol does when data arrives. */
+  /**
+   * Adds bytes to the buffer, as a protocol does when data arrives. The
+   * reader owns `data` from now on: it may hand it out as it is.
+   */
   feedData(data: Uint8Array): void {
     if (data.byteLength === 0) return;
     this.#buffer.append(data);
@@ -709,18 +712,36 @@ function checkCallback(clientConnected: unknown): void {
 
 /** A growable byte buffer read from the front, as asyncio's `bytearray`. */
 class ByteBuffer {
-  #bytes = new Uint8Array(0);
+  #bytes: Uint8Array = new Uint8Array(0);
   #start = 0;
   #end = 0;
+  /**
+   * `#bytes` is a chunk taken over whole, not our own array: it is never
+   * written into, and what is taken from it is handed out as a view.
+   */
+  #adopted = false;
 
   get length(): number {
     return this.#end - this.#start;
   }
 
+  /** Adds `data`, which the buffer owns from now on. */
   append(data: Uint8Array): void {
-    if (this.#end + data.byteLength > this.#bytes.byteLength) {
+    if (this.length === 0) {
+      // Take the chunk over: a read of all of it then copies nothing.
+      this.#bytes = data;
+      this.#start = 0;
+      this.#end = data.byteLength;
+      this.#adopted = true;
+      return;
+    }
+    if (
+      this.#adopted || this.#end + data.byteLength > this.#bytes.byteLength
+    ) {
       const length = this.length;
-      if (length + data.byteLength <= this.#bytes.byteLength / 2) {
+      if (
+        !this.#adopted && length + data.byteLength <= this.#bytes.byteLength / 2
+      ) {
         this.#bytes.copyWithin(0, this.#start, this.#end);
       } else {
         const grown = new Uint8Array(
@@ -728,6 +749,7 @@ class ByteBuffer {
         );
         grown.set(this.#bytes.subarray(this.#start, this.#end));
         this.#bytes = grown;
+        this.#adopted = false;
       }
       this.#start = 0;
       this.#end = length;
@@ -736,9 +758,14 @@ class ByteBuffer {
     this.#end += data.byteLength;
   }
 
-  /** Removes and returns the first `n` bytes, as a copy. */
+  /**
+   * Removes and returns the first `n` bytes: a view of a chunk taken over,
+   * otherwise a copy.
+   */
   take(n: number): Uint8Array {
-    const data = copyOut(this.#bytes.subarray(this.#start), n);
+    const data = this.#adopted
+      ? this.#bytes.subarray(this.#start, this.#start + n)
+      : copyOut(this.#bytes.subarray(this.#start), n);
     this.skip(n);
     return data;
   }
@@ -750,8 +777,11 @@ class ByteBuffer {
 
   clear(): void {
     this.#start = this.#end = 0;
-    // Give back a large buffer once drained.
-    if (this.#bytes.byteLength > 1024 * 1024) this.#bytes = new Uint8Array(0);
+    // Let go of a chunk taken over, and of a large buffer once drained.
+    if (this.#adopted || this.#bytes.byteLength > 1024 * 1024) {
+      this.#bytes = new Uint8Array(0);
+      this.#adopted = false;
+    }
   }
 
   startsWith(prefix: Uint8Array, at: number): boolean {

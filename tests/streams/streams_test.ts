@@ -1067,3 +1067,31 @@ Deno.test("StreamReader, readuntil() and startServer() reject bad arguments", as
     },
   );
 });
+
+Deno.test("StreamReader hands out a fed chunk read whole without a copy, and never writes into it", async () => {
+  const reader = new StreamReader(1024);
+  const chunk = pattern(100, 41);
+  reader.feedData(chunk);
+  const whole = await reader.read(1000);
+  assert.equal(whole.buffer, chunk.buffer, "a view of the fed chunk");
+  assertBytes(whole, pattern(100, 41));
+
+  const first = pattern(10, 42);
+  reader.feedData(first);
+  const part = await reader.read(4);
+  reader.feedData(pattern(10, 43));
+  reader.feedData(pattern(10, 44));
+  const rest = await reader.read(1000);
+  assertBytes(part, pattern(10, 42).subarray(0, 4), "first part");
+  assertBytes(
+    rest,
+    concat([
+      pattern(10, 42).subarray(4),
+      pattern(10, 43),
+      pattern(10, 44),
+    ]),
+    "the rest",
+  );
+  assertBytes(first, pattern(10, 42), "the fed chunk is untouched");
+  assertBytes(whole, pattern(100, 41), "what was handed out is untouched");
+});
