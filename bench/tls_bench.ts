@@ -2,7 +2,8 @@
  * TLS echo throughput: 1 MiB in 64 KiB writes, echoed back, per iteration,
  * over loopback with the test certificate. Raw `Deno.connectTls` /
  * `Deno.listenTls` loops are the baseline; our transports run the same
- * workload on both ends, with a `Protocol` and with a `BufferedProtocol`.
+ * workload on both ends, with a `Protocol` (plain, and with
+ * `transientData`) and with a `BufferedProtocol`.
  *
  * ```sh
  * deno bench --allow-net --allow-read bench/tls_bench.ts
@@ -89,6 +90,20 @@ class Echo extends ProtocolBase {
   }
 }
 
+/** Echoes with a `Protocol` that declares `transientData`. */
+class TransientEcho extends Echo {
+  readonly transientData = true;
+}
+
+/** Counts with a `Protocol` that declares `transientData`. */
+class TransientCounter extends ProtocolBase {
+  readonly transientData = true;
+  readonly counter = new Counter();
+  override dataReceived(data: Uint8Array): void {
+    this.counter.count(data.byteLength);
+  }
+}
+
 /** Echoes with a `BufferedProtocol`; copies, since the buffer is reused. */
 class BufferedEcho extends BufferedProtocolBase {
   override bufferUpdated(nbytes: number): void {
@@ -131,6 +146,11 @@ const server = await createServer(() => new Echo(), {
   port: 0,
   tls: { cert: CERT, key: KEY },
 });
+const transientServer = await createServer(() => new TransientEcho(), {
+  hostname: HOST,
+  port: 0,
+  tls: { cert: CERT, key: KEY },
+});
 const bufferedServer = await createServer(() => new BufferedEcho(), {
   hostname: HOST,
   port: 0,
@@ -142,6 +162,14 @@ const [transport, counter] = await createConnection(() => new Counter(), {
   port: (server.addrs[0] as Deno.NetAddr).port,
   tls,
 });
+const [transientTransport, transientCounter] = await createConnection(
+  () => new TransientCounter(),
+  {
+    hostname: HOST,
+    port: (transientServer.addrs[0] as Deno.NetAddr).port,
+    tls,
+  },
+);
 const [bufferedTransport, bufferedCounter] = await createConnection(
   () => new BufferedCounter(),
   {
@@ -170,6 +198,16 @@ Deno.bench({
   async fn() {
     const done = counter.next();
     send(transport);
+    await done;
+  },
+});
+
+Deno.bench({
+  group: GROUP,
+  name: "StreamTransport + Protocol, transientData (both ends)",
+  async fn() {
+    const done = transientCounter.counter.next();
+    send(transientTransport);
     await done;
   },
 });

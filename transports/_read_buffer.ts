@@ -23,8 +23,8 @@
 
 /** The read a connection makes once a read came back short: the socket was drained. */
 export const PROBE_READ_SIZE = 4 * 1024;
-/** The first read of a connection. */
-export const INITIAL_READ_SIZE = PROBE_READ_SIZE;
+/** The probe over TLS: one whole record (16 KiB of plaintext at most). */
+export const TLS_PROBE_READ_SIZE = 16 * 1024;
 /** The largest read, as asyncio's `max_size` and uvloop's. */
 export const MAX_READ_SIZE = 256 * 1024;
 /** Reservations up to this size come from the small arena. */
@@ -274,8 +274,18 @@ export function outstandingLoans(): number {
  */
 export class ReadSizer {
   /** The size of the next read. */
-  size: number = INITIAL_READ_SIZE;
-  #burst = INITIAL_READ_SIZE;
+  size: number;
+  #burst: number;
+  #probe: number;
+
+  /**
+   * @param probe The read after a short one, and the first: 4 KiB, or 16
+   * KiB over TLS, whose reads return one record (up to 16 KiB) at a time,
+   * so that a smaller probe would split every record into two reads.
+   */
+  constructor(probe: number = PROBE_READ_SIZE) {
+    this.size = this.#burst = this.#probe = probe;
+  }
 
   /** Learns from a read of `nbytes` into `capacity` bytes. */
   update(nbytes: number, capacity: number): void {
@@ -288,8 +298,8 @@ export class ReadSizer {
       return;
     }
     if (nbytes < this.#burst / 8) {
-      this.#burst = Math.max(this.#burst / 2, PROBE_READ_SIZE);
+      this.#burst = Math.max(this.#burst / 2, this.#probe);
     }
-    this.size = PROBE_READ_SIZE;
+    this.size = this.#probe;
   }
 }

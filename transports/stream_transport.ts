@@ -9,13 +9,16 @@ import {
   hold,
   lendBlock,
   type Loan,
+  PROBE_READ_SIZE,
   ReadSizer,
   release,
   releaseBlock,
   reserve,
   reserveBlock,
   SMALL_MAX,
+  TLS_PROBE_READ_SIZE,
 } from "./_read_buffer.ts";
+import { isTlsConn } from "./_tls.ts";
 import {
   callReporting,
   describeValue,
@@ -99,7 +102,7 @@ export class StreamTransport implements Transport {
   #readActive = false;
   #readPending = false;
   #readPaused = false;
-  #sizer = new ReadSizer();
+  #sizer: ReadSizer;
   #held: Read | undefined;
   #eofRead = false;
   #eofWritten = false;
@@ -131,6 +134,9 @@ export class StreamTransport implements Transport {
     this.#protocol = protocol;
     this.#onError = options.onError ?? reportToStderr;
     this.#extra = options.extra;
+    this.#sizer = new ReadSizer(
+      isTlsConn(conn) ? TLS_PROBE_READ_SIZE : PROBE_READ_SIZE,
+    );
     this.#flow = new WriteFlowControl(
       () => this.#callFlowControl("pauseWriting"),
       () => this.#callFlowControl("resumeWriting"),

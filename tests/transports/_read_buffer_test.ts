@@ -12,6 +12,7 @@ import {
   releaseBlock,
   reserve,
   reserveBlock,
+  TLS_PROBE_READ_SIZE,
 } from "../../transports/_read_buffer.ts";
 
 const KiB = 1024;
@@ -142,4 +143,16 @@ Deno.test("lendBlock: a held block is not reused until every holder drops it", (
   const again = reserveBlock(64 * KiB);
   assert.equal(again.buffer, view.buffer);
   releaseBlock(again);
+});
+
+Deno.test("ReadSizer: over TLS the probe is one whole record", () => {
+  const sizer = new ReadSizer(TLS_PROBE_READ_SIZE);
+  assert.equal(sizer.size, 16 * KiB);
+  sizer.update(16 * KiB, 16 * KiB);
+  assert.equal(sizer.size, 64 * KiB);
+  // A read returns one record: short, and the probe takes the next whole.
+  sizer.update(16 * KiB, 64 * KiB);
+  assert.equal(sizer.size, 16 * KiB);
+  sizer.update(100, 16 * KiB);
+  assert.equal(sizer.size, 16 * KiB);
 });
