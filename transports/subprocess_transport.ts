@@ -635,18 +635,19 @@ export async function subprocessExec<P extends SubprocessProtocol>(
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   }).spawn();
   let protocol: P;
+  let transport: ChildProcessTransport;
   try {
     protocol = factory();
+    transport = new ChildProcessTransport(
+      child,
+      protocol,
+      stdio,
+      options.onError,
+    );
   } catch (error) {
     await discard(child, stdio);
     throw error;
   }
-  const transport = new ChildProcessTransport(
-    child,
-    protocol,
-    stdio,
-    options.onError,
-  );
   const failed = await madeOf.get(transport);
   if (failed !== undefined) throw failed;
   return [transport, protocol];

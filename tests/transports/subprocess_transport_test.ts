@@ -1057,6 +1057,20 @@ Deno.test("subprocessExec() checks its arguments", async (t) => {
   });
 
   await t.step(
+    "a factory that makes no protocol is a TypeError (the child is killed)",
+    async () => {
+      await assert.rejects(
+        () =>
+          subprocessExec(
+            () => null as unknown as RecordingSubprocessProtocol,
+            "cat",
+          ),
+        TypeError,
+      );
+    },
+  );
+
+  await t.step(
     "a program that is not a string or URL is a TypeError",
     async () => {
       await assert.rejects(
