@@ -12,6 +12,8 @@ export class FrameTooLongError extends RangeError {
   readonly limit: number;
 
   /**
+   * Makes the error for a message of `length` bytes over `limit`.
+   *
    * @param length The length seen.
    * @param limit The most allowed.
    */
@@ -76,6 +78,8 @@ export abstract class LineProtocol extends ProtocolBase {
   #discarding = false;
 
   /**
+   * Makes a line splitter.
+   *
    * @param options The delimiter and the longest line.
    * @throws {TypeError} For an empty delimiter.
    * @throws {RangeError} For a `maxLineLength` that is not a positive integer.
@@ -282,6 +286,8 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
   #skip = 0;
 
   /**
+   * Makes a frame splitter.
+   *
    * @param options The prefix length and the longest frame.
    * @throws {RangeError} For a bad `prefixLength` or `maxFrameLength`.
    */

@@ -40,6 +40,8 @@ export class IncompleteReadError extends Error {
   readonly expected: number | null;
 
   /**
+   * Makes the error for a read that got `partial` before EOF.
+   *
    * @param partial The bytes read before EOF.
    * @param expected The bytes expected, or `null`.
    */
@@ -64,6 +66,8 @@ export class LimitOverrunError extends RangeError {
   readonly consumed: number;
 
   /**
+   * Makes the error for a separator not found within the limit.
+   *
    * @param message What overran.
    * @param consumed How many bytes to consume to get past it.
    */
@@ -94,6 +98,8 @@ export class StreamReader {
   #readable: ReadableStream<Uint8Array> | undefined;
 
   /**
+   * Makes an empty reader; a protocol feeds it.
+   *
    * @param limit The buffer limit (default 64 KiB).
    * @throws {RangeError} Unless `limit` is a positive integer.
    */
@@ -354,6 +360,8 @@ export class StreamWriter {
   #writable: WritableStream<Uint8Array> | undefined;
 
   /**
+   * Makes a writer for `transport`.
+   *
    * @param transport The transport.
    * @param protocol What tells when writing may go on and when the
    * connection is lost: the protocol that drives `reader`.
@@ -477,6 +485,8 @@ export class StreamReaderProtocol extends ProtocolBase implements DrainSource {
   #resolveClosed: (exc: Error | undefined) => void;
 
   /**
+   * Makes the protocol that feeds `reader`.
+   *
    * @param reader The reader to feed.
    * @param clientConnected For servers: called with the reader and writer.
    * @param onError Receives what `clientConnected` throws or rejects with.
@@ -499,6 +509,7 @@ export class StreamReaderProtocol extends ProtocolBase implements DrainSource {
     this.#closed.catch(() => {});
   }
 
+  /** Makes the writer, and calls `clientConnected` if given. */
   override connectionMade(transport: BaseTransport): void {
     super.connectionMade(transport);
     const stream = transport as Transport;
@@ -518,6 +529,7 @@ export class StreamReaderProtocol extends ProtocolBase implements DrainSource {
     }
   }
 
+  /** Feeds `data` to the reader. */
   override dataReceived(data: Uint8Array): void {
     this.reader.feedData(data);
   }
@@ -528,6 +540,7 @@ export class StreamReaderProtocol extends ProtocolBase implements DrainSource {
     return true;
   }
 
+  /** Feeds EOF, or the error, to the reader, and wakes `drain()` waiters. */
   override connectionLost(exc: Error | undefined): void {
     this.#lost = true;
     this.#lostWith = exc;

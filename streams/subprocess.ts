@@ -35,6 +35,12 @@ export class Process {
   #transport: SubprocessTransport;
   #protocol: SubprocessStreamProtocol;
 
+  /**
+   * Wraps a started child; use {@linkcode createSubprocessExec}.
+   *
+   * @param transport The child's transport.
+   * @param protocol The protocol that feeds its streams.
+   */
   constructor(
     transport: SubprocessTransport,
     protocol: SubprocessStreamProtocol,
