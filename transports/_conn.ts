@@ -34,3 +34,12 @@ export function checkPort(port: unknown, what: string): number {
   }
   return port;
 }
+
+/** Closes `resource`, which the peer or Deno may have closed already. */
+export function closeQuietly(resource: { close(): void }): void {
+  try {
+    resource.close();
+  } catch {
+    // Already closed.
+  }
+}

@@ -1,4 +1,5 @@
 import { allocate, drop, hold, type Loan } from "./_read_buffer.ts";
+import { describeValue } from "./_report.ts";
 
 /** Chunks smaller than this are copied together into one write. */
 const COALESCE_CHUNK_MAX = 16 * 1024;
@@ -123,4 +124,47 @@ export function concat(chunks: Uint8Array[], total: number): Uint8Array {
     offset += chunk.byteLength;
   }
   return joined;
+}
+
+/**
+ * Checks what `write()` was given.
+ *
+ * @param cannot The start of the message, e.g. `"Cannot write to stdin"`.
+ * @throws {TypeError} Unless `data` is a `Uint8Array`.
+ */
+export function checkBytes(
+  data: unknown,
+  cannot: string,
+): asserts data is Uint8Array {
+  if (!(data instanceof Uint8Array)) {
+    throw new TypeError(
+      `${cannot}: data must be a Uint8Array, not ${describeValue(data)}`,
+    );
+  }
+}
+
+/**
+ * Joins what `writeLines()` was given into one chunk, so that it goes out
+ * in one write; one chunk is returned as it is.
+ *
+ * @param cannot The start of the message, e.g. `"Cannot write lines to stdin"`.
+ * @throws {TypeError} If a chunk is not a `Uint8Array`; nothing is joined.
+ */
+export function joinLines(
+  chunks: Iterable<Uint8Array>,
+  cannot: string,
+): Uint8Array {
+  const list = Array.from(chunks);
+  let total = 0;
+  for (const chunk of list) {
+    if (!(chunk instanceof Uint8Array)) {
+      throw new TypeError(
+        `${cannot}: each chunk must be a Uint8Array, not ${
+          describeValue(chunk)
+        }`,
+      );
+    }
+    total += chunk.byteLength;
+  }
+  return list.length === 1 ? list[0]! : concat(list, total);
 }

@@ -1,7 +1,8 @@
 import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
-import { checkFactory, checkPort } from "./_conn.ts";
+import { checkFactory, checkPort, closeQuietly } from "./_conn.ts";
 import { WriteFlowControl } from "./_flow_control.ts";
 import { copyOut } from "./_read_buffer.ts";
+import { checkBytes } from "./_write_queue.ts";
 import {
   callReporting,
   describeValue,
@@ -191,13 +192,7 @@ export class DatagramEndpoint implements DatagramTransport {
    * @throws {RangeError} If `data` is larger than a UDP datagram can be.
    */
   sendto(data: Uint8Array, addr?: Deno.NetAddr): void {
-    if (!(data instanceof Uint8Array)) {
-      throw new TypeError(
-        `Cannot send datagram: data must be a Uint8Array, not ${
-          describeValue(data)
-        }`,
-      );
-    }
+    checkBytes(data, "Cannot send datagram");
     if (data.byteLength > MAX_DATAGRAM) {
       throw new RangeError(
         `Cannot send datagram: ${data.byteLength} bytes is over the UDP limit of ${MAX_DATAGRAM}`,
@@ -439,11 +434,7 @@ export class DatagramEndpoint implements DatagramTransport {
     if (this.#finishing) return;
     this.#finishing = true;
     this.#closing = true;
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed.
-    }
+    closeQuietly(this.#conn);
     Promise.all([this.#reader, this.#pump]).then(() => {
       callReporting(this.#onError, this, this.#protocol, "connectionLost", exc);
     });
@@ -549,11 +540,7 @@ export async function createDatagramEndpoint<P extends DatagramProtocol>(
     if (failed !== undefined) throw failed;
     return [transport, protocol];
   } catch (error) {
-    try {
-      conn.close();
-    } catch {
-      // The transport closed it already.
-    }
+    closeQuietly(conn);
     throw error;
   }
 }

@@ -1,4 +1,4 @@
-import { checkFactory, checkPort, setNoDelay } from "./_conn.ts";
+import { checkFactory, checkPort, closeQuietly, setNoDelay } from "./_conn.ts";
 import { report, reportToStderr } from "./_report.ts";
 import { streamHooks } from "./_stream_internals.ts";
 import {
@@ -181,13 +181,7 @@ export class Server implements AsyncDisposable {
     this.#closed = true;
     this.#serving = false;
     this.#signal?.removeEventListener("abort", this.#onAbort);
-    for (const listener of this.#listeners) {
-      try {
-        listener.close();
-      } catch {
-        // Already closed.
-      }
-    }
+    for (const listener of this.#listeners) closeQuietly(listener);
     for (const [timer, wake] of this.#retryTimers) {
       clearTimeout(timer);
       wake();
@@ -324,13 +318,7 @@ export class Server implements AsyncDisposable {
   }
 
   #dropHandshakes(): void {
-    for (const conn of this.#handshakes) {
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-    }
+    for (const conn of this.#handshakes) closeQuietly(conn);
     this.#handshakes.clear();
   }
 

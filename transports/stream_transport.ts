@@ -1,8 +1,9 @@
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
+import { closeQuietly } from "./_conn.ts";
 import { WriteFlowControl } from "./_flow_control.ts";
-import { concat, WriteQueue } from "./_write_queue.ts";
+import { checkBytes, joinLines, WriteQueue } from "./_write_queue.ts";
 import {
   commit,
   drop,
@@ -205,13 +206,7 @@ export class StreamTransport implements Transport {
    * @throws {TypeError} If `data` is not a `Uint8Array`, or after `writeEof()`.
    */
   write(data: Uint8Array): boolean {
-    if (!(data instanceof Uint8Array)) {
-      throw new TypeError(
-        `Cannot write to transport: data must be a Uint8Array, not ${
-          describeValue(data)
-        }`,
-      );
-    }
+    checkBytes(data, "Cannot write to transport");
     if (this.#closing) {
       this.#dropWrite();
     } else if (this.#eofWritten) {
@@ -229,20 +224,7 @@ export class StreamTransport implements Transport {
    * written then), or after `writeEof()`.
    */
   writeLines(chunks: Iterable<Uint8Array>): boolean {
-    const list = Array.from(chunks);
-    let total = 0;
-    for (const chunk of list) {
-      if (!(chunk instanceof Uint8Array)) {
-        throw new TypeError(
-          `Cannot write lines to transport: each chunk must be a Uint8Array, not ${
-            describeValue(chunk)
-          }`,
-        );
-      }
-      total += chunk.byteLength;
-    }
-    if (list.length === 1) return this.write(list[0]!);
-    return this.write(concat(list, total));
+    return this.write(joinLines(chunks, "Cannot write lines to transport"));
   }
 
   /** Flushes what is buffered, then half-closes with `conn.closeWrite()`. */
@@ -593,11 +575,7 @@ export class StreamTransport implements Transport {
       lose: (exc) => {
         if (lost) return;
         lost = true;
-        try {
-          this.#conn.close();
-        } catch {
-          // Already closed.
-        }
+        closeQuietly(this.#conn);
         this.#connectionLost(exc);
       },
     };
@@ -627,11 +605,7 @@ export class StreamTransport implements Transport {
     if (this.#finishing) return;
     this.#finishing = true;
     this.#closing = true;
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed by the peer's failure or by Deno.
-    }
+    closeQuietly(this.#conn);
     Promise.all([this.#reader, this.#pump]).then(() => {
       // No write is in flight now: lent blocks can be reused.
       this.#queue.release();

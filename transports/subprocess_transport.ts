@@ -11,7 +11,7 @@ import {
   toError,
   warnDroppedWrites,
 } from "./_report.ts";
-import { concat, WriteQueue } from "./_write_queue.ts";
+import { checkBytes, joinLines, WriteQueue } from "./_write_queue.ts";
 import type {
   ErrorHandler,
   ReadTransport,
@@ -338,13 +338,7 @@ class StdinPipe extends Pipe implements WriteTransport {
   }
 
   write(data: Uint8Array): boolean {
-    if (!(data instanceof Uint8Array)) {
-      throw new TypeError(
-        `Cannot write to stdin: data must be a Uint8Array, not ${
-          describeValue(data)
-        }`,
-      );
-    }
+    checkBytes(data, "Cannot write to stdin");
     if (this.#eofCalled) {
       throw new TypeError("Cannot write to stdin after writeEof()");
     }
@@ -359,20 +353,7 @@ class StdinPipe extends Pipe implements WriteTransport {
   }
 
   writeLines(chunks: Iterable<Uint8Array>): boolean {
-    const list = Array.from(chunks);
-    for (const chunk of list) {
-      if (!(chunk instanceof Uint8Array)) {
-        throw new TypeError(
-          `Cannot write lines to stdin: each chunk must be a Uint8Array, not ${
-            describeValue(chunk)
-          }`,
-        );
-      }
-    }
-    if (list.length === 1) return this.write(list[0]!);
-    return this.write(
-      concat(list, list.reduce((total, chunk) => total + chunk.byteLength, 0)),
-    );
+    return this.write(joinLines(chunks, "Cannot write lines to stdin"));
   }
 
   /** Sends what is queued, then closes stdin: the child reads EOF. */
