@@ -23,6 +23,7 @@ import { reportToStderr } from "../transports/_report.ts";
 import { copyOut } from "../transports/_read_buffer.ts";
 import { concat } from "../transports/_write_queue.ts";
 import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
+import { Loss } from "./_loss.ts";
 
 export { DEFAULT_LIMIT };
 
@@ -479,10 +480,7 @@ export class StreamReaderProtocol extends ProtocolBase implements DrainSource {
   writer: StreamWriter | undefined;
   #clientConnected: ClientConnected | undefined;
   #onError: ErrorHandler;
-  #lost = false;
-  #lostWith: Error | undefined;
-  #closed: Promise<void>;
-  #resolveClosed: (exc: Error | undefined) => void;
+  #loss = new Loss(() => new Deno.errors.ConnectionReset("Connection lost"));
 
   /**
    * Makes the protocol that feeds `reader`.
@@ -500,13 +498,6 @@ export class StreamReaderProtocol extends ProtocolBase implements DrainSource {
     this.reader = reader;
     this.#clientConnected = clientConnected;
     this.#onError = onError;
-    const { promise, resolve } = Promise.withResolvers<Error | undefined>();
-    this.#resolveClosed = resolve;
-    this.#closed = promise.then((exc) => {
-      if (exc !== undefined) throw exc;
-    });
-    // Nobody may ever wait for it: that is not an unhandled error.
-    this.#closed.catch(() => {});
   }
 
   /** Makes the writer, and calls `clientConnected` if given. */
@@ -542,29 +533,20 @@ export class StreamReaderProtocol extends ProtocolBase implements DrainSource {
 
   /** Feeds EOF, or the error, to the reader, and wakes `drain()` waiters. */
   override connectionLost(exc: Error | undefined): void {
-    this.#lost = true;
-    this.#lostWith = exc;
+    this.#loss.lose(exc);
     if (exc === undefined) this.reader.feedEof();
     else this.reader.setException(exc);
-    this.#resolveClosed(exc);
     super.connectionLost(exc);
   }
 
   /** Resolves once the connection is lost; rejects with its error. */
   closed(): Promise<void> {
-    return this.#closed;
+    return this.#loss.closed();
   }
 
   /** Waits while writing is paused; throws once the connection is lost. */
-  async drainHelper(): Promise<void> {
-    if (this.#lost) throw this.#lostError();
-    await this.drain();
-    if (this.#lost) throw this.#lostError();
-  }
-
-  #lostError(): Error {
-    return this.#lostWith ??
-      new Deno.errors.ConnectionReset("Connection lost");
+  drainHelper(): Promise<void> {
+    return this.#loss.drain(() => this.drain());
   }
 
   #failed(error: unknown, transport: Transport): void {

@@ -12,6 +12,7 @@ import type {
   WriteTransport,
 } from "../transports/transport.ts";
 import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
+import { Loss } from "./_loss.ts";
 import { type DrainSource, StreamReader, StreamWriter } from "./streams.ts";
 
 /** Options for {@linkcode createSubprocessExec} and {@linkcode createSubprocessShell}. */
@@ -134,18 +135,13 @@ class SubprocessStreamProtocol extends SubprocessProtocolBase
   stderr: StreamReader | undefined;
   #limit: number;
   #exited = Promise.withResolvers<void>();
-  #stdinLost = Promise.withResolvers<Error | undefined>();
-  #stdinClosed: Promise<void>;
-  #stdinDone = false;
-  #stdinError: Error | undefined;
+  #stdinLoss = new Loss(() =>
+    new Deno.errors.BrokenPipe("The child's stdin is closed")
+  );
 
   constructor(limit: number) {
     super();
     this.#limit = limit;
-    this.#stdinClosed = this.#stdinLost.promise.then((exc) => {
-      if (exc !== undefined) throw exc;
-    });
-    this.#stdinClosed.catch(() => {});
   }
 
   /** Resolves once the child exited. */
@@ -168,9 +164,7 @@ class SubprocessStreamProtocol extends SubprocessProtocolBase
 
   override pipeConnectionLost(fd: 0 | 1 | 2, exc: Error | undefined): void {
     if (fd === 0) {
-      this.#stdinDone = true;
-      this.#stdinError = exc;
-      this.#stdinLost.resolve(exc);
+      this.#stdinLoss.lose(exc);
       // Wake drain() waiters: they throw now.
       this.resumeWriting();
       return;
@@ -194,19 +188,12 @@ class SubprocessStreamProtocol extends SubprocessProtocolBase
     this.#exited.resolve();
   }
 
-  async drainHelper(): Promise<void> {
-    if (this.#stdinDone) throw this.#stdinLostError();
-    await this.drain();
-    if (this.#stdinDone) throw this.#stdinLostError();
+  drainHelper(): Promise<void> {
+    return this.#stdinLoss.drain(() => this.drain());
   }
 
   closed(): Promise<void> {
-    return this.#stdinClosed;
-  }
-
-  #stdinLostError(): Error {
-    return this.#stdinError ??
-      new Deno.errors.BrokenPipe("The child's stdin is closed");
+    return this.#stdinLoss.closed();
   }
 
   #reader(pipe: ReadTransport | WriteTransport | undefined) {
