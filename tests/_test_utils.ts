@@ -44,23 +44,30 @@ export class Recorder<Name extends string> {
   }
 }
 
+/** The callbacks every protocol kind has. */
+export type BaseCallbackName =
+  | "connectionMade"
+  | "pauseWriting"
+  | "resumeWriting"
+  | "connectionLost";
+
 /**
- * Records callbacks and waits for them; holds the callbacks both recording
- * protocols share. `eofReceived` returns `keepOpen`.
+ * Records the callbacks every protocol kind has: keeps the transport and
+ * what the connection was lost with. Recording protocols of each kind
+ * extend it.
  */
-class CallRecorder extends Recorder<CallbackName> {
-  transport: BaseTransport | undefined;
-  chunks: Uint8Array[] = [];
+export class BaseRecorder<
+  Name extends string,
+  T extends BaseTransport = BaseTransport,
+> extends Recorder<Name | BaseCallbackName> {
+  /** The transport given to `connectionMade`. */
+  transport: T | undefined;
+  /** What `connectionLost` was called with. */
   lostWith: Error | undefined;
-  keepOpen = false;
 
   connectionMade(transport: BaseTransport): void {
-    this.transport = transport;
+    this.transport = transport as T;
     this.record("connectionMade");
-  }
-  eofReceived(): boolean {
-    this.record("eofReceived");
-    return this.keepOpen;
   }
   pauseWriting(): void {
     this.record("pauseWriting");
@@ -71,6 +78,20 @@ class CallRecorder extends Recorder<CallbackName> {
   connectionLost(exc: Error | undefined): void {
     this.lostWith = exc;
     this.record("connectionLost");
+  }
+}
+
+/**
+ * Records callbacks and waits for them; holds the callbacks both recording
+ * stream protocols share. `eofReceived` returns `keepOpen`.
+ */
+class CallRecorder extends BaseRecorder<CallbackName> {
+  chunks: Uint8Array[] = [];
+  keepOpen = false;
+
+  eofReceived(): boolean {
+    this.record("eofReceived");
+    return this.keepOpen;
   }
 
   /** Every byte received so far, in one array. */

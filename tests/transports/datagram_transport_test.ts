@@ -11,11 +11,11 @@ import type {
 } from "../../transports/transport.ts";
 import {
   assertBytes,
+  BaseRecorder,
   errorCollector,
   flowCalls,
   NOT_BYTES,
   pattern,
-  Recorder,
   within,
 } from "../_test_utils.ts";
 
@@ -50,12 +50,10 @@ interface Received {
  * A `DatagramProtocol` that records each callback's name in `calls`, keeps
  * every datagram and error it gets, and can wait for a callback.
  */
-class RecordingDatagramProtocol extends Recorder<CallbackName>
+class RecordingDatagramProtocol extends BaseRecorder<CallbackName>
   implements DatagramProtocol {
-  transport: BaseTransport | undefined;
   datagrams: Received[] = [];
   errors: Error[] = [];
-  lostWith: Error | undefined;
 
   /** Resolves once `name` has been called `count` times; fails at the deadline. */
   override waitFor(name: CallbackName, count = 1): Promise<void> {
@@ -65,10 +63,6 @@ class RecordingDatagramProtocol extends Recorder<CallbackName>
     );
   }
 
-  connectionMade(transport: BaseTransport): void {
-    this.transport = transport;
-    this.record("connectionMade");
-  }
   datagramReceived(data: Uint8Array, addr: Deno.NetAddr): void {
     this.datagrams.push({ data, addr });
     this.record("datagramReceived");
@@ -77,17 +71,6 @@ class RecordingDatagramProtocol extends Recorder<CallbackName>
     this.errors.push(exc);
     this.record("errorReceived");
   }
-  pauseWriting(): void {
-    this.record("pauseWriting");
-  }
-  resumeWriting(): void {
-    this.record("resumeWriting");
-  }
-  connectionLost(exc: Error | undefined): void {
-    this.lostWith = exc;
-    this.record("connectionLost");
-  }
-
   /** The datagrams received so far, decoded as text. */
   texts(): string[] {
     return this.datagrams.map(({ data }) => decoder.decode(data));

@@ -14,12 +14,12 @@ import type {
 } from "../../transports/transport.ts";
 import {
   assertBytes,
+  BaseRecorder,
   concat,
   errorCollector,
   flowCalls,
   NOT_BYTES,
   pattern,
-  Recorder,
   within,
 } from "../_test_utils.ts";
 
@@ -59,12 +59,11 @@ type CallbackName =
  * of pipe callbacks), keeps the output and errors it gets, and can wait for
  * a callback.
  */
-class RecordingSubprocessProtocol extends Recorder<CallbackName>
+class RecordingSubprocessProtocol
+  extends BaseRecorder<CallbackName, SubprocessTransport>
   implements SubprocessProtocol {
-  transport: SubprocessTransport | undefined;
   chunks: Record<OutFd, Uint8Array[]> = { 1: [], 2: [] };
   pipeErrors = new Map<Fd, Error | undefined>();
-  lostWith: Error | undefined;
   /** `getReturncode()` inside processExited and connectionLost. */
   returncodeAtExit: number | null | undefined;
   returncodeAtLost: number | null | undefined;
@@ -77,10 +76,6 @@ class RecordingSubprocessProtocol extends Recorder<CallbackName>
     );
   }
 
-  connectionMade(transport: BaseTransport): void {
-    this.transport = transport as SubprocessTransport;
-    this.record("connectionMade");
-  }
   pipeDataReceived(fd: OutFd, data: Uint8Array): void {
     this.chunks[fd].push(data);
     this.record(`pipeDataReceived(${fd})`);
@@ -93,16 +88,9 @@ class RecordingSubprocessProtocol extends Recorder<CallbackName>
     this.returncodeAtExit = this.transport?.getReturncode();
     this.record("processExited");
   }
-  pauseWriting(): void {
-    this.record("pauseWriting");
-  }
-  resumeWriting(): void {
-    this.record("resumeWriting");
-  }
-  connectionLost(exc: Error | undefined): void {
-    this.lostWith = exc;
+  override connectionLost(exc: Error | undefined): void {
     this.returncodeAtLost = this.transport?.getReturncode();
-    this.record("connectionLost");
+    super.connectionLost(exc);
   }
 
   /** Every byte received on `fd` so far, in one array. */
