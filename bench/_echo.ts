@@ -363,7 +363,7 @@ class RawClient implements BenchClient {
 /** Echoes each chunk; stops reading while the peer does not keep up. */
 class EchoProtocol extends ProtocolBase {
   onConnection = (): void => {};
-  readonly transientData: boolean;
+  override readonly transientData: boolean;
   #transport!: Transport;
 
   constructor(transient: boolean) {
@@ -419,7 +419,7 @@ class BufferedEchoProtocol extends BufferedProtocolBase {
 
 class SinkProtocol extends ProtocolBase {
   onConnection = (): void => {};
-  readonly transientData: boolean;
+  override readonly transientData: boolean;
   #transport!: Transport;
   #ackEvery: number;
   #count = 0;
@@ -469,7 +469,7 @@ class BufferedSinkProtocol extends BufferedProtocolBase {
 
 class CountingProtocol extends ProtocolBase {
   arrivals = new Arrivals();
-  readonly transientData: boolean;
+  override readonly transientData: boolean;
 
   constructor(transient: boolean) {
     super();

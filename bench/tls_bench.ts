@@ -92,12 +92,12 @@ class Echo extends ProtocolBase {
 
 /** Echoes with a `Protocol` that declares `transientData`. */
 class TransientEcho extends Echo {
-  readonly transientData = true;
+  override readonly transientData = true;
 }
 
 /** Counts with a `Protocol` that declares `transientData`. */
 class TransientCounter extends ProtocolBase {
-  readonly transientData = true;
+  override readonly transientData = true;
   readonly counter = new Counter();
   override dataReceived(data: Uint8Array): void {
     this.counter.count(data.byteLength);

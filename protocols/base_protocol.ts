@@ -44,26 +44,27 @@ export interface BaseProtocol {
  *
  * @example Wait for the write buffer before writing more
  * ```ts
- * import { ProtocolBase, type Transport } from "@aio/protocols";
+ * import { ProtocolBase } from "@aio/protocols";
  *
  * class Sender extends ProtocolBase {
  *   async sendAll(chunks: Uint8Array[]): Promise<void> {
  *     for (const chunk of chunks) {
- *       (this.transport as Transport).write(chunk);
+ *       this.transport?.write(chunk);
  *       await this.drain();
  *     }
  *   }
  * }
  * ```
  */
-export class BaseProtocolBase implements BaseProtocol {
+export class BaseProtocolBase<T extends BaseTransport = BaseTransport>
+  implements BaseProtocol {
   /** The transport given to `connectionMade`, or `undefined` before it. */
-  transport: BaseTransport | undefined = undefined;
+  transport: T | undefined = undefined;
   #writingPaused = false;
   #drainWaiters: (() => void)[] = [];
 
   /** Keeps `transport`. */
-  connectionMade(transport: BaseTransport): void {
+  connectionMade(transport: T): void {
     this.transport = transport;
   }
 

@@ -1,3 +1,4 @@
+import type { Transport } from "../transports/transport.ts";
 import type { BaseProtocol } from "./base_protocol.ts";
 import { BaseProtocolBase } from "./base_protocol.ts";
 
@@ -35,6 +36,8 @@ import { BaseProtocolBase } from "./base_protocol.ts";
  * ```
  */
 export interface BufferedProtocol extends BaseProtocol {
+  /** Called once, first, with the transport that now drives this protocol. */
+  connectionMade?(transport: Transport): void;
   /**
    * Returns the buffer for the next read, never empty. `sizeHint` is the
    * size the transport would like (-1: any size); a smaller buffer is fine.
@@ -71,7 +74,7 @@ export interface BufferedProtocol extends BaseProtocol {
  * assert.equal(summer.sum, 6);
  * ```
  */
-export class BufferedProtocolBase extends BaseProtocolBase
+export class BufferedProtocolBase extends BaseProtocolBase<Transport>
   implements BufferedProtocol {
   /** The memory every read goes into. */
   readonly buffer: Uint8Array;

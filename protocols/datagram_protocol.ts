@@ -1,3 +1,4 @@
+import type { DatagramTransport } from "../transports/transport.ts";
 import type { BaseProtocol } from "./base_protocol.ts";
 import { BaseProtocolBase } from "./base_protocol.ts";
 
@@ -21,6 +22,8 @@ import { BaseProtocolBase } from "./base_protocol.ts";
  * ```
  */
 export interface DatagramProtocol extends BaseProtocol {
+  /** Called once, first, with the transport that now drives this protocol. */
+  connectionMade?(transport: DatagramTransport): void;
   /** Called with one whole datagram and the address it came from. */
   datagramReceived(data: Uint8Array, addr: Deno.NetAddr): void;
   /** Called when a send or receive failed; the transport goes on. */
@@ -53,7 +56,7 @@ export interface DatagramProtocol extends BaseProtocol {
  * assert.equal(counter.count, 1);
  * ```
  */
-export class DatagramProtocolBase extends BaseProtocolBase
+export class DatagramProtocolBase extends BaseProtocolBase<DatagramTransport>
   implements DatagramProtocol {
   /** Does nothing; override to handle datagrams. */
   datagramReceived(_data: Uint8Array, _addr: Deno.NetAddr): void {}

@@ -1,29 +1,7 @@
+import { indexOfNeedle, startsWith } from "../_bytes.ts";
+import { FrameTooLongError } from "../transports/errors.ts";
 import type { Transport } from "../transports/transport.ts";
 import { ProtocolBase } from "./protocol.ts";
-
-/**
- * A line or frame longer than the protocol allows. Thrown from
- * `dataReceived` by default, it closes the connection with this error.
- */
-export class FrameTooLongError extends RangeError {
-  /** The length seen, or at least this many bytes without a delimiter. */
-  readonly length: number;
-  /** The most the protocol allows. */
-  readonly limit: number;
-
-  /**
-   * Makes the error for a message of `length` bytes over `limit`.
-   *
-   * @param length The length seen.
-   * @param limit The most allowed.
-   */
-  constructor(length: number, limit: number) {
-    super(`Frame of ${length} bytes is over the limit of ${limit}`);
-    this.name = "FrameTooLongError";
-    this.length = length;
-    this.limit = limit;
-  }
-}
 
 /** Options for {@linkcode LineProtocol}. */
 export interface LineProtocolOptions {
@@ -119,7 +97,10 @@ export abstract class LineProtocol extends ProtocolBase {
    */
   sendLine(line: Uint8Array | string): boolean {
     const bytes = typeof line === "string" ? encoder.encode(line) : line;
-    return (this.transport as Transport).writeLines([bytes, this.delimiter]);
+    return connected(this.transport, "send line").writelines([
+      bytes,
+      this.delimiter,
+    ]);
   }
 
   /** Splits `data` into lines; keeps what has no delimiter yet. */
@@ -136,7 +117,7 @@ export abstract class LineProtocol extends ProtocolBase {
       }
     }
     for (;;) {
-      const at = indexOf(data, delimiter, scan);
+      const at = indexOfNeedle(data, delimiter, scan);
       if (at < 0) break;
       const line = this.#partLength > 0
         ? this.#joinParts(data.subarray(from, at))
@@ -158,8 +139,11 @@ export abstract class LineProtocol extends ProtocolBase {
       const rest = delimiter.byteLength - begun;
       if (rest > data.byteLength) continue;
       if (
-        startsWith(tail, delimiter, 0, begun, tail.byteLength - begun) &&
-        startsWith(data, delimiter, begun, rest)
+        startsWith(
+          tail.subarray(tail.byteLength - begun),
+          delimiter.subarray(0, begun),
+        ) &&
+        startsWith(data, delimiter.subarray(begun))
       ) {
         return rest;
       }
@@ -178,7 +162,7 @@ export abstract class LineProtocol extends ProtocolBase {
     } else {
       this.lineReceived(line);
     }
-    return !(this.transport as Transport | undefined)?.isClosing();
+    return !this.transport?.isClosing();
   }
 
   /** Keeps the start of a line; over the limit, drops it. */
@@ -201,7 +185,7 @@ export abstract class LineProtocol extends ProtocolBase {
       return;
     }
     this.#parts.push(
-      (this as { transientData?: boolean }).transientData ? rest.slice() : rest,
+      this.transientData ? rest.slice() : rest,
     );
     this.#partLength = length;
   }
@@ -230,7 +214,7 @@ export abstract class LineProtocol extends ProtocolBase {
 }
 
 /** Options for {@linkcode LengthPrefixedProtocol}. */
-export interface LengthPrefixedOptions {
+export interface LengthPrefixedProtocolOptions {
   /** Bytes of the big-endian length before each frame: 1, 2 or 4 (default). */
   prefixLength?: 1 | 2 | 4;
   /** The longest frame, prefix excluded (default 1 MiB). */
@@ -291,7 +275,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
    * @param options The prefix length and the longest frame.
    * @throws {RangeError} For a bad `prefixLength` or `maxFrameLength`.
    */
-  constructor(options: LengthPrefixedOptions = {}) {
+  constructor(options: LengthPrefixedProtocolOptions = {}) {
     super();
     const prefixLength = options.prefixLength ?? 4;
     if (prefixLength !== 1 && prefixLength !== 2 && prefixLength !== 4) {
@@ -334,7 +318,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
     }
     const prefix = new Uint8Array(this.prefixLength);
     writeLength(prefix, frame.byteLength);
-    return (this.transport as Transport).writeLines([prefix, frame]);
+    return connected(this.transport, "send frame").writelines([prefix, frame]);
   }
 
   /** Splits `data` into frames; keeps a partial prefix or frame. */
@@ -409,7 +393,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
   }
 
   #closing(): boolean {
-    return (this.transport as Transport | undefined)?.isClosing() ?? false;
+    return this.transport?.isClosing() ?? false;
   }
 }
 
@@ -425,36 +409,14 @@ function checkLimit(value: unknown, name: string): number {
 }
 
 /** Returns where `needle` starts in `haystack` at or after `from`, or -1. */
-function indexOf(
-  haystack: Uint8Array,
-  needle: Uint8Array,
-  from: number,
-): number {
-  const first = needle[0]!;
-  const last = haystack.byteLength - needle.byteLength;
-  for (let at = haystack.indexOf(first, from); at >= 0 && at <= last;) {
-    if (startsWith(haystack, needle, 0, needle.byteLength, at)) return at;
-    at = haystack.indexOf(first, at + 1);
+/** Returns the transport a protocol writes to, once it has one. */
+function connected(transport: Transport | undefined, what: string): Transport {
+  if (transport === undefined) {
+    throw new TypeError(
+      `Cannot ${what}: the protocol has no transport before connectionMade()`,
+    );
   }
-  return -1;
-}
-
-/**
- * Returns `true` if `bytes` at `at` equals `count` bytes of `needle` from
- * `start`.
- */
-function startsWith(
-  bytes: Uint8Array,
-  needle: Uint8Array,
-  start: number,
-  count = needle.byteLength - start,
-  at = 0,
-): boolean {
-  if (at + count > bytes.byteLength) return false;
-  for (let i = 0; i < count; i++) {
-    if (bytes[at + i] !== needle[start + i]) return false;
-  }
-  return true;
+  return transport;
 }
 
 function readLength(prefix: Uint8Array): number {

@@ -1,3 +1,4 @@
+import type { Transport } from "../transports/transport.ts";
 import type { BaseProtocol } from "./base_protocol.ts";
 import { BaseProtocolBase } from "./base_protocol.ts";
 
@@ -17,13 +18,15 @@ import { BaseProtocolBase } from "./base_protocol.ts";
  * await using server = await createServer((): Protocol => {
  *   let transport: Transport;
  *   return {
- *     connectionMade(t) { transport = t as Transport; },
+ *     connectionMade(t) { transport = t; },
  *     dataReceived(data) { transport.write(data); },
  *   };
  * }, { hostname: "127.0.0.1", port: 0 });
  * ```
  */
 export interface Protocol extends BaseProtocol {
+  /** Called once, first, with the transport that now drives this protocol. */
+  connectionMade?(transport: Transport): void;
   /**
    * Called with each chunk read, never empty. The chunking is arbitrary and
    * the protocol owns `data`: the transport never writes into it again,
@@ -68,7 +71,14 @@ export interface Protocol extends BaseProtocol {
  * assert.equal(counter.lines, 2);
  * ```
  */
-export class ProtocolBase extends BaseProtocolBase implements Protocol {
+export class ProtocolBase extends BaseProtocolBase<Transport>
+  implements Protocol {
+  /**
+   * `false`: the protocol keeps the chunks it gets. A subclass that is done
+   * with each chunk when `dataReceived` returns sets it to `true` (see
+   * {@linkcode Protocol.transientData}).
+   */
+  readonly transientData: boolean = false;
   /** Does nothing; override to handle data. */
   dataReceived(_data: Uint8Array): void {}
   /** Returns `false`, so the transport closes after the peer's EOF. */

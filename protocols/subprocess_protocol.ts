@@ -1,3 +1,4 @@
+import type { SubprocessTransport } from "../transports/transport.ts";
 import type { BaseProtocol } from "./base_protocol.ts";
 import { BaseProtocolBase } from "./base_protocol.ts";
 
@@ -24,6 +25,8 @@ import { BaseProtocolBase } from "./base_protocol.ts";
  * ```
  */
 export interface SubprocessProtocol extends BaseProtocol {
+  /** Called once, first, with the transport that now drives this protocol. */
+  connectionMade?(transport: SubprocessTransport): void;
   /** Called with output from the child's stdout (1) or stderr (2). */
   pipeDataReceived?(fd: 1 | 2, data: Uint8Array): void;
   /** Called when one of the child's pipes closed. */
@@ -52,7 +55,8 @@ export interface SubprocessProtocol extends BaseProtocol {
  * assert.equal(collector.out.length, 1);
  * ```
  */
-export class SubprocessProtocolBase extends BaseProtocolBase
+export class SubprocessProtocolBase
+  extends BaseProtocolBase<SubprocessTransport>
   implements SubprocessProtocol {
   /** Does nothing; override to handle output. */
   pipeDataReceived(_fd: 1 | 2, _data: Uint8Array): void {}

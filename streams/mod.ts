@@ -13,13 +13,14 @@
  *   for await (const line of reader) writer.write(line);
  *   writer.close();
  * }, { hostname: "127.0.0.1", port: 0 });
- * const { port } = server.addrs[0] as Deno.NetAddr;
- * const [, writer] = await openConnection({ port });
+ * const [, writer] = await openConnection({ port: server.addrs[0]!.port });
  * writer.close();
  * await writer.waitClosed();
  * ```
  *
  * @module
  */
-export * from "./streams.ts";
-export * from "./subprocess.ts";
+export * from "./stream_reader.ts";
+export * from "./stream_writer.ts";
+export * from "./open_connection.ts";
+export * from "./create_subprocess_exec.ts";

@@ -1,5 +1,4 @@
-import type { BaseProtocol } from "../protocols/base_protocol.ts";
-import type { BaseTransport, ErrorContext, ErrorHandler } from "./transport.ts";
+import type { ErrorContext, ErrorHandler } from "./transport.ts";
 
 /** asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`. */
 const LOST_WRITES_WARNING = 5;
@@ -27,51 +26,12 @@ export function report(
   try {
     handler(error, context);
   } catch (handlerError) {
-    reportToStderr(handlerError, { message: "onError() call failed" });
-    if (handler !== reportToStderr) reportToStderr(error, context);
-  }
-}
-
-/**
- * Reports that `protocol.<callback>()` threw: `fatal` when the transport
- * closes for it, as for data callbacks; not for flow-control callbacks,
- * after which the transport goes on.
- */
-export function reportCallbackError(
-  handler: ErrorHandler,
-  error: unknown,
-  callback: string,
-  fatal: boolean,
-  context: Pick<ErrorContext, "transport" | "protocol">,
-): void {
-  report(handler, error, {
-    message: `${
-      fatal ? "Fatal error" : "Error"
-    }: protocol.${callback}() call failed`,
-    ...context,
-  });
-}
-
-/**
- * Calls a protocol callback whose failure does not end the transport:
- * `pauseWriting`, `resumeWriting`, or `connectionLost` with `exc`. What it
- * throws is reported to `handler`.
- */
-export function callReporting(
-  handler: ErrorHandler,
-  transport: BaseTransport,
-  protocol: BaseProtocol,
-  callback: "pauseWriting" | "resumeWriting" | "connectionLost",
-  exc?: Error,
-): void {
-  try {
-    if (callback === "connectionLost") protocol.connectionLost?.(exc);
-    else protocol[callback]?.();
-  } catch (error) {
-    reportCallbackError(handler, error, callback, false, {
-      transport,
-      protocol,
-    });
+    try {
+      reportToStderr(handlerError, { message: "onError() call failed" });
+      if (handler !== reportToStderr) reportToStderr(error, context);
+    } catch {
+      // Nothing is left to report to.
+    }
   }
 }
 
@@ -87,14 +47,35 @@ export function warnDroppedWrites(count: number, call: string): void {
   }
 }
 
-/** Turns whatever a callback threw into an `Error` for `connectionLost`. */
+/**
+ * Turns whatever was thrown into an `Error`: an `Error` as it is, anything
+ * else wrapped, with the value as `cause`. Never throws, even for a value
+ * that `String()` cannot convert.
+ */
 export function toError(thrown: unknown): Error {
-  return thrown instanceof Error ? thrown : new Error(String(thrown));
+  if (thrown instanceof Error) return thrown;
+  return new Error(describeThrown(thrown), { cause: thrown });
 }
 
-function describeTransport(transport: ErrorContext["transport"]): string {
-  const peer = transport?.getExtraInfo("peername");
-  if (peer === undefined || peer === null) return "transport";
+/** Describes a thrown value that is not an `Error`. */
+function describeThrown(thrown: unknown): string {
+  try {
+    return String(thrown);
+  } catch {
+    return `A value that is not an Error was thrown: ${
+      Object.prototype.toString.call(thrown)
+    }`;
+  }
+}
+
+function describeTransport(transport: NonNullable<ErrorContext["transport"]>) {
+  let peer: unknown;
+  try {
+    peer = transport.getExtraInfo("peername");
+  } catch {
+    return "transport";
+  }
+  if (typeof peer !== "object" || peer === null) return "transport";
   const addr = peer as Deno.Addr;
   if (addr.transport === "tcp" || addr.transport === "udp") {
     return `peer ${addr.hostname}:${addr.port}`;
@@ -107,5 +88,6 @@ function describeTransport(transport: ErrorContext["transport"]): string {
 export function describeValue(value: unknown): string {
   if (value === null) return "null";
   if (typeof value !== "object") return typeof value;
-  return value.constructor?.name ?? "object";
+  return (value as { constructor?: { name?: string } }).constructor?.name ??
+    "object";
 }

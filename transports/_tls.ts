@@ -1,3 +1,5 @@
+import { closeQuietly } from "./_conn.ts";
+
 /** asyncio's `SSL_HANDSHAKE_TIMEOUT`: 60 s for a handshake to complete. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
 
@@ -199,13 +201,5 @@ export function describePeer(conn: Deno.TlsConn): string {
     return `${addr.hostname}:${addr.port}`;
   } catch {
     return "a client";
-  }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed, or consumed by Deno.startTls.
   }
 }

@@ -1,4 +1,4 @@
-import { allocate, drop, hold, type Loan } from "./_read_buffer.ts";
+import { allocate, drop, hold, type Loan } from "./_read_memory.ts";
 import { describeValue } from "./_report.ts";
 
 /** Chunks smaller than this are copied together into one write. */

@@ -1,5 +1,4 @@
 import { checkFactory, checkPort, setNoDelay } from "./_conn.ts";
-import { streamHooks } from "./_stream_internals.ts";
 import {
   checkHandshakeTimeout,
   handshake,
@@ -7,11 +6,11 @@ import {
   type TlsClientOptions,
   upgradeClient,
 } from "./_tls.ts";
-import { StreamTransport } from "./stream_transport.ts";
+import { StreamTransport } from "./_stream_transport.ts";
 import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
 
 /** Options for {@linkcode createConnection}. */
-export interface ConnectionOptions {
+export interface CreateConnectionOptions {
   /** The host to connect to (default `"127.0.0.1"`). */
   hostname?: string;
   /** The TCP port to connect to. */
@@ -41,7 +40,7 @@ export interface ConnectionOptions {
 }
 
 /** Options for {@linkcode createUnixConnection}. */
-export interface UnixConnectionOptions {
+export interface CreateUnixConnectionOptions {
   /** The socket's path. */
   path: string;
   /** Cancels the connect. */
@@ -51,7 +50,7 @@ export interface UnixConnectionOptions {
 }
 
 /** Options for {@linkcode connectAcceptedConn}. */
-export interface AcceptedConnOptions {
+export interface ConnectAcceptedConnOptions {
   /** `false` leaves Nagle's algorithm on (default: TCP_NODELAY set). */
   noDelay?: boolean;
   /** Receives errors thrown by protocol callbacks; default: stderr. */
@@ -81,7 +80,7 @@ export interface AcceptedConnOptions {
  * import { createConnection, createServer, ProtocolBase } from "@aio/protocols";
  *
  * await using server = await createServer(() => ({
- *   connectionMade(t) { (t as import("@aio/protocols").Transport).close(); },
+ *   connectionMade(t) { t.close(); },
  *   dataReceived() {},
  * }), { hostname: "127.0.0.1", port: 0 });
  * const { port } = server.addrs[0] as Deno.NetAddr;
@@ -112,7 +111,7 @@ export interface AcceptedConnOptions {
  */
 export async function createConnection<P extends StreamProtocol>(
   factory: () => P,
-  options: ConnectionOptions,
+  options: CreateConnectionOptions,
 ): Promise<[Transport, P]> {
   checkFactory(factory, "create connection");
   const port = checkPort(options?.port, "create connection");
@@ -164,7 +163,7 @@ export async function createConnection<P extends StreamProtocol>(
  */
 export async function createUnixConnection<P extends StreamProtocol>(
   factory: () => P,
-  options: UnixConnectionOptions,
+  options: CreateUnixConnectionOptions,
 ): Promise<[Transport, P]> {
   checkFactory(factory, "create Unix connection");
   if (typeof options?.path !== "string") {
@@ -210,8 +209,9 @@ export async function createUnixConnection<P extends StreamProtocol>(
 export async function connectAcceptedConn<P extends StreamProtocol>(
   factory: () => P,
   conn: Deno.Conn,
-  options: AcceptedConnOptions = {},
+  options?: ConnectAcceptedConnOptions,
 ): Promise<[Transport, P]> {
+  options ??= {};
   if (!isTlsConn(conn)) return await drive(factory, conn, options, undefined);
   let timeoutMs: number;
   try {
@@ -232,29 +232,29 @@ export async function connectAcceptedConn<P extends StreamProtocol>(
 function drive<P extends StreamProtocol>(
   factory: () => P,
   conn: Deno.Conn,
-  options: AcceptedConnOptions,
+  options: ConnectAcceptedConnOptions,
   extra: Record<string, unknown> | undefined,
 ): Promise<[Transport, P]> {
   let transport: StreamTransport;
   let protocol: P;
+  const made = Promise.withResolvers<[Transport, P]>();
   try {
     checkFactory(factory, "connect accepted conn");
     setNoDelay(conn, options.noDelay);
     protocol = factory();
-    transport = new StreamTransport(conn, protocol, {
-      ...(options.onError === undefined ? {} : { onError: options.onError }),
-      ...(extra === undefined ? {} : { extra }),
+    transport = new StreamTransport({ conn }, protocol, {
+      onError: options.onError,
+      extra,
+      events: {
+        made(_, error) {
+          if (error === undefined) made.resolve([transport, protocol]);
+          else made.reject(error);
+        },
+      },
     });
   } catch (error) {
     conn.close();
     return Promise.reject(error);
   }
-  return new Promise((resolve, reject) => {
-    streamHooks.set(transport, {
-      made(error) {
-        if (error === undefined) resolve([transport, protocol]);
-        else reject(error);
-      },
-    });
-  });
+  return made.promise;
 }

@@ -1,7 +1,8 @@
 /**
- * Transports: I/O over Deno's APIs that drives protocols. A stream
- * transport runs a `Protocol` or `BufferedProtocol` over a `Deno.Conn`;
- * the server and the connect functions make them.
+ * Transports: I/O over Deno's APIs that drives protocols. Servers and
+ * connections run a `Protocol` or `BufferedProtocol` over TCP, Unix
+ * sockets or TLS; datagram endpoints a `DatagramProtocol` over UDP;
+ * subprocesses a `SubprocessProtocol` over a child's pipes.
  *
  * ```ts
  * import { createConnection, createServer } from "@aio/protocols/transports";
@@ -11,18 +12,18 @@
  *   hostname: "127.0.0.1",
  *   port: 0,
  * });
- * const { port } = server.addrs[0] as Deno.NetAddr;
- * const [transport] = await createConnection(() => new ProtocolBase(), { port });
+ * const [transport] = await createConnection(() => new ProtocolBase(), {
+ *   port: server.addrs[0]!.port,
+ * });
  * transport.close();
- * server.closeClients();
  * ```
  *
  * @module
  */
 export * from "./transport.ts";
-export * from "./stream_transport.ts";
+export * from "./errors.ts";
 export * from "./server.ts";
 export * from "./create_connection.ts";
 export * from "./start_tls.ts";
-export * from "./datagram_transport.ts";
-export * from "./subprocess_transport.ts";
+export * from "./create_datagram_endpoint.ts";
+export * from "./subprocess_exec.ts";

@@ -1,6 +1,6 @@
 import { checkFactory, checkPort, closeQuietly, setNoDelay } from "./_conn.ts";
+import type { TransportEvents } from "./_protocol_caller.ts";
 import { report, reportToStderr } from "./_report.ts";
-import { streamHooks } from "./_stream_internals.ts";
 import {
   checkHandshakeTimeout,
   describePeer,
@@ -9,8 +9,8 @@ import {
   listenTls,
   type TlsServerOptions,
 } from "./_tls.ts";
-import { StreamTransport } from "./stream_transport.ts";
-import type { ErrorHandler, StreamProtocol } from "./transport.ts";
+import { StreamTransport } from "./_stream_transport.ts";
+import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
 
 /** asyncio's `ACCEPT_RETRY_DELAY`: wait before accepting again after an error. */
 const ACCEPT_RETRY_DELAY_MS = 1000;
@@ -85,13 +85,25 @@ export interface CreateUnixServerOptions extends ServerOptions {
  * await server.serveForever();
  * ```
  */
-export class Server implements AsyncDisposable {
-  #listeners: Deno.Listener[];
+export class Server<A extends Deno.Addr = Deno.Addr>
+  implements AsyncDisposable {
+  #listeners: Deno.Listener<Deno.Conn, A>[];
   #factory: () => StreamProtocol;
   #onError: ErrorHandler;
   #noDelay: boolean | undefined;
   #signal: AbortSignal | undefined;
-  #transports = new Set<StreamTransport>();
+  #transports = new Set<Transport>();
+  /** What every transport the server made tells it. */
+  #events: TransportEvents = {
+    lost: (transport) => {
+      this.#transports.delete(transport as Transport);
+      this.#checkClosed();
+    },
+    replaced: (old, upgraded) => {
+      this.#transports.delete(old as Transport);
+      this.#transports.add(upgraded as Transport);
+    },
+  };
   #handshakes = new Set<Deno.TlsConn>();
   #handshakeTimeout: number;
   #accepting: Promise<void>[] = [];
@@ -110,7 +122,7 @@ export class Server implements AsyncDisposable {
    * @param options Accepting, TCP_NODELAY and error reporting.
    */
   constructor(
-    listener: Deno.Listener | Deno.Listener[],
+    listener: Deno.Listener<Deno.Conn, A> | Deno.Listener<Deno.Conn, A>[],
     factory: () => StreamProtocol,
     options: ServerOptions = {},
   ) {
@@ -132,8 +144,11 @@ export class Server implements AsyncDisposable {
     if (options.startServing !== false) this.#startAccepting();
   }
 
-  /** The addresses the server listens on. */
-  get addrs(): Deno.Addr[] {
+  /**
+   * The addresses the server listens on: `Deno.NetAddr`s for TCP and TLS,
+   * `Deno.UnixAddr`s for a Unix socket.
+   */
+  get addrs(): A[] {
     return this.#listeners.map((listener) => listener.addr);
   }
 
@@ -238,7 +253,7 @@ export class Server implements AsyncDisposable {
     }
   }
 
-  async #acceptLoop(listener: Deno.Listener): Promise<void> {
+  async #acceptLoop(listener: Deno.Listener<Deno.Conn, A>): Promise<void> {
     while (!this.#closed) {
       let conn: Deno.Conn;
       try {
@@ -277,9 +292,10 @@ export class Server implements AsyncDisposable {
     let transport: StreamTransport;
     try {
       setNoDelay(conn, this.#noDelay);
-      transport = new StreamTransport(conn, this.#factory(), {
+      transport = new StreamTransport({ conn }, this.#factory(), {
         onError: this.#onError,
-        ...(extra === undefined ? {} : { extra }),
+        events: this.#events,
+        extra,
       });
     } catch (error) {
       conn.close();
@@ -289,12 +305,6 @@ export class Server implements AsyncDisposable {
       return;
     }
     this.#transports.add(transport);
-    streamHooks.set(transport, {
-      lost: () => {
-        this.#transports.delete(transport);
-        this.#checkClosed();
-      },
-    });
   }
 
   /** Serves a TLS conn once its handshake completes; drops it on failure. */
@@ -350,7 +360,7 @@ export class Server implements AsyncDisposable {
  * await using server = await createServer(() => {
  *   let transport: Transport;
  *   return {
- *     connectionMade(t) { transport = t as Transport; },
+ *     connectionMade(t) { transport = t; },
  *     dataReceived(data) { transport.write(data); },
  *   };
  * }, { hostname: "127.0.0.1", port: 0 });
@@ -375,7 +385,7 @@ export class Server implements AsyncDisposable {
 export function createServer(
   factory: () => StreamProtocol,
   options: CreateServerOptions,
-): Promise<Server> {
+): Promise<Server<Deno.NetAddr>> {
   try {
     checkFactory(factory, "create server");
     const port = checkPort(options?.port, "create server");
@@ -422,7 +432,7 @@ export function createServer(
 export async function createUnixServer(
   factory: () => StreamProtocol,
   options: CreateUnixServerOptions,
-): Promise<Server> {
+): Promise<Server<Deno.UnixAddr>> {
   checkFactory(factory, "create Unix server");
   if (typeof options?.path !== "string") {
     throw new TypeError("Cannot create Unix server: path must be a string");

@@ -1,22 +1,20 @@
 import { toError } from "./_report.ts";
-import { detachConn, streamHooks } from "./_stream_internals.ts";
-import { checkHandshakeTimeout, isTlsConn, upgradeClient } from "./_tls.ts";
-import { StreamTransport } from "./stream_transport.ts";
+import { StreamTransport } from "./_stream_transport.ts";
+import {
+  checkHandshakeTimeout,
+  isTlsConn,
+  type TlsClientOptions,
+  upgradeClient,
+} from "./_tls.ts";
 import type { StreamProtocol, Transport } from "./transport.ts";
 
 export type { TlsClientOptions, TlsServerOptions } from "./_tls.ts";
 
-/** Options for {@linkcode startTls}. */
-export interface StartTlsOptions {
-  /**
-   * The name the server's certificate must carry, also sent by SNI
-   * (default: the peer's IP address).
-   */
-  hostname?: string;
-  /** Root certificates (PEM) trusted beside the default ones. */
-  caCerts?: string[];
-  /** Application protocols to ask for by ALPN, most preferred first. */
-  alpnProtocols?: string[];
+/**
+ * Options for {@linkcode startTls}: the `tls` settings of
+ * {@linkcode createConnection}, and the handshake timeout.
+ */
+export interface StartTlsOptions extends TlsClientOptions {
   /**
    * Milliseconds the handshake may take (default 60 000, asyncio's
    * `ssl_handshake_timeout`); then it fails with `Deno.errors.TimedOut`.
@@ -33,8 +31,10 @@ export interface StartTlsOptions {
  * a new transport that drives `protocol` over TLS. The protocol keeps its
  * place in the conversation: it gets no second `connectionMade`, and no
  * byte is lost across the switch. The new transport keeps the old one's
- * write buffer limits, error hook and paused reading;
- * `getExtraInfo("alpnProtocol")` is the protocol agreed by ALPN, or `null`.
+ * write buffer limits and error hook, and reads, as asyncio's does, even if
+ * the old one was paused to wait for the go-ahead; a server that tracked
+ * the old transport tracks the new one. `getExtraInfo("alpnProtocol")` is
+ * the protocol agreed by ALPN, or `null`.
  *
  * Call it from `dataReceived` when the server's go-ahead arrives (or
  * call `pauseReading()` there, and `startTls` later): a read in flight
@@ -46,23 +46,24 @@ export interface StartTlsOptions {
  *
  * @param transport A live TCP transport from this module.
  * @param protocol The protocol to drive over TLS; usually the same one.
- * @param options The server name to verify, extra root CAs, ALPN and the
- * handshake timeout.
+ * @param options The server name to verify (default: the peer's IP
+ * address), extra root CAs, ALPN and the handshake timeout.
  * @returns The TLS transport, once the handshake has completed.
- * @throws {TypeError} If the transport is not a TCP `StreamTransport`, is
- * closing, or has a read in flight (the transport is left as it was).
+ * @throws {TypeError} If the transport is not a TCP transport of this
+ * module, is closing, or has a read in flight (the transport is left as it
+ * was).
  * @throws {Error} If the handshake fails or times out; the connection is
  * lost then, and the protocol gets `connectionLost(error)`.
  *
  * @example Upgrade when the server says go ahead
  * ```ts ignore
- * import { ProtocolBase, startTls, type Transport } from "@aio/protocols";
+ * import { ProtocolBase, startTls } from "@aio/protocols";
  *
  * class SmtpClient extends ProtocolBase {
  *   override dataReceived(data: Uint8Array): void {
  *     const line = new TextDecoder().decode(data);
- *     if (line.startsWith("220 Ready to start TLS")) {
- *       startTls(this.transport as Transport, this, { hostname: "mail.example" })
+ *     if (line.startsWith("220 Ready to start TLS") && this.transport) {
+ *       startTls(this.transport, this, { serverName: "mail.example" })
  *         .then((tls) => {
  *           this.transport = tls;
  *           tls.write(new TextEncoder().encode("EHLO me\r\n"));
@@ -75,16 +76,22 @@ export interface StartTlsOptions {
 export async function startTls(
   transport: Transport,
   protocol: StreamProtocol,
-  options: StartTlsOptions = {},
+  options?: StartTlsOptions,
 ): Promise<Transport> {
+  options ??= {};
   const cannot = "Cannot start TLS";
   if (!(transport instanceof StreamTransport)) {
-    throw new TypeError(`${cannot}: transport must be a StreamTransport`);
+    throw new TypeError(
+      `${cannot}: transport must be a TCP transport of this module`,
+    );
   }
   if (typeof protocol !== "object" || protocol === null) {
     throw new TypeError(`${cannot}: protocol must be an object`);
   }
-  const conn = transport.getExtraInfo("conn") as Deno.Conn;
+  const conn = transport.getExtraInfo("conn");
+  if (conn === undefined) {
+    throw new TypeError(`${cannot}: the transport is not a socket`);
+  }
   if (isTlsConn(conn)) {
     throw new TypeError(`${cannot}: the connection already uses TLS`);
   }
@@ -95,22 +102,23 @@ export async function startTls(
     options.handshakeTimeout,
     "start TLS",
   );
-  const hostname = options.hostname ?? conn.remoteAddr.hostname;
-  const lost = streamHooks.get(transport)?.lost;
 
-  const detached = await detachConn(transport);
+  const detached = await transport.detach();
   let upgraded: StreamTransport;
   try {
     const tls = await upgradeClient(detached.conn, {
-      hostname,
+      hostname: options.serverName ?? conn.remoteAddr.hostname,
       caCerts: options.caCerts,
       alpnProtocols: options.alpnProtocols,
       timeoutMs,
     });
     try {
-      upgraded = new StreamTransport(tls.conn, protocol, {
+      upgraded = new StreamTransport({ conn: tls.conn }, protocol, {
         onError: detached.onError,
+        events: detached.events,
         extra: tls.extra,
+        upgraded: true,
+        limits: detached.limits,
       });
     } catch (error) {
       tls.conn.close();
@@ -121,11 +129,6 @@ export async function startTls(
     detached.lose(exc);
     throw exc;
   }
-  streamHooks.set(upgraded, {
-    skipConnectionMade: true,
-    ...(lost === undefined ? {} : { lost }),
-  });
-  upgraded.setWriteBufferLimits(detached.limits);
-  if (detached.readPaused) upgraded.pauseReading();
+  detached.events?.replaced?.(transport, upgraded);
   return upgraded;
 }

@@ -29,17 +29,46 @@ export interface WriteBufferLimits {
   high: number;
 }
 
+/** What {@linkcode Transport.getExtraInfo} knows about a connection. */
+export interface StreamExtraInfo {
+  /** The peer's address (sockets). */
+  peername: Deno.Addr;
+  /** The local address (sockets). */
+  sockname: Deno.Addr;
+  /** The `Deno.Conn` (sockets). */
+  conn: Deno.Conn;
+  /** The protocol agreed by ALPN, or `null` (TLS only). */
+  alpnProtocol: string | null;
+}
+
+/** What {@linkcode DatagramTransport.getExtraInfo} knows. */
+export interface DatagramExtraInfo {
+  /** The `remoteAddr`, if the endpoint has one. */
+  peername: Deno.NetAddr;
+  /** The bound address. */
+  sockname: Deno.NetAddr;
+  /** The `Deno.DatagramConn`. */
+  conn: Deno.DatagramConn;
+}
+
+/** What {@linkcode SubprocessTransport.getExtraInfo} knows. */
+export interface SubprocessExtraInfo {
+  /** The child's process id. */
+  pid: number;
+  /** The `Deno.ChildProcess`. */
+  subprocess: Deno.ChildProcess;
+}
+
 /**
  * What every transport offers: extra information, closing, and the protocol
  * it drives.
  *
- * @example Read the peer's address
+ * @example Close a transport that is not closing yet
  * ```ts
  * import type { BaseTransport } from "@aio/protocols";
  *
- * function describe(transport: BaseTransport): string {
- *   const peer = transport.getExtraInfo("peername") as Deno.NetAddr;
- *   return `${peer.hostname}:${peer.port}`;
+ * function closeOnce(transport: BaseTransport): void {
+ *   if (!transport.isClosing()) transport.close();
  * }
  * ```
  */
@@ -103,7 +132,7 @@ export interface WriteTransport extends BaseTransport {
    */
   write(data: Uint8Array): boolean;
   /** Queues every chunk so that they go out together. */
-  writeLines(chunks: Iterable<Uint8Array>): boolean;
+  writelines(chunks: Iterable<Uint8Array>): boolean;
   /** Flushes what is buffered, then half-closes the write side. */
   writeEof(): void;
   /** Returns `true` if `writeEof()` is possible. */
@@ -122,22 +151,36 @@ export interface WriteTransport extends BaseTransport {
 }
 
 /**
- * A bidirectional byte stream.
+ * A bidirectional byte stream: a TCP, Unix or TLS connection.
  *
- * @example Echo back and close on EOF
+ * @example Echo back, and tell who the peer is
  * ```ts
  * import type { Protocol, Transport } from "@aio/protocols";
  *
  * function echo(): Protocol {
  *   let transport: Transport;
  *   return {
- *     connectionMade(t) { transport = t as Transport; },
+ *     connectionMade(t) {
+ *       transport = t;
+ *       const peer: Deno.Addr | undefined = t.getExtraInfo("peername");
+ *       console.log("connection from", peer);
+ *     },
  *     dataReceived(data) { transport.write(data); },
  *   };
  * }
  * ```
  */
 export interface Transport extends ReadTransport, WriteTransport {
+  /**
+   * Returns `peername`, `sockname` (`Deno.Addr`), `conn` (the `Deno.Conn`)
+   * and, over TLS, `alpnProtocol`; `defaultValue` for an unknown name.
+   */
+  getExtraInfo<K extends keyof StreamExtraInfo>(
+    name: K,
+    defaultValue?: StreamExtraInfo[K],
+  ): StreamExtraInfo[K] | undefined;
+  /** Returns `defaultValue` for a name the transport does not know. */
+  getExtraInfo(name: string, defaultValue?: unknown): unknown;
   /** Returns the protocol that gets the callbacks. */
   getProtocol(): StreamProtocol;
   /** Switches the protocol, between `Protocol` and `BufferedProtocol` too. */
@@ -158,13 +201,23 @@ export type StreamProtocol = Protocol | BufferedProtocol;
  * function echo(): DatagramProtocol {
  *   let transport: DatagramTransport;
  *   return {
- *     connectionMade(t) { transport = t as DatagramTransport; },
+ *     connectionMade(t) { transport = t; },
  *     datagramReceived(data, addr) { transport.sendto(data, addr); },
  *   };
  * }
  * ```
  */
 export interface DatagramTransport extends ReadTransport {
+  /**
+   * Returns `peername` (the `remoteAddr`, or `undefined`), `sockname` (the
+   * bound address) and `conn` (the `Deno.DatagramConn`).
+   */
+  getExtraInfo<K extends keyof DatagramExtraInfo>(
+    name: K,
+    defaultValue?: DatagramExtraInfo[K],
+  ): DatagramExtraInfo[K] | undefined;
+  /** Returns `defaultValue` for a name the transport does not know. */
+  getExtraInfo(name: string, defaultValue?: unknown): unknown;
   /**
    * Queues one datagram to `addr`, or to the endpoint's `remoteAddr` when
    * `addr` is omitted, and returns at once. The caller must not change
@@ -200,6 +253,13 @@ export interface DatagramTransport extends ReadTransport {
  * ```
  */
 export interface SubprocessTransport extends BaseTransport {
+  /** Returns `pid` and `subprocess` (the `Deno.ChildProcess`). */
+  getExtraInfo<K extends keyof SubprocessExtraInfo>(
+    name: K,
+    defaultValue?: SubprocessExtraInfo[K],
+  ): SubprocessExtraInfo[K] | undefined;
+  /** Returns `defaultValue` for a name the transport does not know. */
+  getExtraInfo(name: string, defaultValue?: unknown): unknown;
   /** Returns the child's process id. */
   getPid(): number;
   /**
@@ -208,10 +268,16 @@ export interface SubprocessTransport extends BaseTransport {
    */
   getReturncode(): number | null;
   /**
-   * Returns the transport of the child's stdin (0, a `WriteTransport`),
-   * stdout (1) or stderr (2, `ReadTransport`s), or `undefined` if that
-   * stream is not piped.
+   * Returns the transport of the child's stdin, or `undefined` if it is
+   * not piped.
    */
+  getPipeTransport(fd: 0): WriteTransport | undefined;
+  /**
+   * Returns the transport of the child's stdout (1) or stderr (2), or
+   * `undefined` if it is not piped.
+   */
+  getPipeTransport(fd: 1 | 2): ReadTransport | undefined;
+  /** Returns the transport of a piped stream, or `undefined`. */
   getPipeTransport(fd: 0 | 1 | 2): WriteTransport | ReadTransport | undefined;
   /** Sends `signal` to the child; does nothing once it exited. */
   sendSignal(signal: Deno.Signal): void;

@@ -1,15 +1,14 @@
 import assert from "node:assert/strict";
 import { createConnection, createServer } from "../../mod.ts";
-import type { BaseProtocol } from "../../protocols/base_protocol.ts";
+import { FrameTooLongError } from "../../transports/errors.ts";
 import {
-  FrameTooLongError,
-  type LengthPrefixedOptions,
   LengthPrefixedProtocol,
+  type LengthPrefixedProtocolOptions,
   LineProtocol,
   type LineProtocolOptions,
 } from "../../protocols/framing.ts";
 import type { Protocol } from "../../protocols/protocol.ts";
-import type { BaseTransport, Transport } from "../../transports/transport.ts";
+import type { Transport } from "../../transports/transport.ts";
 import {
   assertBytes,
   bytes,
@@ -20,6 +19,7 @@ import {
   readExactly,
   readUntilClosed,
   Recorder,
+  StubTransport,
   text,
   within,
   writeAll,
@@ -154,7 +154,7 @@ class DroppingLines extends Lines {
 
 /** Decodes each line during `lineReceived`, keeping no view of it. */
 class TransientLines extends LineProtocol {
-  readonly transientData = true;
+  override readonly transientData = true;
   lines: string[] = [];
 
   override lineReceived(line: Uint8Array): void {
@@ -166,7 +166,7 @@ class TransientLines extends LineProtocol {
 class Frames extends LengthPrefixedProtocol {
   received: Uint8Array[] = [];
 
-  constructor(options: LengthPrefixedOptions = {}) {
+  constructor(options: LengthPrefixedProtocolOptions = {}) {
     super(options);
   }
 
@@ -189,26 +189,6 @@ class SkippingFrames extends Frames {
 }
 
 /** A transport with no I/O: only `close()` and `isClosing()` matter. */
-class FakeTransport implements BaseTransport {
-  closed = false;
-
-  constructor(readonly protocol: BaseProtocol) {}
-
-  getExtraInfo(_name: string, defaultValue?: unknown): unknown {
-    return defaultValue;
-  }
-  isClosing(): boolean {
-    return this.closed;
-  }
-  close(): void {
-    this.closed = true;
-  }
-  setProtocol(_protocol: BaseProtocol): void {}
-  getProtocol(): BaseProtocol {
-    return this.protocol;
-  }
-}
-
 /** Writes `lines` to `conn`, each with `"\n"`, and reads the echo back. */
 async function echoLines(conn: Deno.Conn, lines: string[]): Promise<string> {
   const sent = bytes(lines.map((line) => `${line}\n`).join(""));
@@ -491,7 +471,7 @@ Deno.test("LengthPrefixedProtocol.frameReceived() gets views of one chunk and co
 
   await t.step("transientData: right frames from a reused array", () => {
     const protocol = new (class extends LengthPrefixedProtocol {
-      readonly transientData = true;
+      override readonly transientData = true;
       frames: Uint8Array[] = [];
       override frameReceived(frame: Uint8Array): void {
         this.frames.push(frame.slice());
@@ -838,7 +818,7 @@ Deno.test("LineProtocol and LengthPrefixedProtocol deliver nothing more from a c
   for (const [name, delimiter, chunks] of lineCases) {
     await t.step(`lineReceived: ${name}`, () => {
       const protocol = new Closer({ delimiter });
-      const transport = new FakeTransport(protocol);
+      const transport = new StubTransport(protocol);
       protocol.connectionMade(transport);
       feed(protocol, chunks);
       assert.equal(transport.closed, true);
@@ -865,7 +845,7 @@ Deno.test("LineProtocol and LengthPrefixedProtocol deliver nothing more from a c
   for (const [name, chunks] of frameCases) {
     await t.step(`frameReceived: ${name}`, () => {
       const protocol = new FrameCloser({ prefixLength: 1 });
-      const transport = new FakeTransport(protocol);
+      const transport = new StubTransport(protocol);
       protocol.connectionMade(transport);
       feed(protocol, chunks);
       assert.equal(transport.closed, true);
@@ -880,7 +860,7 @@ Deno.test("LineProtocol and LengthPrefixedProtocol deliver nothing more from a c
       }
     }
     const protocol = new CloseOnTooLong({ prefixLength: 1, maxFrameLength: 2 });
-    const transport = new FakeTransport(protocol);
+    const transport = new StubTransport(protocol);
     protocol.connectionMade(transport);
     protocol.dataReceived(new Uint8Array([3, 1, 2, 3, 1, 65, 1, 66]));
     assert.equal(transport.closed, true);
@@ -926,7 +906,7 @@ class LineEcho extends LineProtocol {
     super(options);
   }
 
-  override connectionMade(transport: BaseTransport): void {
+  override connectionMade(transport: Transport): void {
     super.connectionMade(transport);
     this.recorder.record("made");
   }

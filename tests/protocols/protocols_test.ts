@@ -6,24 +6,18 @@ import {
   ProtocolBase,
   SubprocessProtocolBase,
 } from "../../protocols/mod.ts";
-import type { BaseTransport } from "../../transports/transport.ts";
-
-/** A transport stand-in: the base classes only keep it. */
-function fakeTransport(): BaseTransport {
-  return {
-    getExtraInfo: (_name: string, defaultValue?: unknown) => defaultValue,
-    isClosing: () => false,
-    close: () => {},
-    setProtocol: () => {},
-    getProtocol: () => new ProtocolBase(),
-  };
-}
+import type { Transport } from "../../transports/transport.ts";
+import {
+  stubDatagramTransport,
+  stubSubprocessTransport,
+  StubTransport,
+} from "../_test_utils.ts";
 
 const ADDR: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: 9 };
 
 Deno.test("ProtocolBase callbacks are no-ops that return nothing", () => {
   const protocol = new ProtocolBase();
-  const transport = fakeTransport();
+  const transport = new StubTransport();
   assert.equal(protocol.connectionMade(transport), undefined);
   assert.equal(protocol.dataReceived(new Uint8Array([1, 2, 3])), undefined);
   assert.equal(protocol.pauseWriting(), undefined);
@@ -38,7 +32,7 @@ Deno.test("ProtocolBase.eofReceived() returns false, so the transport closes", (
 
 Deno.test("BufferedProtocolBase callbacks are no-ops and eofReceived() returns false", () => {
   const protocol = new BufferedProtocolBase();
-  const transport = fakeTransport();
+  const transport = new StubTransport();
   assert.equal(protocol.connectionMade(transport), undefined);
   assert.equal(protocol.bufferUpdated(10), undefined);
   assert.equal(protocol.pauseWriting(), undefined);
@@ -71,7 +65,7 @@ Deno.test("BufferedProtocolBase() throws RangeError unless size is a positive in
 
 Deno.test("DatagramProtocolBase callbacks are no-ops that return nothing", () => {
   const protocol = new DatagramProtocolBase();
-  assert.equal(protocol.connectionMade(fakeTransport()), undefined);
+  assert.equal(protocol.connectionMade(stubDatagramTransport()), undefined);
   assert.equal(protocol.datagramReceived(new Uint8Array(1), ADDR), undefined);
   assert.equal(protocol.errorReceived(new Error("boom")), undefined);
   assert.equal(protocol.pauseWriting(), undefined);
@@ -81,7 +75,7 @@ Deno.test("DatagramProtocolBase callbacks are no-ops that return nothing", () =>
 
 Deno.test("SubprocessProtocolBase callbacks are no-ops that return nothing", () => {
   const protocol = new SubprocessProtocolBase();
-  assert.equal(protocol.connectionMade(fakeTransport()), undefined);
+  assert.equal(protocol.connectionMade(stubSubprocessTransport()), undefined);
   assert.equal(protocol.pipeDataReceived(1, new Uint8Array(1)), undefined);
   assert.equal(protocol.pipeDataReceived(2, new Uint8Array(1)), undefined);
   assert.equal(protocol.pipeConnectionLost(0, undefined), undefined);
@@ -93,18 +87,30 @@ Deno.test("SubprocessProtocolBase callbacks are no-ops that return nothing", () 
 });
 
 Deno.test("BaseProtocolBase subclasses keep the transport given to connectionMade", async (t) => {
-  const makers: [string, () => BaseProtocolBase][] = [
-    ["ProtocolBase", () => new ProtocolBase()],
-    ["BufferedProtocolBase", () => new BufferedProtocolBase()],
-    ["DatagramProtocolBase", () => new DatagramProtocolBase()],
-    ["SubprocessProtocolBase", () => new SubprocessProtocolBase()],
+  // Each kind with the transport it gets.
+  type Keeper = Pick<BaseProtocolBase, "transport" | "connectionLost"> & {
+    connectionMade(transport: never): void;
+  };
+  const makers: [string, () => [Keeper, unknown]][] = [
+    ["ProtocolBase", () => [new ProtocolBase(), new StubTransport()]],
+    ["BufferedProtocolBase", () => [
+      new BufferedProtocolBase(),
+      new StubTransport(),
+    ]],
+    ["DatagramProtocolBase", () => [
+      new DatagramProtocolBase(),
+      stubDatagramTransport(),
+    ]],
+    ["SubprocessProtocolBase", () => [
+      new SubprocessProtocolBase(),
+      stubSubprocessTransport(),
+    ]],
   ];
   for (const [name, make] of makers) {
     await t.step(name, () => {
-      const protocol = make();
+      const [protocol, transport] = make();
       assert.equal(protocol.transport, undefined);
-      const transport = fakeTransport();
-      protocol.connectionMade(transport);
+      protocol.connectionMade(transport as never);
       assert.equal(protocol.transport, transport);
       protocol.connectionLost(undefined);
       assert.equal(protocol.transport, transport);
@@ -115,12 +121,12 @@ Deno.test("BaseProtocolBase subclasses keep the transport given to connectionMad
 Deno.test("BaseProtocolBase subclasses keep the transport when a subclass calls super", () => {
   const seen: unknown[] = [];
   class Sub extends ProtocolBase {
-    override connectionMade(transport: BaseTransport): void {
+    override connectionMade(transport: Transport): void {
       super.connectionMade(transport);
       seen.push(this.transport);
     }
   }
-  const transport = fakeTransport();
+  const transport = new StubTransport();
   new Sub().connectionMade(transport);
   assert.deepEqual(seen, [transport]);
 });

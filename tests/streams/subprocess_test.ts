@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import {
   createSubprocessExec,
   createSubprocessShell,
-} from "../../streams/subprocess.ts";
+} from "../../streams/create_subprocess_exec.ts";
 import { assertBytes, bytes, pattern, text, within } from "../_test_utils.ts";
 
 const PIPED = { stdin: "piped", stdout: "piped", stderr: "piped" } as const;

@@ -2,13 +2,10 @@ import assert from "node:assert/strict";
 import type { DatagramProtocol } from "../../protocols/datagram_protocol.ts";
 import {
   createDatagramEndpoint,
-  DatagramEndpoint,
-  type DatagramEndpointOptions,
-} from "../../transports/datagram_transport.ts";
-import type {
-  BaseTransport,
-  DatagramTransport,
-} from "../../transports/transport.ts";
+  type CreateDatagramEndpointOptions,
+} from "../../transports/create_datagram_endpoint.ts";
+import { DatagramEndpoint } from "../../transports/_datagram_transport.ts";
+import type { DatagramTransport } from "../../transports/transport.ts";
 import {
   assertBytes,
   BaseRecorder,
@@ -89,7 +86,7 @@ interface Endpoint<P extends RecordingDatagramProtocol>
 /** Opens an endpoint for `protocol`, by default on a loopback address. */
 async function open<P extends RecordingDatagramProtocol>(
   protocol: P,
-  options: DatagramEndpointOptions,
+  options: CreateDatagramEndpointOptions,
 ): Promise<Endpoint<P>> {
   const [transport, made] = await createDatagramEndpoint(
     () => protocol,
@@ -110,8 +107,8 @@ async function open<P extends RecordingDatagramProtocol>(
 /** Options that bind to port 0 on `hostname`. */
 function on(
   hostname: string,
-  options: Omit<DatagramEndpointOptions, "localAddr"> = {},
-): DatagramEndpointOptions {
+  options: Omit<CreateDatagramEndpointOptions, "localAddr"> = {},
+): CreateDatagramEndpointOptions {
   return { localAddr: { hostname, port: 0 }, ...options };
 }
 
@@ -768,7 +765,7 @@ Deno.test("DatagramEndpoint closes with the error a protocol callback throws", a
       const error = new Error("connectionMade failed");
       let bound: Deno.NetAddr | undefined;
       class FailingMade extends RecordingDatagramProtocol {
-        override connectionMade(transport: BaseTransport): void {
+        override connectionMade(transport: DatagramTransport): void {
           super.connectionMade(transport);
           bound = transport.getExtraInfo("sockname") as Deno.NetAddr;
           throw error;
@@ -1086,20 +1083,21 @@ Deno.test("createDatagramEndpoint() checks its options", async (t) => {
     },
   );
 
-  const addresses: [string, DatagramEndpointOptions, ErrorConstructor][] = [
-    ["localAddr with port 70000", {
-      localAddr: { hostname: "127.0.0.1", port: 70_000 },
-    }, RangeError],
-    ["localAddr without a port", {
-      localAddr: { hostname: "127.0.0.1" } as Deno.NetAddr,
-    }, TypeError],
-    ["remoteAddr without a hostname", {
-      remoteAddr: { port: 9 } as Deno.NetAddr,
-    }, TypeError],
-    ["remoteAddr as a string", {
-      remoteAddr: "127.0.0.1:9" as unknown as Deno.NetAddr,
-    }, TypeError],
-  ];
+  const addresses: [string, CreateDatagramEndpointOptions, ErrorConstructor][] =
+    [
+      ["localAddr with port 70000", {
+        localAddr: { hostname: "127.0.0.1", port: 70_000 },
+      }, RangeError],
+      ["localAddr without a port", {
+        localAddr: { hostname: "127.0.0.1" } as Deno.NetAddr,
+      }, TypeError],
+      ["remoteAddr without a hostname", {
+        remoteAddr: { port: 9 } as Deno.NetAddr,
+      }, TypeError],
+      ["remoteAddr as a string", {
+        remoteAddr: "127.0.0.1:9" as unknown as Deno.NetAddr,
+      }, TypeError],
+    ];
   for (const [what, options, error] of addresses) {
     await t.step(`${what} is a ${error.name}`, async () => {
       await assert.rejects(

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ProtocolBase } from "../../protocols/protocol.ts";
-import { StreamTransport } from "../../transports/stream_transport.ts";
-import type { BaseTransport } from "../../transports/transport.ts";
+import { StreamTransport } from "../../transports/_stream_transport.ts";
+import type { Transport } from "../../transports/transport.ts";
 import {
   concat,
   errorCollector,
@@ -49,7 +49,7 @@ class DrainingProtocol extends ProtocolBase {
   #lost = Promise.withResolvers<Error | undefined>();
   #data: (() => void)[] = [];
 
-  override connectionMade(transport: BaseTransport): void {
+  override connectionMade(transport: Transport): void {
     super.connectionMade(transport);
     this.#made.resolve();
   }
@@ -123,7 +123,7 @@ Deno.test("StreamTransport.write() pauses once, inside the write that goes over 
       using peers = await connect();
       const protocol = new FlowProtocol();
       const { errors, onError } = errorCollector();
-      const transport = new StreamTransport(peers.client, protocol, {
+      const transport = new StreamTransport({ conn: peers.client }, protocol, {
         onError,
       });
       await protocol.waitFor("connectionMade");
@@ -206,7 +206,7 @@ Deno.test("StreamTransport.write() with both marks 0 pauses on every write until
     await t.step(kind, async () => {
       using peers = await connect();
       const protocol = new FlowProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       transport.setWriteBufferLimits({ high: 0, low: 0 });
       assert.deepEqual(transport.getWriteBufferLimits(), { low: 0, high: 0 });
@@ -244,7 +244,7 @@ Deno.test("StreamTransport.getWriteBufferSize() counts the bytes of a write stil
     await t.step(kind, async () => {
       using peers = await connect();
       const protocol = new FlowProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       transport.setWriteBufferLimits({ high: 0, low: 0 });
 
@@ -281,7 +281,7 @@ Deno.test("StreamTransport.setWriteBufferLimits() re-checks the buffer at once",
     await t.step(`${kind}: lowering high under the buffer pauses`, async () => {
       using peers = await connect();
       const protocol = new FlowProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
 
       const data = pattern(1000);
@@ -305,7 +305,7 @@ Deno.test("StreamTransport.setWriteBufferLimits() re-checks the buffer at once",
     await t.step(`${kind}: raising low to the buffer resumes`, async () => {
       using peers = await connect();
       const protocol = new FlowProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
 
       transport.setWriteBufferLimits({ high: 0 });
@@ -330,7 +330,7 @@ Deno.test("StreamTransport.setWriteBufferLimits() re-checks the buffer at once",
 Deno.test("StreamTransport.getWriteBufferLimits() returns the marks set, asyncio's defaults first", async () => {
   using peers = await LOOPBACKS.tcp();
   const protocol = new FlowProtocol();
-  const transport = new StreamTransport(peers.client, protocol);
+  const transport = new StreamTransport({ conn: peers.client }, protocol);
   await protocol.waitFor("connectionMade");
 
   assert.deepEqual(transport.getWriteBufferLimits(), {
@@ -381,7 +381,7 @@ Deno.test("StreamTransport reports a throwing pauseWriting or resumeWriting and 
         FlowProtocol.prototype.resumeWriting.call(this);
         throw new Error(`resume ${++throws}`);
       };
-      const transport = new StreamTransport(peers.client, protocol, {
+      const transport = new StreamTransport({ conn: peers.client }, protocol, {
         onError,
       });
       await protocol.waitFor("connectionMade");
@@ -422,7 +422,7 @@ Deno.test("ProtocolBase.drain() waits while the transport pauses writing", async
   await t.step("resolves at once when writing is not paused", async () => {
     using peers = await LOOPBACKS.tcp();
     const protocol = new DrainingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.made();
     assert.equal(transport.write(pattern(100)), true);
     let drained = false;
@@ -440,7 +440,7 @@ Deno.test("ProtocolBase.drain() waits while the transport pauses writing", async
     await t.step(`${kind}: many waiters resolve on resumeWriting`, async () => {
       using peers = await connect();
       const protocol = new DrainingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.made();
       transport.setWriteBufferLimits(FILL_LIMITS);
 
@@ -480,7 +480,7 @@ Deno.test("ProtocolBase.drain() waits while the transport pauses writing", async
       async () => {
         using peers = await connect();
         const protocol = new DrainingProtocol();
-        const transport = new StreamTransport(peers.client, protocol);
+        const transport = new StreamTransport({ conn: peers.client }, protocol);
         await protocol.made();
         const data = pattern(4 * MiB, 7);
         const reading = readExactly(peers.server, data.byteLength);
@@ -504,7 +504,7 @@ Deno.test("ProtocolBase.drain() waits while the transport pauses writing", async
     await t.step(`${kind}: waiters resolve on connectionLost`, async () => {
       using peers = await connect();
       const protocol = new DrainingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.made();
       transport.setWriteBufferLimits({ high: 0 });
       assert.equal(transport.write(pattern(1000)), false);
@@ -531,7 +531,7 @@ Deno.test("StreamTransport calls no flow-control callback after connectionLost",
       async () => {
         using peers = await connect();
         const protocol = new FlowProtocol();
-        const transport = new StreamTransport(peers.client, protocol);
+        const transport = new StreamTransport({ conn: peers.client }, protocol);
         await protocol.waitFor("connectionMade");
         transport.setWriteBufferLimits({ high: 0 });
         assert.equal(transport.write(pattern(1000)), false);
@@ -554,7 +554,7 @@ Deno.test("StreamTransport calls no flow-control callback after connectionLost",
       async () => {
         using peers = await connect();
         const protocol = new FlowProtocol();
-        const transport = new StreamTransport(peers.client, protocol);
+        const transport = new StreamTransport({ conn: peers.client }, protocol);
         await protocol.waitFor("connectionMade");
         transport.write(pattern(1000));
         transport.close();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Protocol } from "../../protocols/protocol.ts";
-import { StreamTransport } from "../../transports/stream_transport.ts";
+import { StreamTransport } from "../../transports/_stream_transport.ts";
 import type {
   BaseTransport,
   StreamProtocol,
@@ -225,7 +225,7 @@ Deno.test("StreamTransport calls connectionMade, dataReceived, eofReceived, conn
     const data = pattern(200 * 1024, 3);
     await writeAll(peers.server, data.subarray(0, 1000));
     const protocol = new RecordingProtocol();
-    new StreamTransport(peers.client, protocol);
+    new StreamTransport({ conn: peers.client }, protocol);
     await send(peers.server, data.subarray(1000), { seed: 4, eof: true });
     await protocol.waitFor("connectionLost");
 
@@ -240,7 +240,7 @@ Deno.test("StreamTransport calls connectionMade, dataReceived, eofReceived, conn
   await overLoopbacks(t, "with a BufferedProtocol", async (peers) => {
     const data = pattern(100 * 1024, 5);
     const protocol = new RecordingBufferedProtocol(4096);
-    new StreamTransport(peers.client, protocol);
+    new StreamTransport({ conn: peers.client }, protocol);
     await send(peers.server, data, { seed: 6, eof: true });
     await protocol.waitFor("connectionLost");
 
@@ -256,7 +256,7 @@ Deno.test("StreamTransport calls connectionMade, dataReceived, eofReceived, conn
 Deno.test("StreamTransport calls connectionMade first, even when a write() before it goes over the high-water mark", async (t) => {
   await overLoopbacks(t, "write() right after construction", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     // Allowed: the class docs write right after construction.
     transport.write(BIG);
     transport.close();
@@ -287,7 +287,7 @@ Deno.test("StreamTransport calls connectionLost once with undefined after a clea
   for (const [name, end] of ends) {
     await overLoopbacks(t, name, async (peers) => {
       const protocol = new RecordingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       transport.write(pattern(1000));
       await readExactly(peers.server, 1000);
@@ -311,7 +311,7 @@ Deno.test("StreamTransport calls connectionLost with the Error after a failure",
     async (peers) => {
       const protocol = new RecordingProtocol();
       const { errors, onError } = errorCollector();
-      const transport = new StreamTransport(peers.client, protocol, {
+      const transport = new StreamTransport({ conn: peers.client }, protocol, {
         onError,
       });
       await protocol.waitFor("connectionMade");
@@ -339,7 +339,7 @@ Deno.test("StreamTransport calls connectionLost with the Error after a failure",
       "when connectionMade throws",
       (error) =>
         new (class extends RecordingProtocol {
-          override connectionMade(transport: BaseTransport): void {
+          override connectionMade(transport: Transport): void {
             super.connectionMade(transport);
             throw error;
           }
@@ -373,7 +373,7 @@ Deno.test("StreamTransport calls connectionLost with the Error after a failure",
       const { errors, onError } = errorCollector();
       await writeAll(peers.server, pattern(100));
       await peers.server.closeWrite();
-      const transport = new StreamTransport(peers.client, protocol, {
+      const transport = new StreamTransport({ conn: peers.client }, protocol, {
         onError,
       });
       await protocol.waitFor("connectionLost");
@@ -404,7 +404,7 @@ Deno.test("StreamTransport calls no callback after connectionLost", async (t) =>
   for (const [name, lose] of losses) {
     await overLoopbacks(t, name, async (peers) => {
       const protocol = new RecordingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       await lose(transport, peers.server);
       await protocol.waitFor("connectionLost");
@@ -412,7 +412,7 @@ Deno.test("StreamTransport calls no callback after connectionLost", async (t) =>
 
       // Over the high mark, but dropped: no pauseWriting.
       assert.doesNotThrow(() => transport.write(new Uint8Array(200 * 1024)));
-      transport.writeLines([pattern(10), pattern(20)]);
+      transport.writelines([pattern(10), pattern(20)]);
       transport.setWriteBufferLimits({ high: 0 });
       transport.writeEof();
       transport.pauseReading();
@@ -439,7 +439,7 @@ Deno.test("StreamTransport.write() throws TypeError for anything but a Uint8Arra
   const values = NOT_BYTES;
   await overLoopbacks(t, "and writes nothing", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     for (const [what, value] of values) {
       assert.throws(
@@ -448,9 +448,9 @@ Deno.test("StreamTransport.write() throws TypeError for anything but a Uint8Arra
         `write(${what})`,
       );
       assert.throws(
-        () => transport.writeLines([pattern(3), value as Uint8Array]),
+        () => transport.writelines([pattern(3), value as Uint8Array]),
         TypeError,
-        `writeLines([..., ${what}])`,
+        `writelines([..., ${what}])`,
       );
     }
     assert.equal(transport.getWriteBufferSize(), 0);
@@ -468,7 +468,7 @@ Deno.test("StreamTransport.write() throws TypeError for anything but a Uint8Arra
 Deno.test("StreamTransport.write() returns false while the buffer is over the high-water mark", async (t) => {
   await overLoopbacks(t, "with the default marks", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     const high = transport.getWriteBufferLimits().high;
     const data = pattern(high + 2, 5);
@@ -488,7 +488,7 @@ Deno.test("StreamTransport.write() returns false while the buffer is over the hi
 
   await overLoopbacks(t, "with a high mark of 100", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     transport.setWriteBufferLimits({ high: 100 });
     assert.equal(transport.write(pattern(60)), true);
@@ -506,13 +506,13 @@ Deno.test("StreamTransport.write() throws TypeError after writeEof()", async (t)
     "and the peer gets only what came before",
     async (peers) => {
       const protocol = new RecordingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       const data = pattern(1000, 2);
       transport.write(data);
       transport.writeEof();
       assert.throws(() => transport.write(pattern(10)), TypeError);
-      assert.throws(() => transport.writeLines([pattern(10)]), TypeError);
+      assert.throws(() => transport.writelines([pattern(10)]), TypeError);
       assert.equal(transport.isClosing(), false);
 
       assertBytes(await readAll(peers.server), data);
@@ -526,7 +526,7 @@ Deno.test("StreamTransport.write() throws TypeError after writeEof()", async (t)
 Deno.test("StreamTransport.write() drops data silently after close(), abort() or connection loss", async (t) => {
   await overLoopbacks(t, "after close()", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     const data = pattern(1000, 2);
     transport.write(data);
@@ -541,7 +541,7 @@ Deno.test("StreamTransport.write() drops data silently after close(), abort() or
 
   await overLoopbacks(t, "after abort()", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     const data = pattern(1000, 2);
     transport.write(data);
@@ -557,7 +557,7 @@ Deno.test("StreamTransport.write() drops data silently after close(), abort() or
 
   await overLoopbacks(t, "after the connection was lost", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await peers.server.closeWrite();
     await protocol.waitFor("connectionLost");
     assert.doesNotThrow(() => transport.write(pattern(500, 3)));
@@ -574,12 +574,12 @@ Deno.test("StreamTransport.write() drops data silently after close(), abort() or
 Deno.test("StreamTransport.write() of an empty Uint8Array is a no-op", async (t) => {
   await overLoopbacks(t, "even with a high mark of 0", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     transport.setWriteBufferLimits({ high: 0 });
     assert.equal(transport.write(new Uint8Array(0)), true);
     assert.equal(transport.write(pattern(10).subarray(5, 5)), true);
-    transport.writeLines([]);
+    transport.writelines([]);
     assert.equal(transport.getWriteBufferSize(), 0);
     assert.equal(protocol.count("pauseWriting"), 0);
 
@@ -599,7 +599,7 @@ Deno.test("StreamTransport.write() of an empty Uint8Array is a no-op", async (t)
 Deno.test("StreamTransport.close() flushes every buffered byte, then closes", async (t) => {
   await overLoopbacks(t, "8 MiB in one write", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     transport.write(BIG);
     transport.close();
@@ -614,7 +614,7 @@ Deno.test("StreamTransport.close() flushes every buffered byte, then closes", as
 
   await overLoopbacks(t, "8 MiB in random chunks", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     for (const chunk of split(BIG, 8)) transport.write(chunk);
     transport.close();
@@ -626,7 +626,7 @@ Deno.test("StreamTransport.close() flushes every buffered byte, then closes", as
 
   await overLoopbacks(t, "with nothing buffered", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     transport.close();
     await protocol.waitFor("connectionLost");
@@ -644,7 +644,7 @@ Deno.test("StreamTransport.close() stops reading", async (t) => {
   for (const [name, make] of kinds) {
     await overLoopbacks(t, `${name}, while it flushes`, async (peers) => {
       const protocol = make();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       transport.write(BIG);
       transport.close();
@@ -666,7 +666,7 @@ Deno.test("StreamTransport.close() stops reading", async (t) => {
 Deno.test("StreamTransport.abort() drops the buffer and closes at once", async (t) => {
   await overLoopbacks(t, "before the first write went out", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     transport.write(pattern(1000));
     transport.abort();
@@ -679,7 +679,7 @@ Deno.test("StreamTransport.abort() drops the buffer and closes at once", async (
 
   await overLoopbacks(t, "while 16 MiB are buffered", async (peers) => {
     const protocol = new RecordingProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     await protocol.waitFor("connectionMade");
     transport.write(BIG);
     transport.write(BIG);
@@ -725,7 +725,7 @@ Deno.test("StreamTransport.close() and abort() are idempotent", async (t) => {
   for (const [name, run] of sequences) {
     await overLoopbacks(t, name, async (peers) => {
       const protocol = new RecordingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       transport.write(pattern(300 * 1024));
       run(transport);
@@ -750,7 +750,7 @@ Deno.test("StreamTransport.dataReceived() gets every byte, in order, in chunks i
   await overLoopbacks(t, "random chunk sizes", async (peers) => {
     const data = pattern(2 * 1024 * 1024, 21);
     const protocol = new KeepingProtocol();
-    new StreamTransport(peers.client, protocol);
+    new StreamTransport({ conn: peers.client }, protocol);
     await send(peers.server, data, { seed: 22, eof: true });
     await protocol.waitFor("connectionLost");
 
@@ -769,7 +769,7 @@ Deno.test("StreamTransport.dataReceived() gets every byte, in order, in chunks i
     const data = pairs.map((_, i) => pattern(1024 * 1024, 31 + i));
     const protocols = pairs.map(() => new KeepingProtocol());
     pairs.forEach((peers, i) =>
-      new StreamTransport(peers.client, protocols[i]!)
+      new StreamTransport({ conn: peers.client }, protocols[i]!)
     );
     await Promise.all(
       pairs.map((peers, i) =>
@@ -793,7 +793,7 @@ Deno.test("StreamTransport reads straight into the buffer getBuffer() returned",
   await overLoopbacks(t, "a 64 KiB buffer", async (peers) => {
     const data = pattern(1024 * 1024, 51);
     const protocol = new RecordingBufferedProtocol();
-    new StreamTransport(peers.client, protocol);
+    new StreamTransport({ conn: peers.client }, protocol);
     await send(peers.server, data, { seed: 52, eof: true });
     await protocol.waitFor("connectionLost");
 
@@ -835,7 +835,7 @@ Deno.test("StreamTransport reads straight into the buffer getBuffer() returned",
       }
     })();
     const data = pattern(100 * 1024, 53);
-    new StreamTransport(peers.client, protocol);
+    new StreamTransport({ conn: peers.client }, protocol);
     await send(peers.server, data, { seed: 54, eof: true });
     await protocol.waitFor("connectionLost");
 
@@ -847,7 +847,7 @@ Deno.test("StreamTransport reads straight into the buffer getBuffer() returned",
   await overLoopbacks(t, "a 1-byte buffer", async (peers) => {
     const data = pattern(1000, 55);
     const protocol = new RecordingBufferedProtocol(1);
-    new StreamTransport(peers.client, protocol);
+    new StreamTransport({ conn: peers.client }, protocol);
     await send(peers.server, data, { seed: 56, eof: true });
     await protocol.waitFor("connectionLost");
 
@@ -889,7 +889,7 @@ Deno.test("StreamTransport loses the connection when getBuffer() returns an empt
       const { errors, onError } = errorCollector();
       const data = pattern(250, 61);
       await writeAll(peers.server, data);
-      const transport = new StreamTransport(peers.client, protocol, {
+      const transport = new StreamTransport({ conn: peers.client }, protocol, {
         onError,
       });
       await protocol.waitFor("connectionLost");
@@ -929,8 +929,8 @@ Deno.test("StreamTransport loses the connection when getBuffer() returns an empt
     })();
     const working = new RecordingBufferedProtocol();
     const { errors, onError } = errorCollector();
-    new StreamTransport(bad.client, failing, { onError });
-    new StreamTransport(good.client, working, { onError });
+    new StreamTransport({ conn: bad.client }, failing, { onError });
+    new StreamTransport({ conn: good.client }, working, { onError });
     await failing.waitFor("connectionLost");
     const data = pattern(5000, 62);
     await send(good.server, data, { seed: 63, eof: true });
@@ -986,7 +986,7 @@ Deno.test("StreamTransport calls eofReceived once when the peer half-closes", as
         const made = Promise.withResolvers<void>();
         const lost = Promise.withResolvers<void>();
         const { connectionMade, connectionLost } = protocol;
-        protocol.connectionMade = (transport) => {
+        protocol.connectionMade = (transport: Transport) => {
           connectionMade!.call(protocol, transport);
           made.resolve();
         };
@@ -994,7 +994,7 @@ Deno.test("StreamTransport calls eofReceived once when the peer half-closes", as
           connectionLost!.call(protocol, exc);
           lost.resolve();
         };
-        const transport = new StreamTransport(peers.client, protocol);
+        const transport = new StreamTransport({ conn: peers.client }, protocol);
         await made.promise;
         transport.write(BIG);
         await writeAll(peers.server, pattern(100));
@@ -1024,7 +1024,7 @@ Deno.test("StreamTransport calls eofReceived once when the peer half-closes", as
     async (peers) => {
       const protocol = new RecordingProtocol();
       protocol.keepOpen = true;
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       const sent = pattern(100, 71);
       await writeAll(peers.server, sent);
       await peers.server.closeWrite();
@@ -1052,7 +1052,7 @@ Deno.test("StreamTransport calls eofReceived once when the peer half-closes", as
     async (peers) => {
       const protocol = new RecordingBufferedProtocol();
       protocol.keepOpen = true;
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await peers.server.closeWrite();
       await protocol.waitFor("eofReceived");
       assert.equal(transport.isClosing(), false);
@@ -1071,7 +1071,7 @@ Deno.test("StreamTransport.writeEof() flushes, then half-closes", async (t) => {
     "the peer reads every byte, then EOF, and can still send",
     async (peers) => {
       const protocol = new RecordingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       assert.equal(transport.canWriteEof(), true);
       transport.write(BIG);
@@ -1095,7 +1095,7 @@ Deno.test("StreamTransport.writeEof() flushes, then half-closes", async (t) => {
 
   await overLoopbacks(t, "with nothing buffered", async (peers) => {
     const protocol = new RecordingBufferedProtocol();
-    const transport = new StreamTransport(peers.client, protocol);
+    const transport = new StreamTransport({ conn: peers.client }, protocol);
     assert.equal(transport.canWriteEof(), true);
     transport.writeEof();
     assert.equal((await readAll(peers.server)).byteLength, 0);
@@ -1116,7 +1116,7 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
     "paused from dataReceived, with EOF held too",
     async (peers) => {
       const protocol = new PausingProtocol(1);
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       const first = pattern(1000, 91);
       const then = pattern(50 * 1024, 92);
       await writeAll(peers.server, first);
@@ -1147,7 +1147,7 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
     "paused twice from outside while a read is in flight",
     async (peers) => {
       const protocol = new RecordingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       assert.equal(transport.isReading(), true);
       transport.pauseReading();
@@ -1175,7 +1175,7 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
     "resumed and paused again in one task, held data stays held",
     async (peers) => {
       const protocol = new RecordingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       transport.pauseReading();
       const first = pattern(2000, 103);
@@ -1201,7 +1201,7 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
     "an EOF that arrives while paused is held too",
     async (peers) => {
       const protocol = new RecordingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       transport.pauseReading();
       await peers.server.closeWrite();
@@ -1224,7 +1224,7 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
     "pause then resume with a read in flight starts no second read",
     async (peers) => {
       const protocol = new PausingBufferedProtocol(0, 1000);
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       assert.equal(protocol.count("getBuffer"), 1);
       transport.pauseReading();
@@ -1248,7 +1248,7 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
     "paused after every chunk, nothing is lost",
     async (peers) => {
       const protocol = new PausingProtocol();
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       const data = pattern(256 * 1024, 98);
       const sending = send(peers.server, data, { seed: 99, eof: true });
       for (let n = 1; n <= data.byteLength; n++) {
@@ -1274,7 +1274,7 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
     "a BufferedProtocol paused from bufferUpdated",
     async (peers) => {
       const protocol = new PausingBufferedProtocol(1);
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       const first = pattern(1000, 101);
       const then = pattern(30 * 1024, 102);
       await writeAll(peers.server, first);
@@ -1301,7 +1301,7 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
     "a BufferedProtocol paused from outside",
     async (peers) => {
       const protocol = new PausingBufferedProtocol(0, 1000);
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       await protocol.waitFor("connectionMade");
       transport.pauseReading();
       const first = pattern(20 * 1024, 103);
@@ -1324,7 +1324,7 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
     "a 7-byte BufferedProtocol that took over a read in flight, paused after every update",
     async (peers) => {
       const first = new RecordingProtocol();
-      const transport = new StreamTransport(peers.client, first);
+      const transport = new StreamTransport({ conn: peers.client }, first);
       const data = pattern(2000, 104);
       await writeAll(peers.server, data.subarray(0, 100));
       await waitForBytes(first, 100);
@@ -1419,7 +1419,7 @@ Deno.test("StreamTransport.setProtocol() switches protocols mid-stream without l
   for (const [name, make] of inside) {
     await overLoopbacks(t, name, async (peers) => {
       const chain = make();
-      const transport = new StreamTransport(peers.client, chain[0]!);
+      const transport = new StreamTransport({ conn: peers.client }, chain[0]!);
       const data = pattern(256 * 1024, 111);
       await send(peers.server, data, { seed: 112, eof: true });
       await chain.at(-1)!.waitFor("connectionLost");
@@ -1460,7 +1460,7 @@ Deno.test("StreamTransport.setProtocol() switches protocols mid-stream without l
       async (peers) => {
         const chain = make();
         const [first, second] = chain as [Recording, Recording];
-        const transport = new StreamTransport(peers.client, first);
+        const transport = new StreamTransport({ conn: peers.client }, first);
         const data = pattern(24 * 1024, 113);
         await writeAll(peers.server, data.subarray(0, 1000));
         await waitForBytes(first, 1000);
@@ -1502,7 +1502,7 @@ Deno.test("StreamTransport.setProtocol() switches protocols mid-stream without l
       async (peers) => {
         const chain = make();
         const [first, second] = chain;
-        const transport = new StreamTransport(peers.client, first);
+        const transport = new StreamTransport({ conn: peers.client }, first);
         await first.waitFor("connectionMade");
         transport.pauseReading();
         const data = pattern(16 * 1024, 115);

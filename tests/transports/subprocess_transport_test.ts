@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import type { SubprocessProtocol } from "../../protocols/subprocess_protocol.ts";
 import {
-  ChildProcessTransport,
   subprocessExec,
-  type SubprocessOptions,
+  type SubprocessExecOptions,
   subprocessShell,
-} from "../../transports/subprocess_transport.ts";
+} from "../../transports/subprocess_exec.ts";
+import { ChildProcessTransport } from "../../transports/_subprocess_transport.ts";
 import type {
-  BaseTransport,
   ReadTransport,
   SubprocessTransport,
   WriteTransport,
@@ -156,7 +155,7 @@ async function exec<P extends RecordingSubprocessProtocol>(
   protocol: P,
   program: string,
   args: string[] = [],
-  options: SubprocessOptions = {},
+  options: SubprocessExecOptions = {},
 ): Promise<Child<P>> {
   const [transport, made] = await subprocessExec(
     () => protocol,
@@ -172,7 +171,7 @@ async function exec<P extends RecordingSubprocessProtocol>(
 async function shell<P extends RecordingSubprocessProtocol>(
   protocol: P,
   command: string,
-  options: SubprocessOptions = {},
+  options: SubprocessExecOptions = {},
 ): Promise<Child<P>> {
   const [transport, made] = await subprocessShell(
     () => protocol,
@@ -449,20 +448,20 @@ Deno.test("ChildProcessTransport stdin pipe writes to the child", async (t) => {
     },
   );
 
-  await t.step("writeLines() writes the chunks joined", async () => {
+  await t.step("writelines() writes the chunks joined", async () => {
     const protocol = new RecordingSubprocessProtocol();
     const { stdin } = await exec(protocol, "cat");
     assert.equal(
-      stdin.writeLines(
+      stdin.writelines(
         ["one\n", "two\n", "three\n"].map((line) => encoder.encode(line)),
       ),
       true,
     );
-    stdin.writeLines([encoder.encode("four\n")]);
-    stdin.writeLines([]);
+    stdin.writelines([encoder.encode("four\n")]);
+    stdin.writelines([]);
     assert.throws(
       () =>
-        stdin.writeLines([
+        stdin.writelines([
           encoder.encode("five\n"),
           "six\n" as unknown as Uint8Array,
         ]),
@@ -601,7 +600,7 @@ Deno.test("ChildProcessTransport closes stdin when the child exits", async (t) =
     async () => {
       class WritesAtOnce extends RecordingSubprocessProtocol {
         accepted: boolean | undefined;
-        override connectionMade(transport: BaseTransport): void {
+        override connectionMade(transport: SubprocessTransport): void {
           super.connectionMade(transport);
           const stdin = this.transport!.getPipeTransport(0) as WriteTransport;
           this.accepted = stdin.write(pattern(MIB, 7));
@@ -801,7 +800,7 @@ Deno.test("ChildProcessTransport.close() kills a running child and closes every 
     "close() after the exit, while a grandchild holds stdout, closes it",
     async () => {
       class PausedAtStart extends RecordingSubprocessProtocol {
-        override connectionMade(transport: BaseTransport): void {
+        override connectionMade(transport: SubprocessTransport): void {
           super.connectionMade(transport);
           const stdout = this.transport!.getPipeTransport(1) as ReadTransport;
           stdout.pauseReading();
@@ -837,7 +836,7 @@ Deno.test("ChildProcessTransport stdout pipe pauses and resumes reading", async 
     "paused in connectionMade: nothing arrives until resumeReading()",
     async () => {
       class PausedAtStart extends RecordingSubprocessProtocol {
-        override connectionMade(transport: BaseTransport): void {
+        override connectionMade(transport: SubprocessTransport): void {
           super.connectionMade(transport);
           const stdout = this.transport!.getPipeTransport(1) as ReadTransport;
           stdout.pauseReading();
@@ -1083,7 +1082,7 @@ Deno.test("subprocessExec() checks its arguments", async (t) => {
     });
   }
 
-  const badStdio: [keyof SubprocessOptions, unknown][] = [
+  const badStdio: [keyof SubprocessExecOptions, unknown][] = [
     ["stdin", "pipe"],
     ["stdout", 1],
     ["stderr", null],
@@ -1097,7 +1096,7 @@ Deno.test("subprocessExec() checks its arguments", async (t) => {
           () =>
             subprocessExec(factory, "cat", [], {
               [name]: value,
-            } as SubprocessOptions),
+            } as SubprocessExecOptions),
           TypeError,
         );
       },
@@ -1122,7 +1121,7 @@ Deno.test("ChildProcessTransport closes with the error a protocol callback throw
       const { errors, onError } = errorCollector();
       const error = new Error("connectionMade failed");
       class FailingMade extends RecordingSubprocessProtocol {
-        override connectionMade(transport: BaseTransport): void {
+        override connectionMade(transport: SubprocessTransport): void {
           super.connectionMade(transport);
           throw error;
         }

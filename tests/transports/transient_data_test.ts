@@ -4,9 +4,9 @@ import {
   MAX_READ_SIZE,
   outstandingLoans,
   SMALL_MAX,
-} from "../../transports/_read_buffer.ts";
-import { StreamTransport } from "../../transports/stream_transport.ts";
-import type { BaseTransport, Transport } from "../../transports/transport.ts";
+} from "../../transports/_read_memory.ts";
+import { StreamTransport } from "../../transports/_stream_transport.ts";
+import type { Transport } from "../../transports/transport.ts";
 import {
   connectLoopback,
   errorCollector,
@@ -93,7 +93,7 @@ class Counter {
  * while reading was paused.
  */
 class CheckingProtocol extends ProtocolBase {
-  readonly transientData = true;
+  override readonly transientData = true;
   checker: StreamChecker;
   largeChunks = 0;
   whilePaused = 0;
@@ -162,7 +162,7 @@ class EchoProtocol extends CheckingProtocol {
 class EchoClient extends CheckingProtocol {
   sending: Promise<void> = Promise.resolve();
 
-  override connectionMade(transport: BaseTransport): void {
+  override connectionMade(transport: Transport): void {
     super.connectionMade(transport);
     this.sending = this.#send();
   }
@@ -424,9 +424,9 @@ async function echoPair(
 ): Promise<{ server: EchoProtocol; client: EchoClient }> {
   using peers = await connectLoopback();
   const server = new EchoProtocol(data, `${what} at the server`);
-  new StreamTransport(peers.server, server);
+  new StreamTransport({ conn: peers.server }, server);
   const client = new EchoClient(data, `${what} at the client`);
-  new StreamTransport(peers.client, client);
+  new StreamTransport({ conn: peers.client }, client);
   await Promise.all([server.lost, client.lost]);
   await client.sending;
   server.checker.assertComplete();
@@ -454,7 +454,7 @@ Deno.test("StreamTransport delivers 8 MiB to a transientData protocol byte-exact
   using peers = await connectLoopback();
   const data = pattern(8 * MiB, 11);
   const protocol = new CheckingProtocol(data, "received");
-  new StreamTransport(peers.client, protocol);
+  new StreamTransport({ conn: peers.client }, protocol);
   await sendRaw(peers.server, data);
   await protocol.lost;
 
@@ -514,10 +514,10 @@ Deno.test("StreamTransport.write() keeps a lent block until another transport wr
       using far = await connectLoopback();
       const data = pattern(8 * MiB, deferPause ? 33 : high ? 32 : 31);
       const relay = new FlowRelay(deferPause);
-      const target = new StreamTransport(far.client, relay);
+      const target = new StreamTransport({ conn: far.client }, relay);
       if (high !== undefined) target.setWriteBufferLimits({ high });
       const proxy = new ProxyProtocol(data, target);
-      relay.source = new StreamTransport(near.client, proxy);
+      relay.source = new StreamTransport({ conn: near.client }, proxy);
       const proxied = new StreamChecker(data, "proxied");
 
       await Promise.all([
@@ -549,7 +549,7 @@ Deno.test("StreamTransport never reuses chunks given to a protocol without trans
   using peers = await connectLoopback();
   const data = pattern(4 * MiB, 41);
   const owner = new RecordingProtocol();
-  new StreamTransport(peers.client, owner);
+  new StreamTransport({ conn: peers.client }, owner);
 
   await Promise.all([
     sendRaw(peers.server, data),
@@ -575,7 +575,7 @@ Deno.test("StreamTransport.pauseReading() on a transientData protocol delivers e
       using peers = await connectLoopback();
       const data = pattern(8 * MiB, mode === "inside" ? 51 : 52);
       const protocol = new PausingProtocol(data, mode, 8);
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       const sending = sendRaw(peers.server, data);
 
       let held = 0;
@@ -622,7 +622,7 @@ Deno.test("StreamTransport ends the loan of a lent read held while paused when i
       using peers = await connectLoopback();
       const data = pattern(8 * MiB, 61);
       const protocol = new PausingProtocol(data, "after", 8);
-      const transport = new StreamTransport(peers.client, protocol);
+      const transport = new StreamTransport({ conn: peers.client }, protocol);
       const sending = sendRaw(peers.server, data, { peerMayClose: true });
 
       let ended = false;
@@ -702,11 +702,11 @@ Deno.test("StreamTransport.setProtocol() from a transientData protocol to one th
         next = new RecordingProtocol();
         first = new SwitchingProtocol(data, next, mode);
         busy = echoPair(pattern(4 * MiB, 72), "busy echo");
-        new StreamTransport(peers.client, first);
+        new StreamTransport({ conn: peers.client }, first);
       } else {
         const pausing = new PausingProtocol(data, "after", 8);
         first = pausing;
-        const transport = new StreamTransport(peers.client, pausing);
+        const transport = new StreamTransport({ conn: peers.client }, pausing);
         const buffered = mode === "held, buffered"
           ? new PausingBufferedProtocol(8, 64 * KiB)
           : undefined;
@@ -768,7 +768,9 @@ Deno.test("StreamTransport closes with the error when a transientData protocol's
     const error = new Error("boom");
     const protocol = new ThrowingProtocol(data, error);
     const { errors, onError } = errorCollector();
-    const transport = new StreamTransport(peers.client, protocol, { onError });
+    const transport = new StreamTransport({ conn: peers.client }, protocol, {
+      onError,
+    });
     await sendRaw(peers.server, data, { peerMayClose: true });
     await protocol.lost;
 
@@ -793,7 +795,7 @@ Deno.test("StreamTransport closes with the error when a transientData protocol's
       3,
     );
     const { errors, onError } = errorCollector();
-    new StreamTransport(peers.client, protocol, { onError });
+    new StreamTransport({ conn: peers.client }, protocol, { onError });
     await sendRaw(peers.server, data, { peerMayClose: true });
     await protocol.lost;
 
@@ -810,7 +812,7 @@ Deno.test("StreamTransport closes with the error when a transientData protocol's
     const data = pattern(4 * MiB, 83);
     const error = new Error("boom");
     const relay = new FlowRelay();
-    const target = new StreamTransport(far.client, relay);
+    const target = new StreamTransport({ conn: far.client }, relay);
     const protocol = new ThrowingProtocol(
       data,
       error,
@@ -818,7 +820,9 @@ Deno.test("StreamTransport closes with the error when a transientData protocol's
       3,
     );
     const { errors, onError } = errorCollector();
-    relay.source = new StreamTransport(near.client, protocol, { onError });
+    relay.source = new StreamTransport({ conn: near.client }, protocol, {
+      onError,
+    });
     const forwarded = new StreamChecker(data, "forwarded");
     const reading = readChecked(far.server, forwarded);
     await sendRaw(near.server, data, { peerMayClose: true });

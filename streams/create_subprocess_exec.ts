@@ -2,24 +2,27 @@ import { SubprocessProtocolBase } from "../protocols/subprocess_protocol.ts";
 import {
   type Stdio,
   subprocessExec,
-  type SubprocessOptions,
+  type SubprocessExecOptions,
   subprocessShell,
-} from "../transports/subprocess_transport.ts";
+} from "../transports/subprocess_exec.ts";
 import type {
-  BaseTransport,
   ReadTransport,
   SubprocessTransport,
-  WriteTransport,
 } from "../transports/transport.ts";
 import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
 import { Loss } from "./_loss.ts";
-import { type DrainSource, StreamReader, StreamWriter } from "./streams.ts";
+import type { DrainSource } from "./_stream_protocol.ts";
+import { StreamReader } from "./stream_reader.ts";
+import { StreamWriter } from "./stream_writer.ts";
 
-/** Options for {@linkcode createSubprocessExec} and {@linkcode createSubprocessShell}. */
-export interface CreateSubprocessOptions extends SubprocessOptions {
+/** Options for {@linkcode createSubprocessExec}. */
+export interface CreateSubprocessExecOptions extends SubprocessExecOptions {
   /** Each output reader's buffer limit (default 64 KiB). */
   limit?: number;
 }
+
+/** Options for {@linkcode createSubprocessShell}: as for {@linkcode createSubprocessExec}. */
+export type CreateSubprocessShellOptions = CreateSubprocessExecOptions;
 
 /**
  * A child process whose pipes are streams: asyncio's
@@ -149,12 +152,11 @@ class SubprocessStreamProtocol extends SubprocessProtocolBase
     return this.#exited.promise;
   }
 
-  override connectionMade(transport: BaseTransport): void {
+  override connectionMade(transport: SubprocessTransport): void {
     super.connectionMade(transport);
-    const child = transport as SubprocessTransport;
-    this.stdout = this.#reader(child.getPipeTransport(1));
-    this.stderr = this.#reader(child.getPipeTransport(2));
-    const stdin = child.getPipeTransport(0) as WriteTransport | undefined;
+    this.stdout = this.#reader(transport.getPipeTransport(1));
+    this.stderr = this.#reader(transport.getPipeTransport(2));
+    const stdin = transport.getPipeTransport(0);
     if (stdin !== undefined) this.stdin = new StreamWriter(stdin, this);
   }
 
@@ -196,10 +198,10 @@ class SubprocessStreamProtocol extends SubprocessProtocolBase
     return this.#stdinLoss.closed();
   }
 
-  #reader(pipe: ReadTransport | WriteTransport | undefined) {
+  #reader(pipe: ReadTransport | undefined): StreamReader | undefined {
     if (pipe === undefined) return undefined;
     const reader = new StreamReader(this.#limit);
-    reader.setTransport(pipe as ReadTransport);
+    reader.setTransport(pipe);
     return reader;
   }
 }
@@ -231,10 +233,10 @@ class SubprocessStreamProtocol extends SubprocessProtocolBase
  */
 export async function createSubprocessExec(
   program: string | URL,
-  args: readonly string[] = [],
-  options: CreateSubprocessOptions = {},
+  args?: readonly string[],
+  options?: CreateSubprocessExecOptions,
 ): Promise<Process> {
-  const { limit = DEFAULT_LIMIT, ...spawn } = options;
+  const { limit = DEFAULT_LIMIT, ...spawn } = options ?? {};
   checkLimit(limit);
   const [transport, protocol] = await subprocessExec(
     () => new SubprocessStreamProtocol(limit),
@@ -256,9 +258,9 @@ export async function createSubprocessExec(
  */
 export async function createSubprocessShell(
   command: string,
-  options: CreateSubprocessOptions = {},
+  options?: CreateSubprocessShellOptions,
 ): Promise<Process> {
-  const { limit = DEFAULT_LIMIT, ...spawn } = options;
+  const { limit = DEFAULT_LIMIT, ...spawn } = options ?? {};
   checkLimit(limit);
   const [transport, protocol] = await subprocessShell(
     () => new SubprocessStreamProtocol(limit),
@@ -268,7 +270,9 @@ export async function createSubprocessShell(
   return new Process(transport, protocol);
 }
 
-function inheritByDefault(options: SubprocessOptions): SubprocessOptions {
+function inheritByDefault(
+  options: SubprocessExecOptions,
+): SubprocessExecOptions {
   const stdio = (value: Stdio | undefined): Stdio => value ?? "inherit";
   return {
     ...options,

@@ -13,7 +13,7 @@ import {
   reserve,
   reserveBlock,
   TLS_PROBE_READ_SIZE,
-} from "../../transports/_read_buffer.ts";
+} from "../../transports/_read_memory.ts";
 
 const KiB = 1024;
 

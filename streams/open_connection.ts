@@ -1,0 +1,165 @@
+import {
+  createConnection,
+  type CreateConnectionOptions,
+  createUnixConnection,
+  type CreateUnixConnectionOptions,
+} from "../transports/create_connection.ts";
+import {
+  createServer,
+  type CreateServerOptions,
+  createUnixServer,
+  type CreateUnixServerOptions,
+  type Server,
+} from "../transports/server.ts";
+import type { ErrorHandler } from "../transports/transport.ts";
+import { checkLimit } from "./_limit.ts";
+import { StreamReaderProtocol } from "./_stream_protocol.ts";
+import { StreamReader } from "./stream_reader.ts";
+import type { StreamWriter } from "./stream_writer.ts";
+
+/** Called for each connection a stream server accepts. */
+export type ClientConnected = (
+  reader: StreamReader,
+  writer: StreamWriter,
+) => void | Promise<void>;
+
+/** Options for {@linkcode openConnection}. */
+export interface OpenConnectionOptions extends CreateConnectionOptions {
+  /** The reader's buffer limit (default 64 KiB). */
+  limit?: number;
+}
+
+/** Options for {@linkcode openUnixConnection}. */
+export interface OpenUnixConnectionOptions extends CreateUnixConnectionOptions {
+  /** The reader's buffer limit (default 64 KiB). */
+  limit?: number;
+}
+
+/**
+ * Connects over TCP (or TLS) and returns a reader and a writer: asyncio's
+ * `asyncio.open_connection()`.
+ *
+ * @param options Where to connect, as for `createConnection`, and `limit`.
+ * @returns The reader and the writer.
+ *
+ * @example Send a line and read the answer
+ * ```ts
+ * import { openConnection, startServer } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = await startServer(async (reader, writer) => {
+ *   const line = await reader.readline();
+ *   writer.write(line);
+ *   await writer.drain();
+ *   writer.close();
+ * }, { hostname: "127.0.0.1", port: 0 });
+ *
+ * const { port } = server.addrs[0] as Deno.NetAddr;
+ * const [reader, writer] = await openConnection({ port });
+ * writer.write(new TextEncoder().encode("hello\n"));
+ * assert.equal(new TextDecoder().decode(await reader.read()), "hello\n");
+ * writer.close();
+ * await writer.waitClosed();
+ * ```
+ */
+export async function openConnection(
+  options: OpenConnectionOptions,
+): Promise<[StreamReader, StreamWriter]> {
+  const { limit, ...connect } = options;
+  const reader = new StreamReader(limit);
+  const [, protocol] = await createConnection(
+    () => new StreamReaderProtocol(reader),
+    connect,
+  );
+  return [reader, protocol.writer!];
+}
+
+/**
+ * Connects to a Unix socket and returns a reader and a writer: asyncio's
+ * `asyncio.open_unix_connection()`.
+ *
+ * @param options The socket's path, and `limit`.
+ * @returns The reader and the writer.
+ */
+export async function openUnixConnection(
+  options: OpenUnixConnectionOptions,
+): Promise<[StreamReader, StreamWriter]> {
+  const { limit, ...connect } = options;
+  const reader = new StreamReader(limit);
+  const [, protocol] = await createUnixConnection(
+    () => new StreamReaderProtocol(reader),
+    connect,
+  );
+  return [reader, protocol.writer!];
+}
+
+/** Options for {@linkcode startServer}. */
+export interface StartServerOptions extends CreateServerOptions {
+  /** Each reader's buffer limit (default 64 KiB). */
+  limit?: number;
+}
+
+/** Options for {@linkcode startUnixServer}. */
+export interface StartUnixServerOptions extends CreateUnixServerOptions {
+  /** Each reader's buffer limit (default 64 KiB). */
+  limit?: number;
+}
+
+/**
+ * Serves TCP (or TLS) and calls `clientConnected(reader, writer)` for each
+ * connection: asyncio's `asyncio.start_server()`. What it throws or
+ * rejects with goes to `onError` and closes that connection.
+ *
+ * @param clientConnected Called for each connection.
+ * @param options Where to listen, as for `createServer`, and `limit`.
+ * @returns The server.
+ */
+export async function startServer(
+  clientConnected: ClientConnected,
+  options: StartServerOptions,
+): Promise<Server<Deno.NetAddr>> {
+  const { limit, ...serve } = options;
+  return await createServer(
+    streamFactory(clientConnected, limit, options.onError),
+    serve,
+  );
+}
+
+/**
+ * Serves a Unix socket and calls `clientConnected(reader, writer)` for
+ * each connection: asyncio's `asyncio.start_unix_server()`.
+ *
+ * @param clientConnected Called for each connection.
+ * @param options The socket's path, as for `createUnixServer`, and `limit`.
+ * @returns The server.
+ */
+export async function startUnixServer(
+  clientConnected: ClientConnected,
+  options: StartUnixServerOptions,
+): Promise<Server<Deno.UnixAddr>> {
+  const { limit, ...serve } = options;
+  return await createUnixServer(
+    streamFactory(clientConnected, limit, options.onError),
+    serve,
+  );
+}
+
+/** Checks a server's arguments; returns its protocol factory. */
+function streamFactory(
+  clientConnected: ClientConnected,
+  limit: number | undefined,
+  onError: ErrorHandler | undefined,
+): () => StreamReaderProtocol {
+  checkCallback(clientConnected);
+  checkLimit(limit);
+  return () =>
+    new StreamReaderProtocol(new StreamReader(limit), clientConnected, onError);
+}
+
+function checkCallback(clientConnected: unknown): void {
+  if (typeof clientConnected !== "function") {
+    throw new TypeError(
+      `Cannot start server: clientConnected must be a function, not ${typeof clientConnected}`,
+    );
+  }
+}

@@ -1,0 +1,403 @@
+import { concat } from "../_bytes.ts";
+import {
+  IncompleteReadError,
+  LimitOverrunError,
+} from "../transports/errors.ts";
+import type { ReadTransport } from "../transports/transport.ts";
+import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
+
+export { DEFAULT_LIMIT };
+
+const NEWLINE = new Uint8Array([0x0a]);
+const NEWLINE_ONLY = [NEWLINE];
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The read side of a connection as awaitable calls: asyncio's
+ * `StreamReader`.
+ *
+ * The buffer holds what arrived and was not read yet; over twice `limit`
+ * the transport stops reading until reads bring it back to `limit`, so a
+ * fast peer cannot fill memory. One read may wait at a time.
+ */
+export class StreamReader {
+  /** The most a separator search may look through. */
+  readonly limit: number;
+  #buffer = new ByteBuffer();
+  #eof = false;
+  #exception: Error | undefined;
+  #waiter: PromiseWithResolvers<void> | undefined;
+  #transport: ReadTransport | undefined;
+  #paused = false;
+  #readable: ReadableStream<Uint8Array> | undefined;
+
+  /**
+   * Makes an empty reader; a protocol feeds it.
+   *
+   * @param limit The buffer limit (default 64 KiB).
+   * @throws {RangeError} Unless `limit` is a positive integer.
+   */
+  constructor(limit: number = DEFAULT_LIMIT) {
+    this.limit = checkLimit(limit);
+  }
+
+  /** Returns `true` once EOF was fed and the buffer is empty. */
+  atEof(): boolean {
+    return this.#eof && this.#buffer.length === 0;
+  }
+
+  /** Returns the error the connection was lost with, if any. */
+  exception(): Error | undefined {
+    return this.#exception;
+  }
+
+  /** Sets the transport that flow control pauses and resumes. */
+  setTransport(transport: ReadTransport): void {
+    this.#transport = transport;
+  }
+
+  /**
+   * Adds bytes to the buffer, as a protocol does when data arrives. The
+   * reader owns `data` from now on: it may hand it out as it is.
+   */
+  feedData(data: Uint8Array): void {
+    if (data.byteLength === 0) return;
+    this.#buffer.append(data);
+    this.#wake();
+    if (
+      this.#transport !== undefined && !this.#paused &&
+      this.#buffer.length > 2 * this.limit
+    ) {
+      this.#paused = true;
+      this.#transport.pauseReading();
+    }
+  }
+
+  /** Marks EOF: reads return what is buffered, then empty. */
+  feedEof(): void {
+    this.#eof = true;
+    this.#wake();
+  }
+
+  /** Makes every read fail with `exc` from now on. */
+  setException(exc: Error): void {
+    this.#exception = exc;
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.reject(exc);
+  }
+
+  /**
+   * Reads up to `n` bytes as soon as any are there; with `n < 0` (the
+   * default), reads until EOF. Returns an empty array at EOF.
+   */
+  async read(n = -1): Promise<Uint8Array> {
+    this.#throwIfFailed();
+    if (n === 0) return EMPTY;
+    if (n < 0) {
+      const blocks: Uint8Array[] = [];
+      for (;;) {
+        const block = await this.read(this.limit);
+        if (block.byteLength === 0) break;
+        blocks.push(block);
+      }
+      return blocks.length === 1 ? blocks[0]! : concat(blocks);
+    }
+    if (this.#buffer.length === 0 && !this.#eof) {
+      await this.#waitForData("read");
+    }
+    const data = this.#buffer.take(Math.min(n, this.#buffer.length));
+    this.#maybeResume();
+    return data;
+  }
+
+  /**
+   * Reads one line, `\n` included. At EOF, returns what is left (maybe
+   * without `\n`, maybe empty).
+   *
+   * @throws {LimitOverrunError} If a line is longer than `limit`; the line
+   * is dropped (up to its `\n` if it arrived).
+   */
+  async readline(): Promise<Uint8Array> {
+    try {
+      return await this.readuntil(NEWLINE);
+    } catch (error) {
+      if (error instanceof IncompleteReadError) return error.partial;
+      if (error instanceof LimitOverrunError) {
+        if (this.#buffer.startsWith(NEWLINE, error.consumed)) {
+          this.#buffer.skip(error.consumed + NEWLINE.byteLength);
+        } else {
+          this.#buffer.clear();
+        }
+        this.#maybeResume();
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Reads up to and including `separator`, or of several, the one whose
+   * match ends first (at the same end, the shortest), as asyncio does.
+   *
+   * @throws {IncompleteReadError} At EOF before a separator; the buffer is
+   * emptied into `partial`.
+   * @throws {LimitOverrunError} If no separator is within `limit` bytes;
+   * the data stays buffered.
+   */
+  async readuntil(
+    separator: Uint8Array | readonly Uint8Array[] = NEWLINE,
+  ): Promise<Uint8Array> {
+    const separators = separator === NEWLINE ? NEWLINE_ONLY : sortByLength(
+      separator instanceof Uint8Array ? [separator] : [...separator],
+    );
+    if (
+      separators.length === 0 || separators.some((sep) => sep.byteLength === 0)
+    ) {
+      throw new TypeError("Separator must be at least one non-empty array");
+    }
+    const longest = separators.at(-1)!.byteLength;
+    let offset = 0;
+    for (;;) {
+      this.#throwIfFailed();
+      const found = this.#buffer.find(separators, offset);
+      if (found !== undefined) {
+        if (found.at > this.limit) {
+          throw new LimitOverrunError(
+            "Separator is found, but chunk is longer than limit",
+            found.at,
+          );
+        }
+        const chunk = this.#buffer.take(found.at + found.length);
+        this.#maybeResume();
+        return chunk;
+      }
+      offset = Math.max(0, this.#buffer.length + 1 - longest);
+      if (offset > this.limit) {
+        throw new LimitOverrunError(
+          "Separator is not found, and chunk exceed the limit",
+          offset,
+        );
+      }
+      if (this.#eof) {
+        const partial = this.#buffer.take(this.#buffer.length);
+        this.#maybeResume();
+        throw new IncompleteReadError(partial, null);
+      }
+      await this.#waitForData("readuntil");
+    }
+  }
+
+  /**
+   * Reads exactly `n` bytes.
+   *
+   * @throws {IncompleteReadError} At EOF before `n` bytes; the buffer is
+   * emptied into `partial`.
+   * @throws {RangeError} If `n` is negative.
+   */
+  async readexactly(n: number): Promise<Uint8Array> {
+    if (!Number.isInteger(n) || n < 0) {
+      throw new RangeError(
+        `readexactly() size must be a non-negative integer, not ${n}`,
+      );
+    }
+    this.#throwIfFailed();
+    if (n === 0) return EMPTY;
+    while (this.#buffer.length < n) {
+      if (this.#eof) {
+        const partial = this.#buffer.take(this.#buffer.length);
+        this.#maybeResume();
+        throw new IncompleteReadError(partial, n);
+      }
+      await this.#waitForData("readexactly");
+    }
+    const data = this.#buffer.take(n);
+    this.#maybeResume();
+    return data;
+  }
+
+  /** Yields lines, as `readline()`, until EOF. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const line = await this.readline();
+      if (line.byteLength === 0) return;
+      yield line;
+    }
+  }
+
+  /**
+   * The same bytes as a Web `ReadableStream`: each pull reads up to
+   * `limit` bytes; it closes at EOF and errors with the connection's error.
+   * Do not mix it with direct reads.
+   */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const chunk = await this.read(this.limit);
+        if (chunk.byteLength === 0) controller.close();
+        else controller.enqueue(chunk);
+      },
+      cancel: () => {
+        this.#transport?.close();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  #throwIfFailed(): void {
+    if (this.#exception !== undefined) throw this.#exception;
+  }
+
+  async #waitForData(what: string): Promise<void> {
+    if (this.#waiter !== undefined) {
+      throw new TypeError(
+        `Cannot ${what}(): another read is already waiting for data`,
+      );
+    }
+    if (this.#paused) {
+      this.#paused = false;
+      this.#transport?.resumeReading();
+    }
+    this.#waiter = Promise.withResolvers<void>();
+    try {
+      await this.#waiter.promise;
+    } finally {
+      this.#waiter = undefined;
+    }
+  }
+
+  #wake(): void {
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.resolve();
+  }
+
+  #maybeResume(): void {
+    if (this.#paused && this.#buffer.length <= this.limit) {
+      this.#paused = false;
+      this.#transport?.resumeReading();
+    }
+  }
+}
+
+/** Sorts separators shortest first, as asyncio does. */
+function sortByLength(separators: Uint8Array[]): Uint8Array[] {
+  return separators.sort((a, b) => a.byteLength - b.byteLength);
+}
+
+/** A growable byte buffer read from the front, as asyncio's `bytearray`. */
+class ByteBuffer {
+  #bytes: Uint8Array = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
+  /**
+   * `#bytes` is a chunk taken over whole, not our own array: it is never
+   * written into, and what is taken from it is handed out as a view.
+   */
+  #adopted = false;
+
+  get length(): number {
+    return this.#end - this.#start;
+  }
+
+  /** Adds `data`, which the buffer owns from now on. */
+  append(data: Uint8Array): void {
+    if (this.length === 0) {
+      // Take the chunk over: a read of all of it then copies nothing.
+      this.#bytes = data;
+      this.#start = 0;
+      this.#end = data.byteLength;
+      this.#adopted = true;
+      return;
+    }
+    if (
+      this.#adopted || this.#end + data.byteLength > this.#bytes.byteLength
+    ) {
+      const length = this.length;
+      if (
+        !this.#adopted && length + data.byteLength <= this.#bytes.byteLength / 2
+      ) {
+        this.#bytes.copyWithin(0, this.#start, this.#end);
+      } else {
+        const grown = new Uint8Array(
+          Math.max(2 * (length + data.byteLength), 4096),
+        );
+        grown.set(this.#bytes.subarray(this.#start, this.#end));
+        this.#bytes = grown;
+        this.#adopted = false;
+      }
+      this.#start = 0;
+      this.#end = length;
+    }
+    this.#bytes.set(data, this.#end);
+    this.#end += data.byteLength;
+  }
+
+  /**
+   * Removes and returns the first `n` bytes: a view of a chunk taken over,
+   * otherwise a copy.
+   */
+  take(n: number): Uint8Array {
+    const data = this.#adopted
+      ? this.#bytes.subarray(this.#start, this.#start + n)
+      : this.#bytes.slice(this.#start, this.#start + n);
+    this.skip(n);
+    return data;
+  }
+
+  skip(n: number): void {
+    this.#start += n;
+    if (this.#start === this.#end) this.clear();
+  }
+
+  clear(): void {
+    this.#start = this.#end = 0;
+    // Let go of a chunk taken over, and of a large buffer once drained.
+    if (this.#adopted || this.#bytes.byteLength > 1024 * 1024) {
+      this.#bytes = new Uint8Array(0);
+      this.#adopted = false;
+    }
+  }
+
+  startsWith(prefix: Uint8Array, at: number): boolean {
+    if (at + prefix.byteLength > this.length) return false;
+    const from = this.#start + at;
+    for (let i = 0; i < prefix.byteLength; i++) {
+      if (this.#bytes[from + i] !== prefix[i]) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Finds the separator match that ends first, as asyncio does, so that
+   * the result does not depend on how the data arrived; at the same end,
+   * the shortest (`separators` are sorted shortest first). Returns where
+   * it starts, and its length.
+   */
+  find(
+    separators: Uint8Array[],
+    offset: number,
+  ): { at: number; length: number } | undefined {
+    let best: { at: number; length: number } | undefined;
+    for (const separator of separators) {
+      const first = separator[0]!;
+      const last = this.#end - separator.byteLength;
+      for (
+        let i = this.#bytes.indexOf(first, this.#start + offset);
+        i >= 0 && i <= last;
+        i = this.#bytes.indexOf(first, i + 1)
+      ) {
+        const at = i - this.#start;
+        if (
+          best !== undefined &&
+          at + separator.byteLength >= best.at + best.length
+        ) {
+          break;
+        }
+        if (this.startsWith(separator, at)) {
+          best = { at, length: separator.byteLength };
+          break;
+        }
+      }
+    }
+    return best;
+  }
+}

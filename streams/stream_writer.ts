@@ -1,0 +1,109 @@
+import type { WriteTransport } from "../transports/transport.ts";
+import type { DrainSource } from "./_stream_protocol.ts";
+import type { StreamReader } from "./stream_reader.ts";
+
+/**
+ * The write side of a connection with awaitable flow control: asyncio's
+ * `StreamWriter`. `write()` never waits; `await drain()` waits while the
+ * transport's buffer is over its high-water mark.
+ */
+export class StreamWriter {
+  /** The transport it writes to. */
+  readonly transport: WriteTransport;
+  #protocol: DrainSource;
+  #reader: StreamReader | undefined;
+  #writable: WritableStream<Uint8Array> | undefined;
+
+  /**
+   * Makes a writer for `transport`.
+   *
+   * @param transport The transport.
+   * @param protocol What tells when writing may go on and when the
+   * connection is lost: the protocol that drives `reader`.
+   * @param reader The read side, whose error `drain()` reports.
+   */
+  constructor(
+    transport: WriteTransport,
+    protocol: DrainSource,
+    reader?: StreamReader,
+  ) {
+    this.transport = transport;
+    this.#protocol = protocol;
+    this.#reader = reader;
+  }
+
+  /** Queues `data`; see the transport's `write()`. */
+  write(data: Uint8Array): void {
+    this.transport.write(data);
+  }
+
+  /** Queues every chunk to go out together. */
+  writelines(chunks: Iterable<Uint8Array>): void {
+    this.transport.writelines(chunks);
+  }
+
+  /** Flushes, then half-closes the write side. */
+  writeEof(): void {
+    this.transport.writeEof();
+  }
+
+  /** Returns `true` if `writeEof()` is possible. */
+  canWriteEof(): boolean {
+    return this.transport.canWriteEof();
+  }
+
+  /** Flushes, then closes the connection. */
+  close(): void {
+    this.transport.close();
+  }
+
+  /** Returns `true` once closing. */
+  isClosing(): boolean {
+    return this.transport.isClosing();
+  }
+
+  /** Resolves once the connection is lost; rejects with its error if any. */
+  waitClosed(): Promise<void> {
+    return this.#protocol.closed();
+  }
+
+  /** Returns the transport's extra info. */
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return this.transport.getExtraInfo(name, defaultValue);
+  }
+
+  /**
+   * Resolves once the write buffer is at or below the low-water mark.
+   *
+   * @throws The read side's error, or `Deno.errors.ConnectionReset` if the
+   * connection was lost.
+   */
+  async drain(): Promise<void> {
+    const exc = this.#reader?.exception();
+    if (exc !== undefined) throw exc;
+    if (this.transport.isClosing()) await undefined;
+    await this.#protocol.drainHelper();
+  }
+
+  /**
+   * The same connection as a Web `WritableStream`: each write waits for
+   * `drain()`; closing it half-closes (`writeEof()`) where possible, and
+   * aborting it aborts the transport.
+   */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= new WritableStream<Uint8Array>({
+      write: async (chunk) => {
+        this.write(chunk);
+        await this.drain();
+      },
+      close: async () => {
+        if (this.canWriteEof()) this.writeEof();
+        else this.close();
+        await this.drain();
+      },
+      abort: () => {
+        this.transport.abort();
+      },
+    });
+  }
+}

@@ -1,0 +1,68 @@
+import type { ByteSource } from "./_read_side.ts";
+import type { ByteSink } from "./_write_side.ts";
+
+/**
+ * A `ReadableStream` as a {@linkcode ByteSource}: each read copies what
+ * the stream gave into the caller's buffer, and keeps what does not fit
+ * for the next read. Closing cancels the stream.
+ */
+export class ReadableSource implements ByteSource {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  /** What the last chunk had left. */
+  #rest: Uint8Array | undefined;
+
+  /** @param stream The stream; it is locked from now on. */
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.getReader();
+  }
+
+  /** Reads into `p`; `null` at the stream's end. */
+  async read(p: Uint8Array): Promise<number | null> {
+    let chunk = this.#rest;
+    this.#rest = undefined;
+    while (chunk === undefined || chunk.byteLength === 0) {
+      const result = await this.#reader.read();
+      if (result.done) return null;
+      chunk = result.value;
+    }
+    const nbytes = Math.min(chunk.byteLength, p.byteLength);
+    p.set(chunk.subarray(0, nbytes));
+    if (nbytes < chunk.byteLength) this.#rest = chunk.subarray(nbytes);
+    return nbytes;
+  }
+
+  /** Cancels the stream; a read in flight ends with `null`. */
+  close(): void {
+    this.#rest = undefined;
+    this.#reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * A `WritableStream` as a {@linkcode ByteSink}: each write is written
+ * whole. `closeWrite()` closes the stream; `close()` aborts it.
+ */
+export class WritableSink implements ByteSink {
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+
+  /** @param stream The stream; it is locked from now on. */
+  constructor(stream: WritableStream<Uint8Array>) {
+    this.#writer = stream.getWriter();
+  }
+
+  /** Writes all of `p`. */
+  async write(p: Uint8Array): Promise<number> {
+    await this.#writer.write(p);
+    return p.byteLength;
+  }
+
+  /** Closes the stream once what was written is done. */
+  closeWrite(): Promise<void> {
+    return this.#writer.close();
+  }
+
+  /** Aborts the stream (nothing happens once it is closed). */
+  close(): void {
+    this.#writer.abort().catch(() => {});
+  }
+}

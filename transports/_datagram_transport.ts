@@ -1,0 +1,447 @@
+import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
+import { closeQuietly } from "./_conn.ts";
+import { WriteFlowControl } from "./_flow_control.ts";
+import {
+  FAILED,
+  ProtocolCaller,
+  type TransportEvents,
+} from "./_protocol_caller.ts";
+import { copyOut } from "./_read_memory.ts";
+import { describeValue, toError, warnDroppedWrites } from "./_report.ts";
+import { checkBytes } from "./_write_queue.ts";
+import type {
+  DatagramExtraInfo,
+  DatagramTransport,
+  ErrorHandler,
+  WriteBufferLimits,
+} from "./transport.ts";
+
+/** The largest UDP payload (over IPv6; 65,507 bytes over IPv4). */
+export const MAX_DATAGRAM = 65_535 - 8;
+/** What each queued datagram counts for beyond its bytes, as asyncio. */
+const HEADER_SIZE = 8;
+/** Receive errors in a row after which the endpoint gives up and closes. */
+const MAX_RECEIVE_ERRORS = 16;
+
+/** One queued datagram. */
+interface Outgoing {
+  data: Uint8Array;
+  addr: Deno.NetAddr;
+}
+
+/** Options for {@linkcode DatagramEndpoint}. */
+export interface DatagramEndpointOptions {
+  /** The peer, as an IP address: the default destination and the only sender heard. */
+  remoteAddr?: Deno.NetAddr | undefined;
+  /** Receives errors thrown by protocol callbacks; default: stderr. */
+  onError?: ErrorHandler | undefined;
+  /** Who made the transport. */
+  events?: TransportEvents | undefined;
+}
+
+/**
+ * A datagram transport over a `Deno.DatagramConn` (UDP): asyncio's
+ * datagram transport.
+ *
+ * It holds a {@linkcode ProtocolCaller} and a {@linkcode WriteFlowControl}.
+ * One receive loop delivers each datagram, copied into memory the protocol
+ * owns, to `datagramReceived` with its sender. `sendto` copies and queues;
+ * one pump sends the queue in order, with asyncio's flow control on the
+ * bytes queued. A failed send or receive goes to `errorReceived` and the
+ * endpoint goes on.
+ */
+export class DatagramEndpoint implements DatagramTransport {
+  #conn: Deno.DatagramConn;
+  #caller: ProtocolCaller<DatagramProtocol>;
+  #remote: Deno.NetAddr | undefined;
+  #flow: WriteFlowControl;
+
+  #queue: (Outgoing | undefined)[] = [];
+  #queueHead = 0;
+  #size = 0;
+  /** The send pump, while it runs. */
+  #pump: Promise<void> | undefined;
+  /** The receive loop, while it runs. */
+  #reader: Promise<void> | undefined;
+  #started: Promise<void>;
+  #buffer: Uint8Array | undefined;
+  #paused = false;
+  /** A datagram received while paused, delivered on resume. */
+  #held: { data: Uint8Array; sender: Deno.NetAddr } | undefined;
+  #closing = false;
+  #finishing = false;
+  #lostWrites = 0;
+
+  /**
+   * Starts driving `protocol` over `conn`, which the transport owns from
+   * now on.
+   */
+  constructor(
+    conn: Deno.DatagramConn,
+    protocol: DatagramProtocol,
+    options: DatagramEndpointOptions = {},
+  ) {
+    checkProtocol(protocol);
+    this.#conn = conn;
+    this.#remote = options.remoteAddr;
+    this.#caller = new ProtocolCaller(this, protocol, {
+      onError: options.onError,
+      events: options.events,
+      fatal: (exc) => this.#forceClose(exc),
+    });
+    this.#flow = new WriteFlowControl(
+      () => this.#caller.flowControl("pauseWriting"),
+      () => this.#caller.flowControl("resumeWriting"),
+    );
+    this.#started = this.#start();
+  }
+
+  /**
+   * Returns `peername` (the `remoteAddr`, or `undefined`), `sockname` (the
+   * bound `Deno.NetAddr`), `conn` (the `Deno.DatagramConn`), or
+   * `defaultValue`.
+   */
+  getExtraInfo<K extends keyof DatagramExtraInfo>(
+    name: K,
+    defaultValue?: DatagramExtraInfo[K],
+  ): DatagramExtraInfo[K] | undefined;
+  getExtraInfo(name: string, defaultValue?: unknown): unknown;
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    if (name === "peername") return this.#remote;
+    if (name === "sockname") return this.#conn.addr;
+    if (name === "conn") return this.#conn;
+    return defaultValue;
+  }
+
+  /** Returns `true` once `close()` or `abort()` was called. */
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  /** Returns `true` while datagrams are delivered: not paused or closing. */
+  isReading(): boolean {
+    return !this.#closing && !this.#paused;
+  }
+
+  /**
+   * Stops delivering datagrams until `resumeReading()`. A receive already
+   * in flight is held; later datagrams wait in the socket's buffer, where
+   * the kernel drops what does not fit, as UDP does.
+   */
+  pauseReading(): void {
+    if (!this.#closing) this.#paused = true;
+  }
+
+  /** Delivers datagrams again, first the one held while paused. */
+  resumeReading(): void {
+    if (this.#closing || !this.#paused) return;
+    this.#paused = false;
+    if (this.#caller.made && this.#reader === undefined) {
+      this.#reader = this.#receiveLoop();
+    }
+  }
+
+  /** Switches the protocol for the next callbacks. */
+  setProtocol(protocol: DatagramProtocol): void {
+    checkProtocol(protocol);
+    this.#caller.protocol = protocol;
+  }
+
+  /** Returns the protocol that gets the callbacks. */
+  getProtocol(): DatagramProtocol {
+    return this.#caller.protocol;
+  }
+
+  /**
+   * Copies `data` into the queue as one datagram and returns at once.
+   * Without `addr` it goes to `remoteAddr`. Dropped after `close()`.
+   *
+   * @throws {TypeError} If `data` is not a `Uint8Array`, `addr` is not an
+   * address, `addr` is not `remoteAddr` when one is set, or neither is
+   * given.
+   * @throws {RangeError} If `data` is larger than a UDP datagram can be.
+   */
+  sendto(data: Uint8Array, addr?: Deno.NetAddr): void {
+    checkBytes(data, "Cannot send datagram");
+    if (data.byteLength > MAX_DATAGRAM) {
+      throw new RangeError(
+        `Cannot send datagram: ${data.byteLength} bytes is over the UDP limit of ${MAX_DATAGRAM}`,
+      );
+    }
+    const to = this.#destination(addr);
+    if (this.#closing) {
+      warnDroppedWrites(++this.#lostWrites, "DatagramTransport.sendto()");
+      return;
+    }
+    // A copy, as asyncio's bytes(data): the caller may reuse its buffer.
+    this.#queue.push({ data: copyOut(data, data.byteLength), addr: to });
+    this.#size += data.byteLength + HEADER_SIZE;
+    this.#pump ??= this.#runPump();
+    this.#flow.grew(this.#size);
+  }
+
+  /** Stops receiving, sends every queued datagram, then closes. */
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#held = undefined;
+    if (this.#pump === undefined) this.#finish(undefined);
+  }
+
+  /** Closes at once and drops the queued datagrams. */
+  abort(): void {
+    this.#forceClose(undefined);
+  }
+
+  /**
+   * Returns the size of the datagrams queued and not yet sent: their bytes
+   * plus 8 for each, as asyncio counts.
+   */
+  getWriteBufferSize(): number {
+    return this.#size;
+  }
+
+  /** Returns the flow-control marks. */
+  getWriteBufferLimits(): WriteBufferLimits {
+    return this.#flow.limits();
+  }
+
+  /**
+   * Sets the flow-control marks as asyncio does and re-checks the queue
+   * against them at once.
+   *
+   * @throws {RangeError} Unless `high >= low >= 0`.
+   */
+  setWriteBufferLimits(limits?: Partial<WriteBufferLimits>): void {
+    this.#flow.setLimits(limits, this.#size);
+  }
+
+  /** Checks `addr` against `remoteAddr`; returns where to send. */
+  #destination(addr: Deno.NetAddr | undefined): Deno.NetAddr {
+    const cannot = "Cannot send datagram";
+    if (addr !== undefined) {
+      const { hostname, port } = checkAddress(addr, cannot);
+      addr = { transport: "udp", hostname, port };
+    }
+    const remote = this.#remote;
+    if (remote === undefined) {
+      if (addr === undefined) {
+        throw new TypeError(
+          `${cannot}: no address given and the endpoint has no remoteAddr`,
+        );
+      }
+      return addr;
+    }
+    if (addr !== undefined && !sameAddress(addr, remote)) {
+      throw new TypeError(
+        `${cannot}: the endpoint sends only to its remoteAddr ${
+          formatAddress(remote)
+        }, not ${formatAddress(addr)}`,
+      );
+    }
+    return remote;
+  }
+
+  // Receive side.
+
+  async #start(): Promise<void> {
+    await undefined;
+    if (this.#caller.connectionMade() && !this.#closing && !this.#paused) {
+      this.#reader = this.#receiveLoop();
+    }
+  }
+
+  async #receiveLoop(): Promise<void> {
+    try {
+      await this.#receive();
+    } finally {
+      this.#reader = undefined;
+    }
+  }
+
+  async #receive(): Promise<void> {
+    const held = this.#held;
+    if (held !== undefined) {
+      this.#held = undefined;
+      await undefined;
+      if (this.#closing) return;
+      if (this.#paused) {
+        this.#held = held;
+        return;
+      }
+      if (!this.#deliver(held.data, held.sender)) return;
+    }
+    const buffer = this.#buffer ??= new Uint8Array(MAX_DATAGRAM);
+    let errors = 0;
+    while (!this.#closing && !this.#paused) {
+      let received: [Uint8Array, Deno.Addr];
+      try {
+        received = await this.#conn.receive(buffer);
+      } catch (error) {
+        if (this.#closing) return;
+        if (
+          error instanceof Deno.errors.BadResource ||
+          ++errors > MAX_RECEIVE_ERRORS
+        ) {
+          this.#forceClose(toError(error));
+          return;
+        }
+        if (!this.#errorReceived(error, "receive")) return;
+        continue;
+      }
+      errors = 0;
+      if (this.#closing) return;
+      const [view, from] = received;
+      const sender = from as Deno.NetAddr;
+      if (this.#remote !== undefined && !sameAddress(sender, this.#remote)) {
+        continue;
+      }
+      const data = copyOut(view, view.byteLength);
+      if (this.#paused) {
+        this.#held = { data, sender };
+        return;
+      }
+      if (!this.#deliver(data, sender)) return;
+    }
+  }
+
+  /** Hands one datagram to the protocol; `false` if that failed. */
+  #deliver(data: Uint8Array, sender: Deno.NetAddr): boolean {
+    return this.#caller.call("datagramReceived", data, sender) !== FAILED;
+  }
+
+  /** Tells the protocol a send or receive failed; `false` if that failed. */
+  #errorReceived(error: unknown, during: string): boolean {
+    const exc = toError(error);
+    if (this.#caller.protocol.errorReceived === undefined) {
+      this.#caller.report(
+        exc,
+        `Error: datagram ${during} failed (the protocol has no errorReceived)`,
+      );
+      return true;
+    }
+    return this.#caller.call("errorReceived", exc) !== FAILED;
+  }
+
+  // Send side.
+
+  async #runPump(): Promise<void> {
+    // Start after the current task, as a stream transport's pump does.
+    await undefined;
+    while (this.#queueHead < this.#queue.length) {
+      const outgoing = this.#queue[this.#queueHead]!;
+      this.#queue[this.#queueHead++] = undefined;
+      try {
+        await this.#conn.send(outgoing.data, outgoing.addr);
+      } catch (error) {
+        if (this.#finishing) return;
+        if (error instanceof Deno.errors.BadResource) {
+          this.#forceClose(toError(error));
+          return;
+        }
+        if (!this.#errorReceived(error, "send")) return;
+      }
+      if (this.#finishing) return;
+      this.#size -= outgoing.data.byteLength + HEADER_SIZE;
+      this.#flow.shrank(this.#size);
+    }
+    this.#queue = [];
+    this.#queueHead = 0;
+    this.#pump = undefined;
+    if (this.#closing) this.#finish(undefined);
+  }
+
+  // Closing.
+
+  #forceClose(exc: Error | undefined): void {
+    if (this.#finishing) return;
+    this.#caller.stop();
+    this.#finish(exc);
+  }
+
+  /** Closes the socket, waits for the receive and send in flight, reports. */
+  #finish(exc: Error | undefined): void {
+    if (this.#finishing) return;
+    this.#finishing = true;
+    this.#closing = true;
+    this.#caller.stop();
+    this.#held = undefined;
+    this.#queue = [];
+    this.#queueHead = 0;
+    this.#size = 0;
+    closeQuietly(this.#conn);
+    this.#started
+      .then(() => Promise.all([this.#reader, this.#pump]))
+      .then(() => this.#caller.lose(exc));
+  }
+}
+
+function checkProtocol(protocol: unknown): void {
+  if (
+    typeof protocol !== "object" || protocol === null ||
+    typeof (protocol as DatagramProtocol).datagramReceived !== "function"
+  ) {
+    throw new TypeError(
+      `Cannot use protocol: a datagram protocol needs datagramReceived(), got ${
+        describeValue(protocol)
+      }`,
+    );
+  }
+}
+
+/** Checks an address; `hostname` may be missing only when `local`. */
+export function checkAddress(
+  addr: unknown,
+  cannot: string,
+  local = false,
+): { hostname: string; port: number } {
+  if (typeof addr !== "object" || addr === null) {
+    throw new TypeError(
+      `${cannot}: an address must be { hostname, port }, not ${
+        describeValue(addr)
+      }`,
+    );
+  }
+  const { hostname, port } = addr as { hostname?: unknown; port?: unknown };
+  if (typeof hostname !== "string" && !(local && hostname === undefined)) {
+    throw new TypeError(`${cannot}: an address needs a hostname string`);
+  }
+  if (typeof port !== "number" || !Number.isInteger(port)) {
+    throw new TypeError(`${cannot}: port must be an integer`);
+  }
+  if (port < 0 || port > 65535) {
+    throw new RangeError(
+      `${cannot}: port (${port}) must be between 0 and 65535`,
+    );
+  }
+  return { hostname: hostname ?? "0.0.0.0", port };
+}
+
+function isIpLiteral(hostname: string): boolean {
+  return hostname.includes(":") || /^\d{1,3}(\.\d{1,3}){3}$/.test(hostname);
+}
+
+/** Writes an IP address as Deno reports senders: `::1`, `127.0.0.1`. */
+export function canonicalHost(hostname: string): string {
+  if (!isIpLiteral(hostname)) return hostname;
+  try {
+    const host = new URL(
+      hostname.includes(":") ? `http://[${hostname}]` : `http://${hostname}`,
+    ).hostname;
+    return host.startsWith("[") ? host.slice(1, -1) : host;
+  } catch {
+    return hostname;
+  }
+}
+
+function sameAddress(a: Deno.NetAddr, b: Deno.NetAddr): boolean {
+  return a.port === b.port &&
+    (a.hostname === b.hostname ||
+      canonicalHost(a.hostname) === canonicalHost(b.hostname));
+}
+
+function formatAddress(addr: Deno.NetAddr): string {
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}

@@ -1,0 +1,383 @@
+import { closeQuietly } from "./_conn.ts";
+import { ProtocolCaller, type TransportEvents } from "./_protocol_caller.ts";
+import { PROBE_READ_SIZE, TLS_PROBE_READ_SIZE } from "./_read_memory.ts";
+import { type ByteSource, isBuffered, ReadSide } from "./_read_side.ts";
+import { describeValue } from "./_report.ts";
+import { isTlsConn } from "./_tls.ts";
+import { type ByteSink, WriteSide } from "./_write_side.ts";
+import type { BaseProtocol } from "../protocols/base_protocol.ts";
+import type {
+  ErrorHandler,
+  StreamExtraInfo,
+  StreamProtocol,
+  Transport,
+  WriteBufferLimits,
+} from "./transport.ts";
+
+/**
+ * What a stream transport reads and writes: a socket (`conn`, both ways),
+ * or one end of a pipe (`source` or `sink` alone).
+ */
+export type StreamEnds =
+  | { conn: Deno.Conn; source?: undefined; sink?: undefined }
+  | {
+    conn?: undefined;
+    source: ByteSource & { close(): void };
+    sink?: undefined;
+  }
+  | { conn?: undefined; source?: undefined; sink: ByteSink };
+
+/** Options for {@linkcode StreamTransport}. */
+export interface StreamTransportOptions {
+  /** Receives errors thrown by protocol callbacks; default: stderr. */
+  onError?: ErrorHandler | undefined;
+  /** Who made the transport and wants to know how it goes. */
+  events?: TransportEvents | undefined;
+  /** More `getExtraInfo()` entries (`alpnProtocol`, `pipe`). */
+  extra?: Record<string, unknown> | undefined;
+  /** Takes over a protocol already made (after `startTls`): no `connectionMade`. */
+  upgraded?: boolean | undefined;
+  /** Write buffer limits to start with (default asyncio's). */
+  limits?: WriteBufferLimits | undefined;
+  /**
+   * For a child's pipe: `getProtocol()` and `setProtocol()` are the
+   * subprocess transport's.
+   */
+  protocolOwner?: {
+    getProtocol(): BaseProtocol;
+    setProtocol(protocol: never): void;
+  } | undefined;
+}
+
+/** A socket hands over its conn for an upgrade (`startTls`). */
+export interface DetachedConn {
+  /** The conn, with nothing in flight on it. */
+  conn: Deno.Conn;
+  /** The write buffer limits, to carry over. */
+  limits: WriteBufferLimits;
+  /** The error hook, to carry over. */
+  onError: ErrorHandler;
+  /** The maker's events, to carry over. */
+  events: TransportEvents | undefined;
+  /** Ends the protocol's connection with `exc`, once, as the transport would. */
+  lose(exc: Error | undefined): void;
+}
+
+/**
+ * A byte-stream transport: TCP, Unix and TLS sockets, and pipes. It holds
+ * the three pieces every transport is made of:
+ *
+ * - a {@linkcode ProtocolCaller}, which calls the protocol with asyncio's
+ *   rules;
+ * - a {@linkcode ReadSide} over what it reads (unless a write pipe);
+ * - a {@linkcode WriteSide} over what it writes (unless a read pipe);
+ *
+ * and owns the lifecycle: `connectionMade` one microtask after it is built,
+ * then reading; `close()` stops reading, flushes, then closes; `abort()`
+ * and failures close at once; `connectionLost` once nothing is in flight.
+ */
+export class StreamTransport implements Transport {
+  #conn: Deno.Conn | undefined;
+  #source: (ByteSource & { close(): void }) | undefined;
+  #sink: ByteSink | undefined;
+  #caller: ProtocolCaller<StreamProtocol>;
+  #reader: ReadSide | undefined;
+  #writer: WriteSide | undefined;
+  #extra: Record<string, unknown> | undefined;
+  #protocolOwner: StreamTransportOptions["protocolOwner"];
+  /** Settles once `connectionMade` has run (or was skipped). */
+  #started: Promise<void>;
+  /** `close()`, `abort()` or a failure: no more reading, writes dropped. */
+  #closing = false;
+  /** The ends are closed; `connectionLost` comes once nothing is in flight. */
+  #finishing = false;
+
+  /**
+   * Starts driving `protocol` over `ends`, which the transport owns from
+   * now on.
+   */
+  constructor(
+    ends: StreamEnds,
+    protocol: StreamProtocol,
+    options: StreamTransportOptions = {},
+  ) {
+    checkProtocol(protocol);
+    this.#conn = ends.conn;
+    this.#source = ends.conn ?? ends.source;
+    this.#sink = ends.conn ?? ends.sink;
+    this.#extra = options.extra;
+    this.#protocolOwner = options.protocolOwner;
+    this.#caller = new ProtocolCaller(this, protocol, {
+      onError: options.onError,
+      events: options.events,
+      fatal: (exc) => this.#forceClose(exc),
+    });
+    const owner = {
+      eof: (keepOpen: boolean) => {
+        if (!keepOpen || this.#writer === undefined) this.close();
+      },
+      flushed: () => this.#finish(undefined),
+      failed: (error: Error) => this.#forceClose(error),
+    };
+    if (this.#source !== undefined) {
+      const probe = ends.conn !== undefined && isTlsConn(ends.conn)
+        ? TLS_PROBE_READ_SIZE
+        : PROBE_READ_SIZE;
+      this.#reader = new ReadSide(this.#source, this.#caller, owner, probe);
+    }
+    if (this.#sink !== undefined) {
+      this.#writer = new WriteSide(
+        this.#sink,
+        this.#caller,
+        owner,
+        ends.conn === undefined ? "pipe" : "transport",
+        options.limits,
+      );
+    }
+    this.#started = this.#start(options.upgraded === true);
+  }
+
+  /**
+   * Returns `peername`, `sockname` (`Deno.Addr`) and `conn` for a socket,
+   * `alpnProtocol` over TLS, `pipe` for a pipe, or `defaultValue`.
+   */
+  getExtraInfo<K extends keyof StreamExtraInfo>(
+    name: K,
+    defaultValue?: StreamExtraInfo[K],
+  ): StreamExtraInfo[K] | undefined;
+  getExtraInfo(name: string, defaultValue?: unknown): unknown;
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    const extra = this.#extra;
+    if (extra !== undefined && Object.hasOwn(extra, name)) return extra[name];
+    const conn = this.#conn;
+    if (conn !== undefined) {
+      if (name === "peername") return conn.remoteAddr;
+      if (name === "sockname") return conn.localAddr;
+      if (name === "conn") return conn;
+    }
+    return defaultValue;
+  }
+
+  /** Returns `true` once `close()` or `abort()` was called, or the connection was lost. */
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  /** Switches the protocol for the next callbacks; buffered or not. */
+  setProtocol(protocol: StreamProtocol): void {
+    if (this.#protocolOwner !== undefined) {
+      this.#protocolOwner.setProtocol(protocol as never);
+      return;
+    }
+    checkProtocol(protocol);
+    this.#caller.protocol = protocol;
+    this.#reader?.protocolChanged();
+  }
+
+  /** Returns the protocol that gets the callbacks. */
+  getProtocol(): StreamProtocol {
+    return (this.#protocolOwner?.getProtocol() as StreamProtocol) ??
+      this.#caller.protocol;
+  }
+
+  /** Returns `true` while data is delivered: not paused, closing or at EOF. */
+  isReading(): boolean {
+    return !this.#closing && (this.#reader?.isReading() ?? false);
+  }
+
+  /** Stops delivering data; a read already in flight is held, not lost. */
+  pauseReading(): void {
+    if (!this.#closing) this.#reader?.pause();
+  }
+
+  /** Delivers data again, first what arrived while paused. */
+  resumeReading(): void {
+    if (!this.#closing) this.#reader?.resume();
+  }
+
+  /**
+   * Queues `data` for writing and returns at once. Returns `false` while
+   * the write buffer is over the high-water mark. Large chunks are not
+   * copied: do not change `data` until `getWriteBufferSize()` is 0.
+   *
+   * @throws {TypeError} If `data` is not a `Uint8Array`, after
+   * `writeEof()`, or on a read pipe.
+   */
+  write(data: Uint8Array): boolean {
+    return this.#writeSide("write").write(data);
+  }
+
+  /**
+   * Queues every chunk so that they go out in one write.
+   *
+   * @throws {TypeError} If a chunk is not a `Uint8Array` (nothing is
+   * written then), after `writeEof()`, or on a read pipe.
+   */
+  writelines(chunks: Iterable<Uint8Array>): boolean {
+    return this.#writeSide("write lines").writelines(chunks);
+  }
+
+  /**
+   * Flushes what is buffered, then half-closes the write side
+   * (`conn.closeWrite()`); on a pipe, closes it.
+   */
+  writeEof(): void {
+    const writer = this.#writer;
+    if (writer === undefined) return;
+    writer.writeEof();
+    if (this.#source === undefined) this.close();
+  }
+
+  /** Returns `true` unless this is a read pipe. */
+  canWriteEof(): boolean {
+    return this.#writer !== undefined;
+  }
+
+  /** Stops reading, flushes every buffered byte, then closes. */
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#reader?.stop();
+    const writer = this.#writer;
+    if (writer === undefined) {
+      this.#finish(undefined);
+      return;
+    }
+    // A pipe's close is its EOF.
+    writer.close(this.#source === undefined);
+  }
+
+  /** Closes at once and drops the write buffer. */
+  abort(): void {
+    this.#forceClose(undefined);
+  }
+
+  /** Returns the bytes accepted by `write()` and not yet written. */
+  getWriteBufferSize(): number {
+    return this.#writer?.size ?? 0;
+  }
+
+  /** Returns the flow-control marks. */
+  getWriteBufferLimits(): WriteBufferLimits {
+    return this.#writeSide("get write buffer limits").limits();
+  }
+
+  /**
+   * Sets the flow-control marks as asyncio does and re-checks the buffer
+   * against them at once.
+   *
+   * @throws {RangeError} Unless `high >= low >= 0`.
+   */
+  setWriteBufferLimits(limits?: Partial<WriteBufferLimits>): void {
+    this.#writeSide("set write buffer limits").setLimits(limits);
+  }
+
+  /**
+   * Stops at an upgrade point (`startTls`): flushes the write buffer, then
+   * reads and writes nothing more, and hands the conn over without closing
+   * it or calling `connectionLost`.
+   *
+   * @throws {TypeError} If the transport is closing, a read is in flight,
+   * or data read while paused would be lost.
+   */
+  async detach(): Promise<DetachedConn> {
+    const cannot = "Cannot detach the connection";
+    const conn = this.#conn;
+    const reader = this.#reader!;
+    const writer = this.#writer!;
+    if (conn === undefined) throw new TypeError(`${cannot}: not a socket`);
+    if (this.#closing) throw new TypeError(`${cannot}: transport is closing`);
+    if (writer.eof) throw new TypeError(`${cannot}: write side is closed`);
+    if (reader.readPending) {
+      throw new TypeError(
+        `${cannot}: a read is in flight; call it from dataReceived(), or after pauseReading() from there`,
+      );
+    }
+    if (reader.holding) {
+      throw new TypeError(
+        `${cannot}: data read while paused would be lost; resume reading first`,
+      );
+    }
+    this.#closing = true;
+    reader.stop();
+    if (!await writer.detach()) {
+      throw new TypeError(`${cannot}: the connection was lost while flushing`);
+    }
+    this.#finishing = true;
+    this.#caller.stop();
+    await reader.idle;
+    return {
+      conn,
+      limits: writer.limits(),
+      onError: this.#caller.onError,
+      events: this.#caller.events,
+      lose: (exc) => {
+        closeQuietly(conn);
+        this.#caller.lose(exc);
+      },
+    };
+  }
+
+  async #start(upgraded: boolean): Promise<void> {
+    await undefined;
+    if (this.#caller.connectionMade(upgraded)) this.#reader?.start();
+  }
+
+  #writeSide(what: string): WriteSide {
+    if (this.#writer === undefined) {
+      throw new TypeError(`Cannot ${what}: this is a read pipe`);
+    }
+    return this.#writer;
+  }
+
+  #forceClose(exc: Error | undefined): void {
+    if (this.#finishing) return;
+    this.#caller.stop();
+    this.#finish(exc);
+  }
+
+  /** Closes the ends, waits for what is in flight, then reports the loss. */
+  #finish(exc: Error | undefined): void {
+    if (this.#finishing) return;
+    this.#finishing = true;
+    this.#closing = true;
+    this.#caller.stop();
+    this.#reader?.stop();
+    this.#writer?.stop();
+    if (this.#source !== undefined) closeQuietly(this.#source);
+    if (this.#sink !== undefined && this.#sink !== this.#conn) {
+      closeQuietly(this.#sink);
+    }
+    this.#started
+      .then(() => Promise.all([this.#reader?.idle, this.#writer?.idle]))
+      .then(() => {
+        // No write is in flight now: lent blocks can be reused.
+        this.#writer?.release();
+        this.#caller.lose(exc);
+      });
+  }
+}
+
+/** Checks a stream protocol's shape. */
+export function checkProtocol(protocol: unknown): void {
+  if (typeof protocol !== "object" || protocol === null) {
+    throw new TypeError(
+      `Cannot use protocol: expected an object, not ${describeValue(protocol)}`,
+    );
+  }
+  if (isBuffered(protocol)) {
+    if (typeof protocol.bufferUpdated !== "function") {
+      throw new TypeError(
+        "Cannot use protocol: it has getBuffer() but no bufferUpdated()",
+      );
+    }
+    return;
+  }
+  if (
+    typeof (protocol as { dataReceived?: unknown }).dataReceived !== "function"
+  ) {
+    throw new TypeError(
+      "Cannot use protocol: it needs dataReceived(), or getBuffer() and bufferUpdated()",
+    );
+  }
+}
