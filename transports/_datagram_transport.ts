@@ -1,4 +1,5 @@
 import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
+import { formatAddress } from "./_address.ts";
 import { closeQuietly } from "./_conn.ts";
 import { WriteFlowControl } from "./_flow_control.ts";
 import {
@@ -235,8 +236,8 @@ export class DatagramEndpoint implements DatagramTransport {
     if (addr !== undefined && !sameAddress(addr, remote)) {
       throw new TypeError(
         `${cannot}: the endpoint sends only to its remoteAddr ${
-          formatAddress(remote)
-        }, not ${formatAddress(addr)}`,
+          formatAddress(remote.hostname, remote.port)
+        }, not ${formatAddress(addr.hostname, addr.port)}`,
       );
     }
     return remote;
@@ -438,10 +439,4 @@ function sameAddress(a: Deno.NetAddr, b: Deno.NetAddr): boolean {
   return a.port === b.port &&
     (a.hostname === b.hostname ||
       canonicalHost(a.hostname) === canonicalHost(b.hostname));
-}
-
-function formatAddress(addr: Deno.NetAddr): string {
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
 }

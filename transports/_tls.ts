@@ -170,16 +170,24 @@ export async function upgradeClient(
   return { conn: tls, extra };
 }
 
-/** Opens a TLS listener for {@linkcode createServer}'s `tls` option. */
-export function listenTls(
-  options: { hostname: string; port: number; reusePort?: boolean | undefined },
-  tls: TlsServerOptions,
-): Deno.TlsListener {
+/**
+ * Checks {@linkcode createServer}'s `tls` option.
+ *
+ * @throws {TypeError} Unless `cert` and `key` are strings.
+ */
+export function checkServerTls(tls: TlsServerOptions): void {
   if (typeof tls?.cert !== "string" || typeof tls.key !== "string") {
     throw new TypeError(
       "Cannot create server: tls.cert and tls.key must be PEM strings",
     );
   }
+}
+
+/** Opens a TLS listener for {@linkcode createServer}'s `tls` option. */
+export function listenTls(
+  options: { hostname: string; port: number; reusePort?: boolean | undefined },
+  tls: TlsServerOptions,
+): Deno.TlsListener {
   return Deno.listenTls({
     hostname: options.hostname,
     port: options.port,

@@ -1,3 +1,4 @@
+import { formatAddress, withAddress } from "./_address.ts";
 import { checkFactory, checkPort, setNoDelay } from "./_conn.ts";
 import {
   checkHandshakeTimeout,
@@ -119,17 +120,26 @@ export async function createConnection<P extends StreamProtocol>(
     options.handshakeTimeout,
     "create connection",
   );
+  checkTlsOnly(options, "create connection");
   const hostname = options.hostname ?? "127.0.0.1";
-  const conn = await Deno.connect({
-    hostname,
-    port,
-    ...(options.signal === undefined ? {} : { signal: options.signal }),
-    ...(options.happyEyeballsDelay === undefined
-      ? {}
-      : { autoSelectFamilyAttemptDelay: options.happyEyeballsDelay }),
-  });
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({
+      hostname,
+      port,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      ...(options.happyEyeballsDelay === undefined
+        ? {}
+        : { autoSelectFamilyAttemptDelay: options.happyEyeballsDelay }),
+    });
+  } catch (error) {
+    if (options.signal?.aborted && error === options.signal.reason) {
+      throw error;
+    }
+    throw withAddress(error, `connect to ${formatAddress(hostname, port)}`);
+  }
   if (options.tls === undefined) {
-    return await connectAcceptedConn(factory, conn, options);
+    return await drive(factory, conn, options, undefined);
   }
   // Deno's TlsConn has no setNoDelay(): set it on the TCP conn first.
   setNoDelay(conn, options.noDelay);
@@ -169,7 +179,13 @@ export async function createUnixConnection<P extends StreamProtocol>(
   if (typeof options?.path !== "string") {
     throw new TypeError("Cannot create Unix connection: path must be a string");
   }
-  const conn = await Deno.connect({ transport: "unix", path: options.path });
+  if (options.signal?.aborted) throw options.signal.reason;
+  let conn: Deno.UnixConn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path: options.path });
+  } catch (error) {
+    throw withAddress(error, `connect to ${options.path}`);
+  }
   if (options.signal?.aborted) {
     conn.close();
     throw options.signal.reason;
@@ -212,7 +228,18 @@ export async function connectAcceptedConn<P extends StreamProtocol>(
   options?: ConnectAcceptedConnOptions,
 ): Promise<[Transport, P]> {
   options ??= {};
-  if (!isTlsConn(conn)) return await drive(factory, conn, options, undefined);
+  if (!isTlsConn(conn)) {
+    try {
+      checkTlsOnly(
+        { handshakeTimeout: options.handshakeTimeout, tls: undefined },
+        "connect accepted conn",
+      );
+    } catch (error) {
+      conn.close();
+      throw error;
+    }
+    return await drive(factory, conn, options, undefined);
+  }
   let timeoutMs: number;
   try {
     checkFactory(factory, "connect accepted conn");
@@ -226,6 +253,22 @@ export async function connectAcceptedConn<P extends StreamProtocol>(
   }
   const extra = await handshake(conn, timeoutMs);
   return await drive(factory, conn, options, extra);
+}
+
+/**
+ * Checks that TLS-only options come with TLS, as asyncio does.
+ *
+ * @throws {TypeError} For `handshakeTimeout` without `tls`.
+ */
+function checkTlsOnly(
+  options: { handshakeTimeout?: number | undefined; tls?: unknown },
+  what: string,
+): void {
+  if (options.handshakeTimeout !== undefined && options.tls === undefined) {
+    throw new TypeError(
+      `Cannot ${what}: handshakeTimeout is for TLS only, and there is no tls`,
+    );
+  }
 }
 
 /** Starts a transport over `conn`; resolves once `connectionMade` ran. */

@@ -1,4 +1,9 @@
 import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
+import {
+  formatAddress,
+  resolveListenHostnames,
+  withAddress,
+} from "./_address.ts";
 import { checkFactory, closeQuietly } from "./_conn.ts";
 import {
   canonicalHost,
@@ -117,15 +122,23 @@ export async function createDatagramEndpoint<P extends DatagramProtocol>(
   const local = options.localAddr === undefined
     ? { hostname: remote!.hostname.includes(":") ? "::" : "0.0.0.0", port: 0 }
     : checkAddress(options.localAddr, cannot, true);
-  const conn = Deno.listenDatagram({
-    transport: "udp",
-    hostname: local.hostname,
-    port: local.port,
-    ...(options.reuseAddress === undefined
-      ? {}
-      : { reuseAddress: options.reuseAddress }),
-    ...(options.loopback === undefined ? {} : { loopback: options.loopback }),
-  });
+  let conn: Deno.DatagramConn;
+  try {
+    conn = Deno.listenDatagram({
+      transport: "udp",
+      hostname: local.hostname,
+      port: local.port,
+      ...(options.reuseAddress === undefined
+        ? {}
+        : { reuseAddress: options.reuseAddress }),
+      ...(options.loopback === undefined ? {} : { loopback: options.loopback }),
+    });
+  } catch (error) {
+    throw withAddress(
+      error,
+      `listen on ${formatAddress(local.hostname, local.port)}`,
+    );
+  }
   let protocol: P;
   let transport: DatagramEndpoint;
   const made = Promise.withResolvers<Error | undefined>();
@@ -150,29 +163,10 @@ export async function createDatagramEndpoint<P extends DatagramProtocol>(
 async function resolveRemote(
   addr: { hostname: string; port: number },
 ): Promise<Deno.NetAddr> {
-  let hostname = addr.hostname;
-  if (hostname === "localhost") {
-    hostname = "127.0.0.1";
-  } else if (!isIpLiteral(hostname)) {
-    const found = await Deno.resolveDns(hostname, "A")
-      .catch(() => [] as string[]);
-    const addresses = found.length > 0
-      ? found
-      : await Deno.resolveDns(hostname, "AAAA");
-    if (addresses.length === 0) {
-      throw new Deno.errors.NotFound(
-        `Cannot create datagram endpoint: ${hostname} has no address`,
-      );
-    }
-    hostname = addresses[0]!;
-  }
+  const [hostname] = await resolveListenHostnames(addr.hostname);
   return {
     transport: "udp",
-    hostname: canonicalHost(hostname),
+    hostname: canonicalHost(hostname!),
     port: addr.port,
   };
-}
-
-function isIpLiteral(hostname: string): boolean {
-  return hostname.includes(":") || /^\d{1,3}(\.\d{1,3}){3}$/.test(hostname);
 }

@@ -1,8 +1,10 @@
+import { listenAll, listenHostnames, withAddress } from "./_address.ts";
 import { checkFactory, checkPort, closeQuietly, setNoDelay } from "./_conn.ts";
 import type { TransportEvents } from "./_protocol_caller.ts";
 import { report, reportToStderr } from "./_report.ts";
 import {
   checkHandshakeTimeout,
+  checkServerTls,
   describePeer,
   handshake,
   isTlsConn,
@@ -382,31 +384,45 @@ export class Server<A extends Deno.Addr = Deno.Addr>
  * });
  * ```
  */
-export function createServer(
+export async function createServer(
   factory: () => StreamProtocol,
   options: CreateServerOptions,
 ): Promise<Server<Deno.NetAddr>> {
-  try {
-    checkFactory(factory, "create server");
-    const port = checkPort(options?.port, "create server");
-    checkHandshakeTimeout(options.handshakeTimeout, "create server");
-    const hostname = options.hostname ?? "0.0.0.0";
-    const listener = options.tls === undefined
-      ? Deno.listen({
-        hostname,
-        port,
-        ...(options.reusePort === undefined
-          ? {}
-          : { reusePort: options.reusePort }),
-      })
-      : listenTls(
-        { hostname, port, reusePort: options.reusePort },
-        options.tls,
-      );
-    return Promise.resolve(new Server(listener, factory, options));
-  } catch (error) {
-    return Promise.reject(error);
+  const cannot = "Cannot create server";
+  checkFactory(factory, "create server");
+  const port = checkPort(options?.port, "create server");
+  checkHandshakeTimeout(options.handshakeTimeout, "create server");
+  if (options.handshakeTimeout !== undefined && options.tls === undefined) {
+    throw new TypeError(
+      `${cannot}: handshakeTimeout is for TLS only, and there is no tls`,
+    );
   }
+  if (options.reusePort !== undefined && !unstableNet()) {
+    throw new Deno.errors.NotSupported(
+      `${cannot}: reusePort needs Deno's unstable network API; run with --unstable-net, or add "unstable": ["net"] to deno.json`,
+    );
+  }
+  if (options.tls !== undefined) checkServerTls(options.tls);
+  const hostnames = await listenHostnames(options.hostname ?? "0.0.0.0");
+  const reusePort = options.reusePort === undefined
+    ? {}
+    : { reusePort: options.reusePort };
+  const tls = options.tls;
+  const listeners = listenAll(
+    hostnames,
+    port,
+    (hostname, port): Deno.Listener<Deno.Conn, Deno.NetAddr> =>
+      tls === undefined
+        ? Deno.listen({ hostname, port, ...reusePort })
+        : listenTls({ hostname, port, ...reusePort }, tls),
+  );
+  return new Server(listeners, factory, options);
+}
+
+/** `true` with `--unstable-net`: only then does Deno have `listenDatagram`. */
+function unstableNet(): boolean {
+  return typeof (Deno as { listenDatagram?: unknown }).listenDatagram ===
+    "function";
 }
 
 /**
@@ -438,7 +454,12 @@ export async function createUnixServer(
     throw new TypeError("Cannot create Unix server: path must be a string");
   }
   await removeStaleSocket(options.path);
-  const listener = Deno.listen({ transport: "unix", path: options.path });
+  let listener: Deno.UnixListener;
+  try {
+    listener = Deno.listen({ transport: "unix", path: options.path });
+  } catch (error) {
+    throw withAddress(error, `listen on ${options.path}`);
+  }
   return new Server(listener, factory, options);
 }
 
