@@ -84,7 +84,7 @@ export interface ConnectAcceptedConnOptions {
  *   connectionMade(t) { t.close(); },
  *   dataReceived() {},
  * }), { hostname: "127.0.0.1", port: 0 });
- * const { port } = server.addrs[0] as Deno.NetAddr;
+ * const { port } = server.addrs[0]!;
  * const [transport] = await createConnection(() => new ProtocolBase(), {
  *   hostname: "127.0.0.1",
  *   port,

@@ -71,13 +71,13 @@ export interface CreateDatagramEndpointOptions {
  *
  * class Echo extends DatagramProtocolBase {
  *   override datagramReceived(data: Uint8Array, addr: Deno.NetAddr): void {
- *     server.sendto(data, addr);
+ *     this.transport?.sendto(data, addr);
  *   }
  * }
  * const [server] = await createDatagramEndpoint(() => new Echo(), {
  *   localAddr: { hostname: "127.0.0.1", port: 0 },
  * });
- * const { port } = server.getExtraInfo("sockname") as Deno.NetAddr;
+ * const { port } = server.getExtraInfo("sockname")!;
  *
  * const answer = Promise.withResolvers<string>();
  * class Client extends DatagramProtocolBase {
