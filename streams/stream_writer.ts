@@ -74,6 +74,10 @@ export class StreamWriter {
 
   /**
    * Resolves once the write buffer is at or below the low-water mark.
+   * On a closing transport it first yields to the event loop, as asyncio's
+   * `sleep(0)`, so that a loss in progress is seen: a loop of `write()`
+   * and `drain()` against a peer that went away ends with a rejection,
+   * and timers keep firing meanwhile.
    *
    * @throws The read side's error, or `Deno.errors.ConnectionReset` if the
    * connection was lost.
@@ -81,7 +85,9 @@ export class StreamWriter {
   async drain(): Promise<void> {
     const exc = this.#reader?.exception();
     if (exc !== undefined) throw exc;
-    if (this.transport.isClosing()) await undefined;
+    if (this.transport.isClosing()) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
     await this.#protocol.drainHelper();
   }
 

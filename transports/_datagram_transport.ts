@@ -435,8 +435,25 @@ export function canonicalHost(hostname: string): string {
   }
 }
 
+/**
+ * `true` for the same host and port. An IPv4-mapped IPv6 address
+ * (`::ffff:127.0.0.1`, how a dual-stack socket bound to `::` sees an IPv4
+ * peer) is the same as the IPv4 address.
+ */
 function sameAddress(a: Deno.NetAddr, b: Deno.NetAddr): boolean {
   return a.port === b.port &&
     (a.hostname === b.hostname ||
-      canonicalHost(a.hostname) === canonicalHost(b.hostname));
+      canonicalHost(unmapped(a.hostname)) ===
+        canonicalHost(unmapped(b.hostname)));
+}
+
+/** `::ffff:1.2.3.4` (or `::ffff:102:304`) as `1.2.3.4`; others as they are. */
+function unmapped(hostname: string): string {
+  const dotted = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(hostname);
+  if (dotted !== null) return dotted[1]!;
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(hostname);
+  if (hex === null) return hostname;
+  const high = parseInt(hex[1]!, 16);
+  const low = parseInt(hex[2]!, 16);
+  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }

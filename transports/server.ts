@@ -16,6 +16,19 @@ import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
 
 /** asyncio's `ACCEPT_RETRY_DELAY`: wait before accepting again after an error. */
 const ACCEPT_RETRY_DELAY_MS = 1000;
+/** How long `shutdown()` lets connections flush before it aborts them. */
+const SHUTDOWN_GRACE_MS = 30_000;
+/** The grace period of `await using`: short, so that disposal never hangs. */
+const DISPOSE_GRACE_MS = 1_000;
+
+/** Options for {@linkcode Server.shutdown}. */
+export interface ShutdownOptions {
+  /**
+   * Milliseconds connections have to flush and close before the rest are
+   * aborted (default 30 000; `await using` gives 1 000).
+   */
+  gracePeriod?: number;
+}
 
 /** Options for a {@linkcode Server} over listeners you made. */
 export interface ServerOptions {
@@ -108,12 +121,17 @@ export class Server<A extends Deno.Addr = Deno.Addr>
   };
   #handshakes = new Set<Deno.TlsConn>();
   #handshakeTimeout: number;
-  #accepting: Promise<void>[] = [];
   #retryTimers = new Map<ReturnType<typeof setTimeout>, () => void>();
   #serving = false;
   #servingForever = false;
   #closed = false;
   #closedWaiters: (() => void)[] = [];
+  /** Unix listeners' socket files, by listener: the path and its inode. */
+  #socketFiles = new Map<object, { path: string; ino: number | null }>();
+  /** Another socket's file, kept aside while a listener on its path closes. */
+  #asides = new Map<object, string>();
+  /** The accept loop of each listener, while it runs. */
+  #acceptLoops = new Map<object, Promise<void>>();
 
   /**
    * Serves protocols from `factory` on `listener` (one, or several).
@@ -134,6 +152,15 @@ export class Server<A extends Deno.Addr = Deno.Addr>
       "create server",
     );
     this.#listeners = Array.isArray(listener) ? [...listener] : [listener];
+    for (const listener of this.#listeners) {
+      const addr = listener.addr as Deno.Addr;
+      if (addr.transport === "unix" && addr.path !== "") {
+        this.#socketFiles.set(listener, {
+          path: addr.path,
+          ino: inodeOf(addr.path),
+        });
+      }
+    }
     this.#factory = factory;
     this.#onError = options.onError ?? reportToStderr;
     this.#noDelay = options.noDelay;
@@ -198,7 +225,7 @@ export class Server<A extends Deno.Addr = Deno.Addr>
     this.#closed = true;
     this.#serving = false;
     this.#signal?.removeEventListener("abort", this.#onAbort);
-    for (const listener of this.#listeners) closeQuietly(listener);
+    for (const listener of this.#listeners) this.#closeListener(listener);
     for (const [timer, wake] of this.#retryTimers) {
       clearTimeout(timer);
       wake();
@@ -234,10 +261,56 @@ export class Server<A extends Deno.Addr = Deno.Addr>
     return new Promise((resolve) => this.#closedWaiters.push(resolve));
   }
 
-  /** Closes the server, then waits for it as {@linkcode waitClosed}. */
-  async [Symbol.asyncDispose](): Promise<void> {
+  /**
+   * Stops the server gracefully: stops listening, closes every connection
+   * (each flushes first), then aborts whatever is still open when the
+   * grace period ends. Resolves once every connection has ended.
+   *
+   * @param options The grace period (default 30 s).
+   * @throws {RangeError} For a grace period that is not a number >= 0.
+   *
+   * @example Stop on SIGTERM, giving clients 5 s
+   * ```ts ignore
+   * import { createServer, ProtocolBase } from "@aio/protocols";
+   *
+   * const server = await createServer(() => new ProtocolBase(), { port: 8888 });
+   * Deno.addSignalListener("SIGTERM", () => {
+   *   server.shutdown({ gracePeriod: 5_000 });
+   * });
+   * await server.serveForever();
+   * ```
+   */
+  async shutdown(options?: ShutdownOptions): Promise<void> {
+    const grace = options?.gracePeriod ?? SHUTDOWN_GRACE_MS;
+    if (typeof grace !== "number" || !(grace >= 0)) {
+      throw new RangeError(
+        `Cannot shut down server: gracePeriod (${grace}) must be a number >= 0`,
+      );
+    }
     this.close();
-    await this.waitClosed();
+    this.closeClients();
+    if (this.#isClosed()) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const graceOver = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.min(grace, 2 ** 31 - 1));
+    });
+    const closed = await Promise.race([
+      this.waitClosed().then(() => true),
+      graceOver,
+    ]);
+    clearTimeout(timer);
+    if (!closed) {
+      this.abortClients();
+      await this.waitClosed();
+    }
+  }
+
+  /**
+   * `await using`: shuts the server down with a short grace period (1 s),
+   * so that leaving the block never hangs on a connected client.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown({ gracePeriod: DISPOSE_GRACE_MS });
   }
 
   #onAbort = (): void => this.close();
@@ -246,12 +319,15 @@ export class Server<A extends Deno.Addr = Deno.Addr>
     if (this.#closed || this.#serving) return;
     this.#serving = true;
     for (const listener of this.#listeners) {
-      const loop = this.#acceptLoop(listener);
-      this.#accepting.push(loop);
-      loop.then(() => {
-        this.#accepting = this.#accepting.filter((other) => other !== loop);
-        this.#checkClosed();
-      });
+      this.#acceptLoops.set(
+        listener,
+        this.#acceptLoop(listener).then(() => {
+          // The listener is gone now: Deno has removed its socket file.
+          this.#acceptLoops.delete(listener);
+          this.#restoreSocketFile(listener);
+          this.#checkClosed();
+        }),
+      );
     }
   }
 
@@ -329,13 +405,49 @@ export class Server<A extends Deno.Addr = Deno.Addr>
     }
   }
 
+  /**
+   * Closes a listener. Deno removes a Unix socket's file by path once the
+   * listener is gone (after its pending accept ends): if the path now
+   * belongs to another socket, that socket's file is kept aside meanwhile,
+   * and put back when the accept loop ends.
+   */
+  #closeListener(listener: Deno.Listener<Deno.Conn, A>): void {
+    const file = this.#socketFiles.get(listener);
+    const current = file === undefined ? null : inodeOf(file.path);
+    if (file !== undefined && current !== null && current !== file.ino) {
+      const aside = `${file.path}.${crypto.randomUUID()}`;
+      try {
+        Deno.linkSync(file.path, aside);
+        this.#asides.set(listener, aside);
+      } catch {
+        // Not ours to keep, then.
+      }
+    }
+    closeQuietly(listener);
+    if (!this.#acceptLoops.has(listener)) this.#restoreSocketFile(listener);
+  }
+
+  /** Puts back a socket file kept aside by {@linkcode #closeListener}. */
+  #restoreSocketFile(listener: Deno.Listener<Deno.Conn, A>): void {
+    const aside = this.#asides.get(listener);
+    const file = this.#socketFiles.get(listener);
+    if (aside === undefined || file === undefined) return;
+    this.#asides.delete(listener);
+    try {
+      if (inodeOf(file.path) === null) Deno.renameSync(aside, file.path);
+      else Deno.removeSync(aside);
+    } catch {
+      // The directory changed under us: nothing more to do.
+    }
+  }
+
   #dropHandshakes(): void {
     for (const conn of this.#handshakes) closeQuietly(conn);
     this.#handshakes.clear();
   }
 
   #isClosed(): boolean {
-    return this.#closed && this.#accepting.length === 0 &&
+    return this.#closed && this.#acceptLoops.size === 0 &&
       this.#transports.size === 0 && this.#handshakes.size === 0;
   }
 
@@ -463,6 +575,11 @@ export async function createUnixServer(
   return new Server(listener, factory, options);
 }
 
+/**
+ * Removes a socket file nothing listens on any more.
+ *
+ * @throws {Deno.errors.AddrInUse} If a server listens on `path`.
+ */
 async function removeStaleSocket(path: string): Promise<void> {
   let info: Deno.FileInfo;
   try {
@@ -470,5 +587,27 @@ async function removeStaleSocket(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (info.isSocket) await Deno.remove(path);
+  if (!info.isSocket) return;
+  let live: Deno.UnixConn | undefined;
+  try {
+    live = await Deno.connect({ transport: "unix", path });
+  } catch {
+    // Refused: nothing listens there.
+  }
+  if (live !== undefined) {
+    live.close();
+    throw new Deno.errors.AddrInUse(
+      `Cannot listen on ${path}: a server is listening there`,
+    );
+  }
+  await Deno.remove(path).catch(() => {});
+}
+
+/** The inode of the file at `path`, or `null` if there is none. */
+function inodeOf(path: string): number | null {
+  try {
+    return Deno.lstatSync(path).ino;
+  } catch {
+    return null;
+  }
 }
