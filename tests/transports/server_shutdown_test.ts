@@ -6,12 +6,7 @@ import {
   ProtocolBase,
   type Transport,
 } from "../../mod.ts";
-import {
-  bytes,
-  readUntilClosed,
-  RecordingProtocol,
-  within,
-} from "../_test_utils.ts";
+import { readUntilClosed, RecordingProtocol, within } from "../_test_utils.ts";
 
 const LOCAL = { hostname: "127.0.0.1", port: 0 } as const;
 
