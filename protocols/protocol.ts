@@ -48,6 +48,12 @@ export interface Protocol extends BaseProtocol {
    * the transport open for writing; otherwise it closes after flushing.
    */
   eofReceived?(): boolean | void;
+  /**
+   * Called when nothing was read or written for the transport's idle
+   * timeout (the `idleTimeout` option, or `setIdleTimeout()`). What to do
+   * is the protocol's choice; without this callback, the transport closes.
+   */
+  idleTimedOut?(): void;
 }
 
 /**

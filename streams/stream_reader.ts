@@ -12,6 +12,15 @@ const NEWLINE = new Uint8Array([0x0a]);
 const NEWLINE_ONLY = [NEWLINE];
 const EMPTY = new Uint8Array(0);
 
+/** Options of a {@linkcode StreamReader} read. */
+export interface ReadOptions {
+  /**
+   * Cancels the read when aborted: it rejects with the signal's reason,
+   * and the reader stays usable (the next read gets the next data).
+   */
+  signal?: AbortSignal;
+}
+
 /**
  * The read side of a connection as awaitable calls: asyncio's
  * `StreamReader`.
@@ -90,21 +99,33 @@ export class StreamReader {
   /**
    * Reads up to `n` bytes as soon as any are there; with `n < 0` (the
    * default), reads until EOF. Returns an empty array at EOF.
+   *
+   * @param n The most bytes to read; negative: everything until EOF.
+   * @param options `signal` cancels the read: it rejects with the signal's
+   * reason and the reader stays usable, with no byte lost.
    */
-  async read(n = -1): Promise<Uint8Array> {
+  async read(n = -1, options?: ReadOptions): Promise<Uint8Array> {
     this.#throwIfFailed();
+    const signal = options?.signal;
+    signal?.throwIfAborted();
     if (n === 0) return EMPTY;
     if (n < 0) {
       const blocks: Uint8Array[] = [];
-      for (;;) {
-        const block = await this.read(this.limit);
-        if (block.byteLength === 0) break;
-        blocks.push(block);
+      try {
+        for (;;) {
+          const block = await this.read(this.limit, options);
+          if (block.byteLength === 0) break;
+          blocks.push(block);
+        }
+      } catch (error) {
+        // Cancelled (or failed) half-way: what was read stays readable.
+        if (blocks.length > 0) this.#unread(concat(blocks));
+        throw error;
       }
       return blocks.length === 1 ? blocks[0]! : concat(blocks);
     }
     if (this.#buffer.length === 0 && !this.#eof) {
-      await this.#waitForData("read");
+      await this.#waitForData("read", signal);
     }
     const data = this.#buffer.take(Math.min(n, this.#buffer.length));
     this.#maybeResume();
@@ -115,12 +136,13 @@ export class StreamReader {
    * Reads one line, `\n` included. At EOF, returns what is left (maybe
    * without `\n`, maybe empty).
    *
+   * @param options `signal` cancels the read, as for {@linkcode read}.
    * @throws {LimitOverrunError} If a line is longer than `limit`; the line
    * is dropped (up to its `\n` if it arrived).
    */
-  async readline(): Promise<Uint8Array> {
+  async readline(options?: ReadOptions): Promise<Uint8Array> {
     try {
-      return await this.readuntil(NEWLINE);
+      return await this.readuntil(NEWLINE, options);
     } catch (error) {
       if (error instanceof IncompleteReadError) return error.partial;
       if (error instanceof LimitOverrunError) {
@@ -141,12 +163,17 @@ export class StreamReader {
    *
    * @throws {IncompleteReadError} At EOF before a separator; the buffer is
    * emptied into `partial`.
+   * @param separator One separator, or several.
+   * @param options `signal` cancels the read, as for {@linkcode read}.
    * @throws {LimitOverrunError} If no separator is within `limit` bytes;
    * the data stays buffered.
    */
   async readuntil(
     separator: Uint8Array | readonly Uint8Array[] = NEWLINE,
+    options?: ReadOptions,
   ): Promise<Uint8Array> {
+    const signal = options?.signal;
+    signal?.throwIfAborted();
     const separators = separator === NEWLINE ? NEWLINE_ONLY : sortByLength(
       separator instanceof Uint8Array ? [separator] : [...separator],
     );
@@ -183,7 +210,7 @@ export class StreamReader {
         this.#maybeResume();
         throw new IncompleteReadError(partial, null);
       }
-      await this.#waitForData("readuntil");
+      await this.#waitForData("readuntil", signal);
     }
   }
 
@@ -192,15 +219,19 @@ export class StreamReader {
    *
    * @throws {IncompleteReadError} At EOF before `n` bytes; the buffer is
    * emptied into `partial`.
+   * @param n How many bytes.
+   * @param options `signal` cancels the read, as for {@linkcode read}.
    * @throws {RangeError} If `n` is negative.
    */
-  async readexactly(n: number): Promise<Uint8Array> {
+  async readexactly(n: number, options?: ReadOptions): Promise<Uint8Array> {
     if (!Number.isInteger(n) || n < 0) {
       throw new RangeError(
         `readexactly() size must be a non-negative integer, not ${n}`,
       );
     }
     this.#throwIfFailed();
+    const signal = options?.signal;
+    signal?.throwIfAborted();
     if (n === 0) return EMPTY;
     while (this.#buffer.length < n) {
       if (this.#eof) {
@@ -208,7 +239,7 @@ export class StreamReader {
         this.#maybeResume();
         throw new IncompleteReadError(partial, n);
       }
-      await this.#waitForData("readexactly");
+      await this.#waitForData("readexactly", signal);
     }
     const data = this.#buffer.take(n);
     this.#maybeResume();
@@ -246,7 +277,7 @@ export class StreamReader {
     if (this.#exception !== undefined) throw this.#exception;
   }
 
-  async #waitForData(what: string): Promise<void> {
+  async #waitForData(what: string, signal?: AbortSignal): Promise<void> {
     if (this.#waiter !== undefined) {
       throw new TypeError(
         `Cannot ${what}(): another read is already waiting for data`,
@@ -256,11 +287,26 @@ export class StreamReader {
       this.#paused = false;
       this.#transport?.resumeReading();
     }
-    this.#waiter = Promise.withResolvers<void>();
+    const waiter = this.#waiter = Promise.withResolvers<void>();
+    const onAbort = () => waiter.reject(signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      await this.#waiter.promise;
+      await waiter.promise;
     } finally {
-      this.#waiter = undefined;
+      signal?.removeEventListener("abort", onAbort);
+      if (this.#waiter === waiter) this.#waiter = undefined;
+    }
+  }
+
+  /** Puts `data` back at the front of the buffer. */
+  #unread(data: Uint8Array): void {
+    this.#buffer.prepend(data);
+    if (
+      this.#transport !== undefined && !this.#paused &&
+      this.#buffer.length > 2 * this.limit
+    ) {
+      this.#paused = true;
+      this.#transport.pauseReading();
     }
   }
 
@@ -329,6 +375,24 @@ class ByteBuffer {
     }
     this.#bytes.set(data, this.#end);
     this.#end += data.byteLength;
+  }
+
+  /** Puts `data` before what the buffer holds. */
+  prepend(data: Uint8Array): void {
+    if (this.length === 0) {
+      this.append(data);
+      return;
+    }
+    const rest = this.#bytes.subarray(this.#start, this.#end);
+    const joined = new Uint8Array(
+      Math.max(2 * (data.byteLength + rest.byteLength), 4096),
+    );
+    joined.set(data);
+    joined.set(rest, data.byteLength);
+    this.#bytes = joined;
+    this.#start = 0;
+    this.#end = data.byteLength + rest.byteLength;
+    this.#adopted = false;
   }
 
   /**

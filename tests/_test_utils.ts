@@ -442,6 +442,7 @@ export class StubTransport implements Transport {
   canWriteEof(): boolean {
     return true;
   }
+  setIdleTimeout(): void {}
   getWriteBufferSize(): number {
     return 0;
   }

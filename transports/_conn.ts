@@ -13,6 +13,21 @@ export function setNoDelay(
   }
 }
 
+/** Sets SO_KEEPALIVE on a TCP conn when asked; others pass. */
+export function setKeepAlive(
+  conn: Deno.Conn,
+  keepAlive: boolean | undefined,
+): void {
+  if (keepAlive === undefined) return;
+  const tcp = conn as Partial<Deno.TcpConn>;
+  if (typeof tcp.setKeepAlive !== "function") return;
+  try {
+    tcp.setKeepAlive(keepAlive);
+  } catch {
+    // A conn the peer already reset: the transport will see it on read.
+  }
+}
+
 /** Checks that `factory` is callable before any socket is opened. */
 export function checkFactory(factory: unknown, what: string): void {
   if (typeof factory !== "function") {
@@ -20,6 +35,26 @@ export function checkFactory(factory: unknown, what: string): void {
       `Cannot ${what}: the protocol factory must be a function, not ${typeof factory}`,
     );
   }
+}
+
+/**
+ * Checks an `idleTimeout` option (milliseconds, 0 for none).
+ *
+ * @throws {RangeError} Unless it is a number from 0 to 2^31 - 1.
+ */
+export function checkIdleTimeout(
+  value: unknown,
+  what: string,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !(value >= 0 && value <= 2 ** 31 - 1)) {
+    throw new RangeError(
+      `Cannot ${what}: idleTimeout (${value}) must be a number of milliseconds from 0 to ${
+        2 ** 31 - 1
+      }`,
+    );
+  }
+  return value;
 }
 
 /** Checks a TCP port number. */

@@ -29,6 +29,8 @@ export interface ReadSideOwner {
   eof(keepOpen: boolean): void;
   /** A read failed: the transport is lost with `error`. */
   failed(error: Error): void;
+  /** Bytes were read (for the idle timer). */
+  active(): void;
 }
 
 /** A read whose delivery waits: while paused, or for another protocol. */
@@ -258,6 +260,7 @@ export class ReadSide {
           return;
         }
         this.#sizer.update(nbytes, buffer.byteLength);
+        this.#owner.active();
         if (this.#paused || protocol !== this.#caller.protocol) {
           const read = kind.hold(protocol, buffer, nbytes);
           if (this.#paused) {

@@ -1,4 +1,5 @@
 import { closeQuietly } from "./_conn.ts";
+import { IdleTimer } from "./_idle_timer.ts";
 import { ProtocolCaller, type TransportEvents } from "./_protocol_caller.ts";
 import { PROBE_READ_SIZE, TLS_PROBE_READ_SIZE } from "./_read_memory.ts";
 import { type ByteSource, isBuffered, ReadSide } from "./_read_side.ts";
@@ -39,6 +40,8 @@ export interface StreamTransportOptions {
   upgraded?: boolean | undefined;
   /** Write buffer limits to start with (default asyncio's). */
   limits?: WriteBufferLimits | undefined;
+  /** Milliseconds of no reading or writing before `idleTimedOut` (0: never). */
+  idleTimeout?: number | undefined;
   /**
    * For a child's pipe: `getProtocol()` and `setProtocol()` are the
    * subprocess transport's.
@@ -59,6 +62,8 @@ export interface DetachedConn {
   onError: ErrorHandler;
   /** The maker's events, to carry over. */
   events: TransportEvents | undefined;
+  /** The idle timeout, to carry over. */
+  idleTimeout: number;
   /** Ends the protocol's connection with `exc`, once, as the transport would. */
   lose(exc: Error | undefined): void;
 }
@@ -84,6 +89,7 @@ export class StreamTransport implements Transport {
   #reader: ReadSide | undefined;
   #writer: WriteSide | undefined;
   #extra: Record<string, unknown> | undefined;
+  #idle: IdleTimer;
   #protocolOwner: StreamTransportOptions["protocolOwner"];
   /** Settles once `connectionMade` has run (or was skipped). */
   #started: Promise<void>;
@@ -112,12 +118,14 @@ export class StreamTransport implements Transport {
       events: options.events,
       fatal: (exc) => this.#forceClose(exc),
     });
+    this.#idle = new IdleTimer(() => this.#idleTimedOut());
     const owner = {
       eof: (keepOpen: boolean) => {
         if (!keepOpen || this.#writer === undefined) this.close();
       },
       flushed: () => this.#finish(undefined),
       failed: (error: Error) => this.#forceClose(error),
+      active: () => this.#idle.touch(),
     };
     if (this.#source !== undefined) {
       const probe = ends.conn !== undefined && isTlsConn(ends.conn)
@@ -135,6 +143,7 @@ export class StreamTransport implements Transport {
       );
     }
     this.#started = this.#start(options.upgraded === true);
+    if (options.idleTimeout) this.#idle.set(options.idleTimeout);
   }
 
   /**
@@ -273,6 +282,17 @@ export class StreamTransport implements Transport {
   }
 
   /**
+   * Calls the protocol's `idleTimedOut()` once nothing was read or written
+   * for `ms` milliseconds (counted from now), or closes the transport if
+   * the protocol has none; 0 turns it off.
+   *
+   * @throws {RangeError} Unless `ms` is a number from 0 to 2^31 - 1.
+   */
+  setIdleTimeout(ms: number): void {
+    if (!this.#finishing) this.#idle.set(ms);
+  }
+
+  /**
    * Stops at an upgrade point (`startTls`): flushes the write buffer, then
    * reads and writes nothing more, and hands the conn over without closing
    * it or calling `connectionLost`.
@@ -304,6 +324,8 @@ export class StreamTransport implements Transport {
       throw new TypeError(`${cannot}: the connection was lost while flushing`);
     }
     this.#finishing = true;
+    const idleTimeout = this.#idle.ms;
+    this.#idle.clear();
     this.#caller.stop();
     await reader.idle;
     return {
@@ -311,6 +333,7 @@ export class StreamTransport implements Transport {
       limits: writer.limits(),
       onError: this.#caller.onError,
       events: this.#caller.events,
+      idleTimeout,
       lose: (exc) => {
         closeQuietly(conn);
         this.#caller.lose(exc);
@@ -321,6 +344,16 @@ export class StreamTransport implements Transport {
   async #start(upgraded: boolean): Promise<void> {
     await undefined;
     if (this.#caller.connectionMade(upgraded)) this.#reader?.start();
+  }
+
+  #idleTimedOut(): void {
+    if (this.#closing) return;
+    const protocol = this.#caller.protocol as { idleTimedOut?: unknown };
+    if (typeof protocol.idleTimedOut === "function") {
+      this.#caller.call("idleTimedOut");
+    } else {
+      this.close();
+    }
   }
 
   #writeSide(what: string): WriteSide {
@@ -341,6 +374,7 @@ export class StreamTransport implements Transport {
     if (this.#finishing) return;
     this.#finishing = true;
     this.#closing = true;
+    this.#idle.clear();
     this.#caller.stop();
     this.#reader?.stop();
     this.#writer?.stop();

@@ -21,6 +21,8 @@ export interface WriteSideOwner {
   flushed(): void;
   /** A write failed: the transport is lost with `error`. */
   failed(error: Error): void;
+  /** Bytes were written (for the idle timer). */
+  active(): void;
 }
 
 /**
@@ -193,6 +195,7 @@ export class WriteSide {
             offset === 0 ? chunk : chunk.subarray(offset),
           );
           if (this.#stopped) return;
+          this.#owner.active();
           offset += written;
           queue.wrote(written);
           this.#flow.shrank(queue.size);

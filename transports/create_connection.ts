@@ -1,5 +1,11 @@
 import { formatAddress, withAddress } from "./_address.ts";
-import { checkFactory, checkPort, setNoDelay } from "./_conn.ts";
+import {
+  checkFactory,
+  checkIdleTimeout,
+  checkPort,
+  setKeepAlive,
+  setNoDelay,
+} from "./_conn.ts";
 import {
   checkHandshakeTimeout,
   handshake,
@@ -18,6 +24,14 @@ export interface CreateConnectionOptions {
   port: number;
   /** `false` leaves Nagle's algorithm on (default: TCP_NODELAY set). */
   noDelay?: boolean;
+  /** `true` sets TCP keepalive (SO_KEEPALIVE), as asyncio's `keep_alive`. */
+  keepAlive?: boolean;
+  /**
+   * Milliseconds the connection may stay idle (nothing read or written)
+   * before the protocol's `idleTimedOut()` is called, or it is closed if
+   * the protocol has none (default: no limit).
+   */
+  idleTimeout?: number;
   /** Cancels the connect. */
   signal?: AbortSignal;
   /**
@@ -48,12 +62,26 @@ export interface CreateUnixConnectionOptions {
   signal?: AbortSignal;
   /** Receives errors thrown by protocol callbacks; default: stderr. */
   onError?: ErrorHandler;
+  /**
+   * Milliseconds the connection may stay idle (nothing read or written)
+   * before the protocol's `idleTimedOut()` is called, or it is closed if
+   * the protocol has none (default: no limit).
+   */
+  idleTimeout?: number;
 }
 
 /** Options for {@linkcode connectAcceptedConn}. */
 export interface ConnectAcceptedConnOptions {
   /** `false` leaves Nagle's algorithm on (default: TCP_NODELAY set). */
   noDelay?: boolean;
+  /** `true` sets TCP keepalive (SO_KEEPALIVE), as asyncio's `keep_alive`. */
+  keepAlive?: boolean;
+  /**
+   * Milliseconds the connection may stay idle (nothing read or written)
+   * before the protocol's `idleTimedOut()` is called, or it is closed if
+   * the protocol has none (default: no limit).
+   */
+  idleTimeout?: number;
   /** Receives errors thrown by protocol callbacks; default: stderr. */
   onError?: ErrorHandler;
   /**
@@ -121,6 +149,7 @@ export async function createConnection<P extends StreamProtocol>(
     "create connection",
   );
   checkTlsOnly(options, "create connection");
+  checkIdleTimeout(options.idleTimeout, "create connection");
   const hostname = options.hostname ?? "127.0.0.1";
   let conn: Deno.TcpConn;
   try {
@@ -143,6 +172,7 @@ export async function createConnection<P extends StreamProtocol>(
   }
   // Deno's TlsConn has no setNoDelay(): set it on the TCP conn first.
   setNoDelay(conn, options.noDelay);
+  setKeepAlive(conn, options.keepAlive);
   const tls = await upgradeClient(conn, {
     hostname: options.tls.serverName ?? hostname,
     caCerts: options.tls.caCerts,
@@ -179,6 +209,7 @@ export async function createUnixConnection<P extends StreamProtocol>(
   if (typeof options?.path !== "string") {
     throw new TypeError("Cannot create Unix connection: path must be a string");
   }
+  checkIdleTimeout(options.idleTimeout, "create Unix connection");
   if (options.signal?.aborted) throw options.signal.reason;
   let conn: Deno.UnixConn;
   try {
@@ -284,10 +315,16 @@ function drive<P extends StreamProtocol>(
   try {
     checkFactory(factory, "connect accepted conn");
     setNoDelay(conn, options.noDelay);
+    setKeepAlive(conn, options.keepAlive);
+    const idleTimeout = checkIdleTimeout(
+      options.idleTimeout,
+      "connect accepted conn",
+    );
     protocol = factory();
     transport = new StreamTransport({ conn }, protocol, {
       onError: options.onError,
       extra,
+      idleTimeout,
       events: {
         made(_, error) {
           if (error === undefined) made.resolve([transport, protocol]);

@@ -1,5 +1,12 @@
 import { listenAll, listenHostnames, withAddress } from "./_address.ts";
-import { checkFactory, checkPort, closeQuietly, setNoDelay } from "./_conn.ts";
+import {
+  checkFactory,
+  checkIdleTimeout,
+  checkPort,
+  closeQuietly,
+  setKeepAlive,
+  setNoDelay,
+} from "./_conn.ts";
 import type { TransportEvents } from "./_protocol_caller.ts";
 import { report, reportToStderr } from "./_report.ts";
 import {
@@ -34,6 +41,18 @@ export interface ShutdownOptions {
 export interface ServerOptions {
   /** `false` leaves Nagle's algorithm on for TCP (default: TCP_NODELAY). */
   noDelay?: boolean;
+  /**
+   * `true` sets TCP keepalive (SO_KEEPALIVE) on each connection, as
+   * asyncio's `keep_alive`; the system's probe intervals apply.
+   */
+  keepAlive?: boolean;
+  /**
+   * Milliseconds a connection may stay idle (nothing read or written)
+   * before its protocol's `idleTimedOut()` is called, or it is closed if
+   * the protocol has none (default: no limit). See
+   * {@linkcode Transport.setIdleTimeout}.
+   */
+  idleTimeout?: number;
   /** Closes the server when aborted, as `close()` does. */
   signal?: AbortSignal;
   /** `false` binds but does not accept until `startServing()`. */
@@ -106,6 +125,8 @@ export class Server<A extends Deno.Addr = Deno.Addr>
   #factory: () => StreamProtocol;
   #onError: ErrorHandler;
   #noDelay: boolean | undefined;
+  #keepAlive: boolean | undefined;
+  #idleTimeout: number | undefined;
   #signal: AbortSignal | undefined;
   #transports = new Set<Transport>();
   /** What every transport the server made tells it. */
@@ -164,6 +185,8 @@ export class Server<A extends Deno.Addr = Deno.Addr>
     this.#factory = factory;
     this.#onError = options.onError ?? reportToStderr;
     this.#noDelay = options.noDelay;
+    this.#keepAlive = options.keepAlive;
+    this.#idleTimeout = checkIdleTimeout(options.idleTimeout, "create server");
     this.#signal = options.signal;
     if (this.#signal?.aborted) {
       this.close();
@@ -370,10 +393,12 @@ export class Server<A extends Deno.Addr = Deno.Addr>
     let transport: StreamTransport;
     try {
       setNoDelay(conn, this.#noDelay);
+      setKeepAlive(conn, this.#keepAlive);
       transport = new StreamTransport({ conn }, this.#factory(), {
         onError: this.#onError,
         events: this.#events,
         extra,
+        idleTimeout: this.#idleTimeout,
       });
     } catch (error) {
       conn.close();

@@ -119,6 +119,7 @@ export async function startTls(
         extra: tls.extra,
         upgraded: true,
         limits: detached.limits,
+        idleTimeout: detached.idleTimeout,
       });
     } catch (error) {
       tls.conn.close();

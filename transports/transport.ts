@@ -185,6 +185,15 @@ export interface Transport extends ReadTransport, WriteTransport {
   getProtocol(): StreamProtocol;
   /** Switches the protocol, between `Protocol` and `BufferedProtocol` too. */
   setProtocol(protocol: StreamProtocol): void;
+  /**
+   * Calls the protocol's `idleTimedOut()` once nothing was read or written
+   * for `ms` milliseconds, counted from now (the transport closes if the
+   * protocol has no `idleTimedOut`); 0 turns it off. After it fired, the
+   * next read or write starts the count again.
+   *
+   * @throws {RangeError} Unless `ms` is a number from 0 to 2^31 - 1.
+   */
+  setIdleTimeout(ms: number): void;
 }
 
 /** A protocol a stream transport can drive. */
