@@ -66,3 +66,72 @@ export class WritableSink implements ByteSink {
     this.#writer.abort().catch(() => {});
   }
 }
+
+/** Something a read pipe can read: a reader object, or a web stream. */
+export type ByteSourceLike =
+  | { read(p: Uint8Array): Promise<number | null>; close?(): void }
+  | ReadableStream<Uint8Array>;
+
+/** Something a write pipe can write: a writer object, or a web stream. */
+export type ByteSinkLike =
+  | { write(p: Uint8Array): Promise<number>; close?(): void }
+  | WritableStream<Uint8Array>;
+
+/**
+ * Adapts what `connectReadPipe` was given.
+ *
+ * @throws {TypeError} Unless it has `read()` or is a `ReadableStream`.
+ */
+export function toByteSource(
+  source: unknown,
+  cannot: string,
+): ByteSource & { close(): void } {
+  if (source instanceof ReadableStream) return new ReadableSource(source);
+  const reader = source as { read?: unknown; close?: unknown } | null;
+  if (
+    typeof reader !== "object" || reader === null ||
+    typeof reader.read !== "function"
+  ) {
+    throw new TypeError(
+      `${cannot}: the source needs read(p), or must be a ReadableStream`,
+    );
+  }
+  const read = reader.read as ByteSource["read"];
+  const close = reader.close as (() => void) | undefined;
+  return {
+    read: (p) => read.call(reader, p),
+    close: () => close?.call(reader),
+  };
+}
+
+/**
+ * Adapts what `connectWritePipe` was given. Ending its write direction
+ * closes it.
+ *
+ * @throws {TypeError} Unless it has `write()` or is a `WritableStream`.
+ */
+export function toByteSink(sink: unknown, cannot: string): ByteSink {
+  if (sink instanceof WritableStream) return new WritableSink(sink);
+  const writer = sink as { write?: unknown; close?: unknown } | null;
+  if (
+    typeof writer !== "object" || writer === null ||
+    typeof writer.write !== "function"
+  ) {
+    throw new TypeError(
+      `${cannot}: the sink needs write(p), or must be a WritableStream`,
+    );
+  }
+  const write = writer.write as ByteSink["write"];
+  const close = writer.close as (() => void) | undefined;
+  let closed = false;
+  const closeOnce = () => {
+    if (closed) return;
+    closed = true;
+    close?.call(writer);
+  };
+  return {
+    write: (p) => write.call(writer, p),
+    closeWrite: () => Promise.resolve(closeOnce()),
+    close: closeOnce,
+  };
+}

@@ -107,7 +107,8 @@ export class StreamTransport implements Transport {
     protocol: StreamProtocol,
     options: StreamTransportOptions = {},
   ) {
-    checkProtocol(protocol);
+    if (ends.sink === undefined) checkProtocol(protocol);
+    else checkObject(protocol);
     this.#conn = ends.conn;
     this.#source = ends.conn ?? ends.source;
     this.#sink = ends.conn ?? ends.sink;
@@ -178,7 +179,8 @@ export class StreamTransport implements Transport {
       this.#protocolOwner.setProtocol(protocol as never);
       return;
     }
-    checkProtocol(protocol);
+    if (this.#reader === undefined) checkObject(protocol);
+    else checkProtocol(protocol);
     this.#caller.protocol = protocol;
     this.#reader?.protocolChanged();
   }
@@ -392,13 +394,18 @@ export class StreamTransport implements Transport {
   }
 }
 
-/** Checks a stream protocol's shape. */
-export function checkProtocol(protocol: unknown): void {
+/** Checks that a protocol is an object (all a write pipe needs). */
+function checkObject(protocol: unknown): asserts protocol is object {
   if (typeof protocol !== "object" || protocol === null) {
     throw new TypeError(
       `Cannot use protocol: expected an object, not ${describeValue(protocol)}`,
     );
   }
+}
+
+/** Checks a stream protocol's shape. */
+export function checkProtocol(protocol: unknown): void {
+  checkObject(protocol);
   if (isBuffered(protocol)) {
     if (typeof protocol.bufferUpdated !== "function") {
       throw new TypeError(

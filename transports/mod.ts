@@ -27,3 +27,4 @@ export * from "./create_connection.ts";
 export * from "./start_tls.ts";
 export * from "./create_datagram_endpoint.ts";
 export * from "./subprocess_exec.ts";
+export * from "./connect_read_pipe.ts";

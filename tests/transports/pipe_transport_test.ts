@@ -1,0 +1,191 @@
+import assert from "node:assert/strict";
+import {
+  BufferedProtocolBase,
+  connectReadPipe,
+  connectWritePipe,
+  ProtocolBase,
+} from "../../mod.ts";
+import {
+  assertBytes,
+  bytes,
+  pattern,
+  RecordingProtocol,
+  text,
+  within,
+} from "../_test_utils.ts";
+
+/** A child that writes `size` pattern bytes to stdout. */
+function writer(size: number): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `const n = ${size}; const b = new Uint8Array(n);
+       let s = 1; for (let i = 0; i < n; i++) { s ^= s << 13; s ^= s >>> 17; s ^= s << 5; b[i] = s & 255; }
+       let o = 0; while (o < n) o += await Deno.stdout.write(b.subarray(o));`,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+}
+
+Deno.test("connectReadPipe() over a child's stdout delivers every byte, then eofReceived, then connectionLost", async () => {
+  const child = writer(1024 * 1024);
+  const protocol = new RecordingProtocol();
+  const [transport] = await connectReadPipe(() => protocol, child.stdout);
+  assert.equal(transport.getExtraInfo("pipe"), child.stdout);
+  await within(protocol.waitFor("connectionLost"), "the pipe's end");
+  assertBytes(protocol.received(), pattern(1024 * 1024));
+  assert.deepEqual(
+    protocol.calls.filter((call) => call !== "dataReceived"),
+    ["connectionMade", "eofReceived", "connectionLost"],
+  );
+  assert.equal(protocol.lostWith, undefined);
+  await child.status;
+});
+
+Deno.test("connectReadPipe() pauses and resumes reading without losing a byte", async () => {
+  const child = writer(512 * 1024);
+  const protocol = new RecordingProtocol();
+  const [transport] = await connectReadPipe(() => protocol, child.stdout);
+  await within(protocol.waitFor("dataReceived"), "the first chunk");
+  transport.pauseReading();
+  assert.equal(transport.isReading(), false);
+  const seen = protocol.count("dataReceived");
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  // A read in flight may still land; nothing after it.
+  assert.ok(protocol.count("dataReceived") <= seen + 1);
+  transport.resumeReading();
+  await within(protocol.waitFor("connectionLost"), "the pipe's end");
+  assertBytes(protocol.received(), pattern(512 * 1024));
+  await child.status;
+});
+
+Deno.test("connectReadPipe() drives a BufferedProtocol from a file", async () => {
+  const path = await Deno.makeTempFile();
+  try {
+    const data = pattern(300_000, 5);
+    await Deno.writeFile(path, data);
+    const file = await Deno.open(path, { read: true });
+    const chunks: Uint8Array[] = [];
+    const done = Promise.withResolvers<void>();
+    class Collect extends BufferedProtocolBase {
+      override bufferUpdated(nbytes: number): void {
+        chunks.push(this.buffer.slice(0, nbytes));
+      }
+      override connectionLost(): void {
+        done.resolve();
+      }
+    }
+    await connectReadPipe(() => new Collect(1000), file);
+    await within(done.promise, "the file's end");
+    const received = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let offset = 0;
+    for (const chunk of chunks) {
+      received.set(chunk, offset);
+      offset += chunk.length;
+    }
+    assertBytes(received, data);
+    assert.ok(chunks.every((chunk) => chunk.byteLength <= 1000));
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("connectReadPipe() and connectWritePipe() over a FIFO move bytes from one end to the other", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/fifo`;
+    const made = await new Deno.Command("mkfifo", { args: [path] }).output();
+    assert.equal(made.code, 0);
+    const [reading, writing] = await Promise.all([
+      Deno.open(path, { read: true }),
+      Deno.open(path, { write: true }),
+    ]);
+    const reader = new RecordingProtocol();
+    await connectReadPipe(() => reader, reading);
+    const [transport] = await connectWritePipe(
+      () => new ProtocolBase(),
+      writing,
+    );
+    const data = pattern(200_000, 9);
+    transport.write(data);
+    transport.close();
+    await within(reader.waitFor("connectionLost"), "the FIFO's end");
+    assertBytes(reader.received(), data);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("connectWritePipe() over a child's stdin: flow control while it does not read, every byte once it does", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `await new Promise((r) => setTimeout(r, 100));
+       let n = 0; const b = new Uint8Array(65536);
+       for (;;) { const r = await Deno.stdin.read(b); if (r === null) break; n += r; }
+       console.log(n);`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const calls: string[] = [];
+  const lost = Promise.withResolvers<void>();
+  const [transport] = await connectWritePipe(() => ({
+    pauseWriting: () => void calls.push("pauseWriting"),
+    resumeWriting: () => void calls.push("resumeWriting"),
+    connectionLost: () => lost.resolve(),
+  }), child.stdin);
+  transport.setWriteBufferLimits({ high: 64 * 1024 });
+  const size = 4 * 1024 * 1024;
+  for (let offset = 0; offset < size; offset += 256 * 1024) {
+    transport.write(new Uint8Array(256 * 1024));
+  }
+  assert.deepEqual(calls, ["pauseWriting"]);
+  transport.close();
+  await within(lost.promise, "the pipe's end");
+  assert.deepEqual(calls, ["pauseWriting", "resumeWriting"]);
+  const { stdout } = await child.output();
+  assert.equal(text(stdout).trim(), String(size));
+});
+
+Deno.test("connectWritePipe(): writeEof() closes the pipe, and a write after it is a TypeError", async () => {
+  const chunks: Uint8Array[] = [];
+  let closed = false;
+  const sink = new WritableStream<Uint8Array>({
+    write(chunk) {
+      chunks.push(chunk.slice());
+    },
+    close() {
+      closed = true;
+    },
+  });
+  const lost = Promise.withResolvers<void>();
+  const [transport] = await connectWritePipe(() => ({
+    connectionLost: () => lost.resolve(),
+  }), sink);
+  transport.write(bytes("last words"));
+  transport.writeEof();
+  assert.equal(transport.isClosing(), true);
+  assert.throws(() => transport.write(bytes("more")), TypeError);
+  await within(lost.promise, "the pipe's end");
+  assert.equal(closed, true);
+  assert.equal(text(chunks[0]!), "last words");
+});
+
+Deno.test("connectReadPipe() and connectWritePipe() reject what they cannot use", async () => {
+  await assert.rejects(
+    connectReadPipe(() => new ProtocolBase(), {} as never),
+    TypeError,
+  );
+  await assert.rejects(
+    connectWritePipe(() => new ProtocolBase(), 42 as never),
+    TypeError,
+  );
+  await assert.rejects(
+    connectReadPipe(() => ({}) as never, ReadableStream.from([])),
+    TypeError,
+  );
+});

@@ -1,0 +1,179 @@
+import type { BaseProtocol } from "../protocols/base_protocol.ts";
+import {
+  type ByteSinkLike,
+  type ByteSourceLike,
+  toByteSink,
+  toByteSource,
+} from "./_byte_io.ts";
+import { checkFactory } from "./_conn.ts";
+import { StreamTransport } from "./_stream_transport.ts";
+import type {
+  ErrorHandler,
+  ReadTransport,
+  StreamProtocol,
+  WriteTransport,
+} from "./transport.ts";
+
+export type { ByteSinkLike, ByteSourceLike } from "./_byte_io.ts";
+
+/** Options for {@linkcode connectReadPipe}. */
+export interface ConnectReadPipeOptions {
+  /** Receives errors thrown by protocol callbacks; default: stderr. */
+  onError?: ErrorHandler;
+}
+
+/** Options for {@linkcode connectWritePipe}. */
+export interface ConnectWritePipeOptions {
+  /** Receives errors thrown by protocol callbacks; default: stderr. */
+  onError?: ErrorHandler;
+}
+
+/**
+ * Drives a protocol from any byte source: asyncio's
+ * `loop.connect_read_pipe()`. The source is `Deno.stdin`, a `Deno.FsFile`
+ * (a FIFO, a character device, a file), anything with
+ * `read(p: Uint8Array): Promise<number | null>`, or a
+ * `ReadableStream<Uint8Array>`.
+ *
+ * The protocol gets what a socket's would: `connectionMade`,
+ * `dataReceived` (or `getBuffer`/`bufferUpdated`), `eofReceived` at the
+ * source's end, then `connectionLost`. `pauseReading()` and
+ * `resumeReading()` work as on a socket; `close()` closes the source.
+ * `getExtraInfo("pipe")` is the source. The transport it gets cannot
+ * write (its `write()` throws `TypeError`).
+ *
+ * Deno cannot cancel a read in flight on every kind of file: closing a
+ * terminal's stdin, for one, waits for the next line.
+ *
+ * @param factory Makes the protocol.
+ * @param source What to read.
+ * @param options Error reporting.
+ * @returns The transport and the protocol, once `connectionMade` has run.
+ * @throws {TypeError} If `source` cannot be read.
+ *
+ * @example Count the lines of a stream
+ * ```ts
+ * import { connectReadPipe, ProtocolBase } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * class LineCounter extends ProtocolBase {
+ *   lines = 0;
+ *   done = Promise.withResolvers<void>();
+ *   override dataReceived(data: Uint8Array): void {
+ *     this.lines += data.filter((byte) => byte === 0x0a).length;
+ *   }
+ *   override connectionLost(): void {
+ *     this.done.resolve();
+ *   }
+ * }
+ *
+ * const source = ReadableStream.from([new TextEncoder().encode("a\nb\nc\n")]);
+ * const [, counter] = await connectReadPipe(() => new LineCounter(), source);
+ * await counter.done.promise;
+ * assert.equal(counter.lines, 3);
+ * ```
+ */
+export function connectReadPipe<P extends StreamProtocol>(
+  factory: () => P,
+  source: ByteSourceLike,
+  options?: ConnectReadPipeOptions,
+): Promise<[ReadTransport, P]> {
+  const cannot = "Cannot connect read pipe";
+  try {
+    checkFactory(factory, "connect read pipe");
+    const ends = { source: toByteSource(source, cannot) };
+    return start(
+      factory,
+      (protocol, made) =>
+        new StreamTransport(ends, protocol, {
+          onError: options?.onError,
+          extra: { pipe: source },
+          events: { made },
+        }),
+    );
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * Gives a protocol a write transport over any byte sink: asyncio's
+ * `loop.connect_write_pipe()`. The sink is `Deno.stdout`, `Deno.stderr`, a
+ * `Deno.FsFile`, anything with `write(p: Uint8Array): Promise<number>`, or
+ * a `WritableStream<Uint8Array>`.
+ *
+ * The transport has a socket's write buffer, coalescing and flow control
+ * (`pauseWriting` over the high-water mark, `resumeWriting` at the low
+ * one); `close()` flushes then closes the sink, `writeEof()` is the same
+ * as `close()` (a pipe's EOF is its close), `abort()` drops the buffer.
+ * `getExtraInfo("pipe")` is the sink.
+ *
+ * @param factory Makes the protocol: any object, with the callbacks every
+ * protocol has (`connectionMade`, `pauseWriting`, `resumeWriting`,
+ * `connectionLost`).
+ * @param sink Where to write.
+ * @param options Error reporting.
+ * @returns The transport and the protocol, once `connectionMade` has run.
+ * @throws {TypeError} If `sink` cannot be written.
+ *
+ * @example Write lines with flow control
+ * ```ts
+ * import { connectWritePipe, ProtocolBase } from "@aio/protocols";
+ *
+ * const chunks: Uint8Array[] = [];
+ * const sink = new WritableStream<Uint8Array>({
+ *   write(chunk) {
+ *     chunks.push(chunk.slice());
+ *   },
+ * });
+ * const [transport, protocol] = await connectWritePipe(
+ *   () => new ProtocolBase(),
+ *   sink,
+ * );
+ * for (let i = 0; i < 3; i++) {
+ *   transport.write(new TextEncoder().encode(`line ${i}\n`));
+ *   await protocol.drain();
+ * }
+ * transport.close();
+ * ```
+ */
+export function connectWritePipe<P extends BaseProtocol>(
+  factory: () => P,
+  sink: ByteSinkLike,
+  options?: ConnectWritePipeOptions,
+): Promise<[WriteTransport, P]> {
+  const cannot = "Cannot connect write pipe";
+  try {
+    checkFactory(factory, "connect write pipe");
+    const ends = { sink: toByteSink(sink, cannot) };
+    return start(
+      factory,
+      (protocol, made) =>
+        // A write pipe reads nothing: any protocol object will do.
+        new StreamTransport(ends, protocol as unknown as StreamProtocol, {
+          onError: options?.onError,
+          extra: { pipe: sink },
+          events: { made },
+        }),
+    );
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** Makes the protocol and its transport; resolves once `connectionMade` ran. */
+function start<P extends object, T>(
+  factory: () => P,
+  make: (
+    protocol: P,
+    made: (transport: unknown, error: Error | undefined) => void,
+  ) => T,
+): Promise<[T, P]> {
+  const protocol = factory();
+  const done = Promise.withResolvers<[T, P]>();
+  const transport = make(protocol, (_, error) => {
+    if (error === undefined) done.resolve([transport, protocol]);
+    else done.reject(error);
+  });
+  return done.promise;
+}
