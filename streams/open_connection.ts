@@ -54,7 +54,7 @@ export interface OpenUnixConnectionOptions extends CreateUnixConnectionOptions {
  *   writer.close();
  * }, { hostname: "127.0.0.1", port: 0 });
  *
- * const { port } = server.addrs[0] as Deno.NetAddr;
+ * const { port } = server.addrs[0]!;
  * const [reader, writer] = await openConnection({ port });
  * writer.write(new TextEncoder().encode("hello\n"));
  * assert.equal(new TextDecoder().decode(await reader.read()), "hello\n");
