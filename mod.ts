@@ -15,12 +15,12 @@
  * await using server = await createServer(() => {
  *   let transport: Transport;
  *   return {
- *     connectionMade(t) { transport = t as Transport; },
+ *     connectionMade(t) { transport = t; },
  *     dataReceived(data) { transport.write(data); },
  *   };
  * }, { hostname: "127.0.0.1", port: 0 });
  *
- * const { port } = server.addrs[0] as Deno.NetAddr;
+ * const { port } = server.addrs[0]!;
  * const { promise, resolve } = Promise.withResolvers<string>();
  * class Client extends ProtocolBase {
  *   override dataReceived(data: Uint8Array): void {

@@ -4,7 +4,7 @@
  *
  * ```sh
  * deno run --allow-net examples/echo_client.ts --port 8888 hello world
- * deno run --allow-net --allow-read examples/echo_client.ts --unix /tmp/echo.sock hello
+ * deno run --allow-net --allow-read --allow-write examples/echo_client.ts --unix /tmp/echo.sock hello
  * ```
  *
  * @module
@@ -14,7 +14,6 @@ import {
   createConnection,
   createUnixConnection,
   ProtocolBase,
-  type Transport,
 } from "@aio/protocols";
 
 /** Prints what arrives; keeps the transport open after EOF to close it. */
@@ -58,7 +57,7 @@ if (import.meta.main) {
   const encoder = new TextEncoder();
   for (const message of messages) {
     console.log("sending:", message);
-    (transport as Transport).write(encoder.encode(message));
+    transport.write(encoder.encode(message));
   }
   transport.writeEof();
   const exc = await client.done;

@@ -26,12 +26,14 @@ import {
 class Echo extends ProtocolBase {
   override connectionMade(transport: Transport): void {
     super.connectionMade(transport);
-    const peer = transport.getExtraInfo("peername") as Deno.Addr;
-    console.log("connection from", describe(peer));
+    console.log(
+      "connection from",
+      describe(transport.getExtraInfo("peername")),
+    );
   }
 
   override dataReceived(data: Uint8Array): void {
-    (this.transport as Transport).write(data);
+    this.transport?.write(data);
   }
 
   override connectionLost(exc: Error | undefined): void {
@@ -44,11 +46,12 @@ class Echo extends ProtocolBase {
 class BufferedEcho extends BufferedProtocolBase {
   override bufferUpdated(nbytes: number): void {
     // write() does not copy, and the next read reuses this buffer: copy.
-    (this.transport as Transport).write(this.buffer.slice(0, nbytes));
+    this.transport?.write(this.buffer.slice(0, nbytes));
   }
 }
 
-function describe(addr: Deno.Addr): string {
+function describe(addr: Deno.Addr | undefined): string {
+  if (addr === undefined) return "(unknown)";
   if (addr.transport === "tcp" || addr.transport === "udp") {
     return `${addr.hostname}:${addr.port}`;
   }

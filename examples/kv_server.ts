@@ -66,7 +66,7 @@ if (import.meta.main) {
     hostname: values.hostname,
     port: Number(values.port),
   });
-  const addr = server.addrs[0] as Deno.NetAddr;
+  const addr = server.addrs[0]!;
   console.log(
     `key-value server on ${addr.hostname}:${addr.port}; Ctrl-C stops`,
   );

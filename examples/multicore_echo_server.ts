@@ -22,7 +22,7 @@ function echo(): Protocol {
   let transport: Transport;
   return {
     connectionMade(t) {
-      transport = t as Transport;
+      transport = t;
     },
     dataReceived(data) {
       transport.write(data);
@@ -42,20 +42,19 @@ interface WorkerOptions {
   port: number;
 }
 
-/** Runs one server in this worker until the main thread says stop. */
-async function serveInWorker(options: WorkerOptions): Promise<void> {
+/** What the main thread sends each worker: where to listen, where to answer. */
+interface WorkerStart {
+  options: WorkerOptions;
+  /** Gets `{ listening: Deno.NetAddr }` once the server listens. */
+  port: MessagePort;
+}
+
+/** Runs one server in this worker, until the worker is terminated. */
+async function serveInWorker({ options, port }: WorkerStart): Promise<void> {
   const server = await createServer(echo, { ...options, reusePort: true });
-  const scope = self as unknown as {
-    onmessage: ((event: MessageEvent) => void) | null;
-    postMessage(message: unknown): void;
-  };
-  scope.onmessage = () => {
-    server.close();
-    server.abortClients();
-  };
-  scope.postMessage({ listening: server.addrs[0] });
+  port.postMessage({ listening: server.addrs[0] });
+  port.close();
   await server.waitClosed();
-  self.close();
 }
 
 /**
@@ -74,14 +73,20 @@ export async function startWorkers(
       name: `echo-worker-${workers.length}`,
     });
     workers.push(worker);
+    const { port1, port2 } = new MessageChannel();
     const listening = new Promise<Deno.NetAddr>((resolve, reject) => {
-      worker.onmessage = (event) => resolve(event.data.listening);
+      port1.onmessage = (event) => {
+        port1.close();
+        resolve(event.data.listening);
+      };
       worker.onerror = (event) => {
         event.preventDefault();
+        port1.close();
         reject(new Error(`echo worker failed: ${event.message}`));
       };
     });
-    worker.postMessage(workerOptions);
+    const message: WorkerStart = { options: workerOptions, port: port2 };
+    worker.postMessage(message, [port2]);
     return listening;
   };
   try {
@@ -99,13 +104,9 @@ export async function startWorkers(
 }
 
 if (self.name?.startsWith("echo-worker-")) {
-  const scope = self as unknown as {
-    onmessage: ((event: MessageEvent<WorkerOptions>) => void) | null;
-  };
-  scope.onmessage = (event) => {
-    scope.onmessage = null;
-    serveInWorker(event.data);
-  };
+  addEventListener("message", (event) => {
+    if (event instanceof MessageEvent) serveInWorker(event.data);
+  }, { once: true });
 } else if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,

@@ -23,16 +23,19 @@ import { createServer, ProtocolBase, type Transport } from "@aio/protocols";
 class Echo extends ProtocolBase {
   override connectionMade(transport: Transport): void {
     super.connectionMade(transport);
-    const peer = transport.getExtraInfo("peername") as Deno.NetAddr;
+    const peer = transport.getExtraInfo("peername");
+    const from = peer?.transport === "tcp"
+      ? `${peer.hostname}:${peer.port}`
+      : "?";
     const alpn = transport.getExtraInfo("alpnProtocol");
     console.log(
-      `TLS connection from ${peer.hostname}:${peer.port}`,
+      `TLS connection from ${from}`,
       alpn === null ? "" : `(ALPN: ${alpn})`,
     );
   }
 
   override dataReceived(data: Uint8Array): void {
-    (this.transport as Transport).write(data);
+    this.transport?.write(data);
   }
 
   override connectionLost(exc: Error | undefined): void {
@@ -66,7 +69,7 @@ if (import.meta.main) {
     },
     onError: (error, context) => console.error(context.message, error),
   });
-  const addr = server.addrs[0] as Deno.NetAddr;
+  const addr = server.addrs[0]!;
   console.log(`TLS echo server listening on ${addr.hostname}:${addr.port}`);
   Deno.addSignalListener("SIGINT", () => {
     server.close();

@@ -12,16 +12,12 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import {
-  createDatagramEndpoint,
-  DatagramProtocolBase,
-  type DatagramTransport,
-} from "@aio/protocols";
+import { createDatagramEndpoint, DatagramProtocolBase } from "@aio/protocols";
 
 /** Sends each datagram back where it came from. */
 class Echo extends DatagramProtocolBase {
   override datagramReceived(data: Uint8Array, addr: Deno.NetAddr): void {
-    (this.transport as DatagramTransport).sendto(data, addr);
+    this.transport?.sendto(data, addr);
   }
   override errorReceived(exc: Error): void {
     console.error("datagram error:", exc.message);
@@ -39,7 +35,7 @@ if (import.meta.main) {
   const [transport] = await createDatagramEndpoint(() => new Echo(), {
     localAddr: { hostname: values.hostname, port: Number(values.port) },
   });
-  const addr = transport.getExtraInfo("sockname") as Deno.NetAddr;
+  const addr = transport.getExtraInfo("sockname")!;
   console.log(`UDP echo on ${addr.hostname}:${addr.port}; Ctrl-C stops`);
   Deno.addSignalListener("SIGINT", () => {
     transport.close();

@@ -3,7 +3,27 @@ import { FrameTooLongError } from "../transports/errors.ts";
 import type { Transport } from "../transports/transport.ts";
 import { ProtocolBase } from "./protocol.ts";
 
-/** Options for {@linkcode LineProtocol}. */
+/**
+ * Options for {@linkcode LineProtocol}.
+ *
+ * @example RESP: lines end with CRLF, up to 512 KiB
+ * ```ts
+ * import { LineProtocol, type LineProtocolOptions } from "@aio/protocols";
+ *
+ * const RESP: LineProtocolOptions = {
+ *   delimiter: "\r\n",
+ *   maxLineLength: 512 * 1024,
+ * };
+ * class Resp extends LineProtocol {
+ *   constructor() {
+ *     super(RESP);
+ *   }
+ *   override lineReceived(_line: Uint8Array): void {
+ *     this.sendLine("+OK");
+ *   }
+ * }
+ * ```
+ */
 export interface LineProtocolOptions {
   /** What ends a line (default `"\n"`; `"\r\n"` for RESP, SMTP, HTTP). */
   delimiter?: string | Uint8Array;
@@ -213,7 +233,19 @@ export abstract class LineProtocol extends ProtocolBase {
   }
 }
 
-/** Options for {@linkcode LengthPrefixedProtocol}. */
+/**
+ * Options for {@linkcode LengthPrefixedProtocol}.
+ *
+ * @example Frames of up to 64 KiB after a 2-byte length
+ * ```ts
+ * import type { LengthPrefixedProtocolOptions } from "@aio/protocols";
+ *
+ * const options: LengthPrefixedProtocolOptions = {
+ *   prefixLength: 2,
+ *   maxFrameLength: 65535,
+ * };
+ * ```
+ */
 export interface LengthPrefixedProtocolOptions {
   /** Bytes of the big-endian length before each frame: 1, 2 or 4 (default). */
   prefixLength?: 1 | 2 | 4;

@@ -15,19 +15,67 @@ import type { DrainSource } from "./_stream_protocol.ts";
 import { StreamReader } from "./stream_reader.ts";
 import { StreamWriter } from "./stream_writer.ts";
 
-/** Options for {@linkcode createSubprocessExec}. */
+/**
+ * Options for {@linkcode createSubprocessExec}: those of `subprocessExec`
+ * (where every stream defaults to `"inherit"` here, as in asyncio), and
+ * the output readers' buffer limit.
+ *
+ * @example Pipe stdout only, in a clean environment
+ * ```ts
+ * import type { CreateSubprocessExecOptions } from "@aio/protocols";
+ *
+ * const options: CreateSubprocessExecOptions = {
+ *   stdout: "piped",
+ *   env: { LANG: "C" },
+ *   clearEnv: true,
+ *   limit: 1024 * 1024,
+ * };
+ * ```
+ */
 export interface CreateSubprocessExecOptions extends SubprocessExecOptions {
   /** Each output reader's buffer limit (default 64 KiB). */
   limit?: number;
 }
 
-/** Options for {@linkcode createSubprocessShell}: as for {@linkcode createSubprocessExec}. */
+/**
+ * Options for {@linkcode createSubprocessShell}: as for
+ * {@linkcode createSubprocessExec}.
+ *
+ * @example Run a command line in another directory
+ * ```ts
+ * import type { CreateSubprocessShellOptions } from "@aio/protocols";
+ *
+ * const options: CreateSubprocessShellOptions = {
+ *   stdout: "piped",
+ *   cwd: "/",
+ * };
+ * ```
+ */
 export type CreateSubprocessShellOptions = CreateSubprocessExecOptions;
 
 /**
  * A child process whose pipes are streams: asyncio's
  * `asyncio.subprocess.Process`. `stdin`, `stdout` and `stderr` exist for
  * the streams that were `"piped"`.
+ *
+ * @example Talk to a child line by line
+ * ```ts
+ * import { createSubprocessExec } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * const child = await createSubprocessExec("cat", [], {
+ *   stdin: "piped",
+ *   stdout: "piped",
+ * });
+ * const { stdin, stdout } = child;
+ * assert.ok(stdin !== undefined && stdout !== undefined);
+ *
+ * stdin.write(new TextEncoder().encode("ping\n"));
+ * assert.equal(new TextDecoder().decode(await stdout.readline()), "ping\n");
+ * stdin.close(); // cat sees EOF and exits
+ * assert.equal(await child.wait(), 0);
+ * assert.equal((await stdout.read()).byteLength, 0);
+ * ```
  */
 export class Process {
   /** The child's stdin, if piped. */
@@ -255,6 +303,19 @@ export async function createSubprocessExec(
  * @param command The shell command line.
  * @param options As for {@linkcode createSubprocessExec}.
  * @returns The process, once started.
+ *
+ * @example Run a pipeline and read its output
+ * ```ts
+ * import { createSubprocessShell } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * const child = await createSubprocessShell("echo one two | wc -w", {
+ *   stdout: "piped",
+ * });
+ * const [out] = await child.communicate();
+ * assert.equal(new TextDecoder().decode(out).trim(), "2");
+ * assert.equal(child.returncode, 0);
+ * ```
  */
 export async function createSubprocessShell(
   command: string,

@@ -17,19 +17,65 @@ import { StreamReaderProtocol } from "./_stream_protocol.ts";
 import { StreamReader } from "./stream_reader.ts";
 import type { StreamWriter } from "./stream_writer.ts";
 
-/** Called for each connection a stream server accepts. */
+/**
+ * Called for each connection a stream server accepts, with its reader and
+ * writer. What it throws or rejects with goes to `onError` and closes that
+ * connection.
+ *
+ * @example Greet each client, then close
+ * ```ts
+ * import { type ClientConnected, startServer } from "@aio/protocols";
+ *
+ * const greet: ClientConnected = async (_reader, writer) => {
+ *   writer.write(new TextEncoder().encode("hello\n"));
+ *   await writer.drain();
+ *   writer.close();
+ * };
+ * await using server = await startServer(greet, {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ * });
+ * ```
+ */
 export type ClientConnected = (
   reader: StreamReader,
   writer: StreamWriter,
 ) => void | Promise<void>;
 
-/** Options for {@linkcode openConnection}. */
+/**
+ * Options for {@linkcode openConnection}: those of `createConnection`, and
+ * the reader's buffer limit.
+ *
+ * @example Connect with a 1 MiB line limit
+ * ```ts
+ * import type { OpenConnectionOptions } from "@aio/protocols";
+ *
+ * const options: OpenConnectionOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: 6379,
+ *   limit: 1024 * 1024,
+ * };
+ * ```
+ */
 export interface OpenConnectionOptions extends CreateConnectionOptions {
   /** The reader's buffer limit (default 64 KiB). */
   limit?: number;
 }
 
-/** Options for {@linkcode openUnixConnection}. */
+/**
+ * Options for {@linkcode openUnixConnection}: those of
+ * `createUnixConnection`, and the reader's buffer limit.
+ *
+ * @example Connect to a Unix socket with a 1 MiB line limit
+ * ```ts
+ * import type { OpenUnixConnectionOptions } from "@aio/protocols";
+ *
+ * const options: OpenUnixConnectionOptions = {
+ *   path: "/run/app.sock",
+ *   limit: 1024 * 1024,
+ * };
+ * ```
+ */
 export interface OpenUnixConnectionOptions extends CreateUnixConnectionOptions {
   /** The reader's buffer limit (default 64 KiB). */
   limit?: number;
@@ -54,7 +100,7 @@ export interface OpenUnixConnectionOptions extends CreateUnixConnectionOptions {
  *   writer.close();
  * }, { hostname: "127.0.0.1", port: 0 });
  *
- * const { port } = server.addrs[0] as Deno.NetAddr;
+ * const { port } = server.addrs[0]!;
  * const [reader, writer] = await openConnection({ port });
  * writer.write(new TextEncoder().encode("hello\n"));
  * assert.equal(new TextDecoder().decode(await reader.read()), "hello\n");
@@ -80,6 +126,28 @@ export async function openConnection(
  *
  * @param options The socket's path, and `limit`.
  * @returns The reader and the writer.
+ *
+ * @example Ask a Unix socket server for one line
+ * ```ts
+ * import { openUnixConnection, startUnixServer } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const path = `${dir}/time.sock`;
+ * const server = await startUnixServer(async (_reader, writer) => {
+ *   writer.write(new TextEncoder().encode("12:00\n"));
+ *   await writer.drain();
+ *   writer.close();
+ * }, { path });
+ *
+ * const [reader, writer] = await openUnixConnection({ path });
+ * assert.equal(new TextDecoder().decode(await reader.readline()), "12:00\n");
+ * writer.close();
+ * await writer.waitClosed();
+ * server.close();
+ * await server.waitClosed();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function openUnixConnection(
   options: OpenUnixConnectionOptions,
@@ -93,13 +161,40 @@ export async function openUnixConnection(
   return [reader, protocol.writer!];
 }
 
-/** Options for {@linkcode startServer}. */
+/**
+ * Options for {@linkcode startServer}: those of `createServer`, and each
+ * reader's buffer limit.
+ *
+ * @example Serve on all interfaces with a 16 KiB line limit
+ * ```ts
+ * import type { StartServerOptions } from "@aio/protocols";
+ *
+ * const options: StartServerOptions = {
+ *   hostname: "0.0.0.0",
+ *   port: 8888,
+ *   limit: 16 * 1024,
+ * };
+ * ```
+ */
 export interface StartServerOptions extends CreateServerOptions {
   /** Each reader's buffer limit (default 64 KiB). */
   limit?: number;
 }
 
-/** Options for {@linkcode startUnixServer}. */
+/**
+ * Options for {@linkcode startUnixServer}: those of `createUnixServer`,
+ * and each reader's buffer limit.
+ *
+ * @example Serve a Unix socket with a 16 KiB line limit
+ * ```ts
+ * import type { StartUnixServerOptions } from "@aio/protocols";
+ *
+ * const options: StartUnixServerOptions = {
+ *   path: "/run/app.sock",
+ *   limit: 16 * 1024,
+ * };
+ * ```
+ */
 export interface StartUnixServerOptions extends CreateUnixServerOptions {
   /** Each reader's buffer limit (default 64 KiB). */
   limit?: number;
@@ -113,6 +208,26 @@ export interface StartUnixServerOptions extends CreateUnixServerOptions {
  * @param clientConnected Called for each connection.
  * @param options Where to listen, as for `createServer`, and `limit`.
  * @returns The server.
+ *
+ * @example A line echo server, and a client
+ * ```ts
+ * import { openConnection, startServer } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = await startServer(async (reader, writer) => {
+ *   for await (const line of reader) {
+ *     writer.write(line);
+ *     await writer.drain();
+ *   }
+ *   writer.close();
+ * }, { hostname: "127.0.0.1", port: 0 });
+ *
+ * const [reader, writer] = await openConnection({ port: server.addrs[0]!.port });
+ * writer.write(new TextEncoder().encode("ping\n"));
+ * assert.equal(new TextDecoder().decode(await reader.readline()), "ping\n");
+ * writer.close();
+ * await writer.waitClosed();
+ * ```
  */
 export async function startServer(
   clientConnected: ClientConnected,
@@ -132,6 +247,28 @@ export async function startServer(
  * @param clientConnected Called for each connection.
  * @param options The socket's path, as for `createUnixServer`, and `limit`.
  * @returns The server.
+ *
+ * @example Echo over a Unix socket
+ * ```ts
+ * import { openUnixConnection, startUnixServer } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const path = `${dir}/echo.sock`;
+ * const server = await startUnixServer(async (reader, writer) => {
+ *   await reader.readable.pipeTo(writer.writable); // half-closes at EOF
+ *   writer.close();
+ * }, { path });
+ *
+ * const [reader, writer] = await openUnixConnection({ path });
+ * writer.write(new TextEncoder().encode("hi"));
+ * assert.equal(new TextDecoder().decode(await reader.read(2)), "hi");
+ * writer.close();
+ * await writer.waitClosed();
+ * server.close();
+ * await server.waitClosed();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function startUnixServer(
   clientConnected: ClientConnected,

@@ -28,6 +28,43 @@ export interface ReadOptions {
  * The buffer holds what arrived and was not read yet; over twice `limit`
  * the transport stops reading until reads bring it back to `limit`, so a
  * fast peer cannot fill memory. One read may wait at a time.
+ *
+ * {@linkcode openConnection} and {@linkcode startServer} make readers; a
+ * protocol of your own can feed one with `feedData` and `feedEof`.
+ *
+ * @example Read lines, then the rest
+ * ```ts
+ * import { StreamReader } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * const reader = new StreamReader();
+ * reader.feedData(new TextEncoder().encode("one\ntwo\nrest"));
+ * reader.feedEof();
+ *
+ * const decoder = new TextDecoder();
+ * assert.equal(decoder.decode(await reader.readline()), "one\n");
+ * assert.equal(decoder.decode(await reader.readuntil()), "two\n");
+ * assert.equal(decoder.decode(await reader.read()), "rest");
+ * assert.ok(reader.atEof());
+ * ```
+ *
+ * @example Pipe a connection into a Web stream
+ * ```ts
+ * import { openConnection, startServer } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = await startServer(async (_reader, writer) => {
+ *   writer.write(new TextEncoder().encode("hello"));
+ *   await writer.drain();
+ *   writer.close();
+ * }, { hostname: "127.0.0.1", port: 0 });
+ *
+ * const [reader, writer] = await openConnection({ port: server.addrs[0]!.port });
+ * const text = reader.readable.pipeThrough(new TextDecoderStream());
+ * assert.equal((await Array.fromAsync(text)).join(""), "hello");
+ * writer.close();
+ * await writer.waitClosed();
+ * ```
  */
 export class StreamReader {
   /** The most a separator search may look through. */

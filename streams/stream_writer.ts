@@ -6,6 +6,30 @@ import type { StreamReader } from "./stream_reader.ts";
  * The write side of a connection with awaitable flow control: asyncio's
  * `StreamWriter`. `write()` never waits; `await drain()` waits while the
  * transport's buffer is over its high-water mark.
+ *
+ * {@linkcode openConnection}, {@linkcode startServer} and
+ * {@linkcode createSubprocessExec} make writers.
+ *
+ * @example Write, wait for the buffer, half-close
+ * ```ts
+ * import { openConnection, startServer } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * const received = Promise.withResolvers<string>();
+ * await using server = await startServer(async (reader, writer) => {
+ *   received.resolve(new TextDecoder().decode(await reader.read()));
+ *   writer.close();
+ * }, { hostname: "127.0.0.1", port: 0 });
+ *
+ * const [, writer] = await openConnection({ port: server.addrs[0]!.port });
+ * const encoder = new TextEncoder();
+ * writer.writelines([encoder.encode("GET "), encoder.encode("/\r\n")]);
+ * await writer.drain();
+ * writer.writeEof(); // the server reads to EOF
+ * assert.equal(await received.promise, "GET /\r\n");
+ * writer.close();
+ * await writer.waitClosed();
+ * ```
  */
 export class StreamWriter {
   /** The transport it writes to. */

@@ -11,6 +11,26 @@ import type { ErrorHandler } from "./transport.ts";
 /**
  * A line or frame longer than the protocol allows. Thrown from
  * `dataReceived` by default, it closes the connection with this error.
+ *
+ * @example An over-long line throws it
+ * ```ts
+ * import { FrameTooLongError, LineProtocol } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * class Short extends LineProtocol {
+ *   constructor() {
+ *     super({ maxLineLength: 4 });
+ *   }
+ *   override lineReceived(_line: Uint8Array): void {}
+ * }
+ *
+ * const line = new TextEncoder().encode("too long\n");
+ * assert.throws(() => new Short().dataReceived(line), (error) => {
+ *   assert.ok(error instanceof FrameTooLongError);
+ *   assert.equal(error.limit, 4);
+ *   return true;
+ * });
+ * ```
  */
 export class FrameTooLongError extends RangeError {
   /** The length seen, or at least this many bytes without a delimiter. */
@@ -34,6 +54,20 @@ export class FrameTooLongError extends RangeError {
 
 /**
  * EOF came before a read got what it needed; `partial` is what there was.
+ *
+ * @example Keep what came before EOF
+ * ```ts
+ * import { IncompleteReadError, StreamReader } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * const reader = new StreamReader();
+ * reader.feedData(new TextEncoder().encode("abc"));
+ * reader.feedEof();
+ * const error = await reader.readexactly(5).catch((error) => error);
+ * assert.ok(error instanceof IncompleteReadError);
+ * assert.equal(new TextDecoder().decode(error.partial), "abc");
+ * assert.equal(error.expected, 5);
+ * ```
  */
 export class IncompleteReadError extends Error {
   /** The bytes read before EOF. */
@@ -62,6 +96,17 @@ export class IncompleteReadError extends Error {
 /**
  * A separator was not found within the reader's limit. The data stays in
  * the buffer (except after `readline()`, which drops it).
+ *
+ * @example Skip a line over the limit and read on
+ * ```ts
+ * import { LimitOverrunError, StreamReader } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * const reader = new StreamReader(8);
+ * reader.feedData(new TextEncoder().encode("far too long a line\nok\n"));
+ * await assert.rejects(reader.readline(), LimitOverrunError);
+ * assert.equal(new TextDecoder().decode(await reader.readline()), "ok\n");
+ * ```
  */
 export class LimitOverrunError extends RangeError {
   /** How many bytes to consume to get past the over-long part. */

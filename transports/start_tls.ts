@@ -13,6 +13,16 @@ export type { TlsClientOptions, TlsServerOptions } from "./_tls.ts";
 /**
  * Options for {@linkcode startTls}: the `tls` settings of
  * {@linkcode createConnection}, and the handshake timeout.
+ *
+ * @example Verify the mail server's name, and give up after 10 s
+ * ```ts
+ * import type { StartTlsOptions } from "@aio/protocols";
+ *
+ * const options: StartTlsOptions = {
+ *   serverName: "mail.example",
+ *   handshakeTimeout: 10_000,
+ * };
+ * ```
  */
 export interface StartTlsOptions extends TlsClientOptions {
   /**

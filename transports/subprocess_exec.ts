@@ -10,7 +10,24 @@ import type { ErrorHandler, SubprocessTransport } from "./transport.ts";
 
 export type { Stdio } from "./_subprocess_transport.ts";
 
-/** Options for {@linkcode subprocessExec}. */
+/**
+ * Options for {@linkcode subprocessExec}: the child's streams, working
+ * directory and environment, and error reporting.
+ *
+ * @example Nothing on stdin, stderr to the terminal, in another directory
+ * ```ts
+ * import type { SubprocessExecOptions } from "@aio/protocols";
+ *
+ * const stop = new AbortController(); // stop.abort() kills the child
+ * const options: SubprocessExecOptions = {
+ *   stdin: "null",
+ *   stderr: "inherit",
+ *   cwd: "/",
+ *   env: { LANG: "C" },
+ *   signal: stop.signal,
+ * };
+ * ```
+ */
 export interface SubprocessExecOptions {
   /** The child's stdin: `"piped"` (default), `"inherit"` or `"null"`. */
   stdin?: Stdio;
@@ -30,7 +47,17 @@ export interface SubprocessExecOptions {
   onError?: ErrorHandler;
 }
 
-/** Options for {@linkcode subprocessShell}: as for {@linkcode subprocessExec}. */
+/**
+ * Options for {@linkcode subprocessShell}: as for
+ * {@linkcode subprocessExec}.
+ *
+ * @example Leave stderr on the terminal
+ * ```ts
+ * import type { SubprocessShellOptions } from "@aio/protocols";
+ *
+ * const options: SubprocessShellOptions = { stdin: "null", stderr: "inherit" };
+ * ```
+ */
 export type SubprocessShellOptions = SubprocessExecOptions;
 
 /**
@@ -135,6 +162,28 @@ export async function subprocessExec<P extends SubprocessProtocol>(
  * @param command The shell command line.
  * @param options As for {@linkcode subprocessExec}.
  * @returns The transport and the protocol.
+ *
+ * @example Get a command line's exit status
+ * ```ts
+ * import { subprocessShell, SubprocessProtocolBase } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * class Wait extends SubprocessProtocolBase {
+ *   done = Promise.withResolvers<void>();
+ *   override connectionLost(exc: Error | undefined): void {
+ *     super.connectionLost(exc);
+ *     this.done.resolve();
+ *   }
+ * }
+ *
+ * const [transport, protocol] = await subprocessShell(
+ *   () => new Wait(),
+ *   "test -d / && exit 3",
+ *   { stdin: "null", stdout: "null", stderr: "null" },
+ * );
+ * await protocol.done.promise;
+ * assert.equal(transport.getReturncode(), 3);
+ * ```
  */
 export function subprocessShell<P extends SubprocessProtocol>(
   factory: () => P,

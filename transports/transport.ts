@@ -4,7 +4,21 @@ import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
 import type { SubprocessProtocol } from "../protocols/subprocess_protocol.ts";
 
-/** What a transport passes to an {@linkcode ErrorHandler} with the error. */
+/**
+ * What a transport passes to an {@linkcode ErrorHandler} with the error.
+ *
+ * @example Describe where an error came from
+ * ```ts
+ * import type { ErrorContext } from "@aio/protocols";
+ *
+ * function where(context: ErrorContext): string {
+ *   const peer = context.transport?.getExtraInfo("peername");
+ *   return peer === undefined
+ *     ? context.message
+ *     : `${context.message} (peer ${JSON.stringify(peer)})`;
+ * }
+ * ```
+ */
 export interface ErrorContext {
   /** What failed, e.g. `"protocol.dataReceived() call failed"`. */
   message: string;
@@ -18,10 +32,38 @@ export interface ErrorContext {
  * Receives errors that a protocol callback threw, and other errors no caller
  * can catch (asyncio's `loop.call_exception_handler`). The default reports
  * them on stderr.
+ *
+ * @example Count a server's errors, and log them in one line each
+ * ```ts
+ * import { createServer, type ErrorHandler, ProtocolBase } from "@aio/protocols";
+ *
+ * let errors = 0;
+ * const onError: ErrorHandler = (error, context) => {
+ *   errors++;
+ *   console.error(`${context.message}: ${error}`);
+ * };
+ * await using server = await createServer(() => new ProtocolBase(), {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   onError,
+ * });
+ * ```
  */
 export type ErrorHandler = (error: unknown, context: ErrorContext) => void;
 
-/** The write buffer's flow-control marks, in bytes. */
+/**
+ * The write buffer's flow-control marks, in bytes.
+ *
+ * @example Buffer more before pausing, for bulk transfers
+ * ```ts
+ * import type { WriteBufferLimits, WriteTransport } from "@aio/protocols";
+ *
+ * const BULK: WriteBufferLimits = { high: 1024 * 1024, low: 256 * 1024 };
+ * function forBulk(transport: WriteTransport): void {
+ *   transport.setWriteBufferLimits(BULK);
+ * }
+ * ```
+ */
 export interface WriteBufferLimits {
   /** At or below this, a paused protocol gets `resumeWriting`. */
   low: number;
@@ -29,7 +71,19 @@ export interface WriteBufferLimits {
   high: number;
 }
 
-/** What {@linkcode Transport.getExtraInfo} knows about a connection. */
+/**
+ * What {@linkcode Transport.getExtraInfo} knows about a connection, by
+ * name: `getExtraInfo("peername")` is a `Deno.Addr`.
+ *
+ * @example The protocol a TLS client and server agreed on
+ * ```ts
+ * import type { StreamExtraInfo, Transport } from "@aio/protocols";
+ *
+ * function alpn(transport: Transport): StreamExtraInfo["alpnProtocol"] {
+ *   return transport.getExtraInfo("alpnProtocol") ?? null;
+ * }
+ * ```
+ */
 export interface StreamExtraInfo {
   /** The peer's address (sockets). */
   peername: Deno.Addr;
@@ -41,7 +95,22 @@ export interface StreamExtraInfo {
   alpnProtocol: string | null;
 }
 
-/** What {@linkcode DatagramTransport.getExtraInfo} knows. */
+/**
+ * What {@linkcode DatagramTransport.getExtraInfo} knows, by name.
+ *
+ * @example The port a datagram endpoint bound
+ * ```ts
+ * import { createDatagramEndpoint, type DatagramExtraInfo, DatagramProtocolBase } from "@aio/protocols";
+ * import assert from "node:assert/strict";
+ *
+ * const [transport] = await createDatagramEndpoint(() => new DatagramProtocolBase(), {
+ *   localAddr: { hostname: "127.0.0.1", port: 0 },
+ * });
+ * const sockname: DatagramExtraInfo["sockname"] = transport.getExtraInfo("sockname")!;
+ * assert.ok(sockname.port > 0);
+ * transport.close();
+ * ```
+ */
 export interface DatagramExtraInfo {
   /** The `remoteAddr`, if the endpoint has one. */
   peername: Deno.NetAddr;
@@ -51,7 +120,18 @@ export interface DatagramExtraInfo {
   conn: Deno.DatagramConn;
 }
 
-/** What {@linkcode SubprocessTransport.getExtraInfo} knows. */
+/**
+ * What {@linkcode SubprocessTransport.getExtraInfo} knows, by name.
+ *
+ * @example The child's process id
+ * ```ts
+ * import type { SubprocessExtraInfo, SubprocessTransport } from "@aio/protocols";
+ *
+ * function pid(transport: SubprocessTransport): SubprocessExtraInfo["pid"] {
+ *   return transport.getExtraInfo("pid") ?? transport.getPid();
+ * }
+ * ```
+ */
 export interface SubprocessExtraInfo {
   /** The child's process id. */
   pid: number;
@@ -196,7 +276,28 @@ export interface Transport extends ReadTransport, WriteTransport {
   setIdleTimeout(ms: number): void;
 }
 
-/** A protocol a stream transport can drive. */
+/**
+ * A protocol a stream transport can drive: a {@linkcode Protocol} or a
+ * {@linkcode BufferedProtocol} (an object with `getBuffer`).
+ *
+ * @example A factory that picks the protocol kind
+ * ```ts
+ * import {
+ *   BufferedProtocolBase,
+ *   createServer,
+ *   ProtocolBase,
+ *   type StreamProtocol,
+ * } from "@aio/protocols";
+ *
+ * const zeroCopy = true;
+ * const factory = (): StreamProtocol =>
+ *   zeroCopy ? new BufferedProtocolBase() : new ProtocolBase();
+ * await using server = await createServer(factory, {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ * });
+ * ```
+ */
 export type StreamProtocol = Protocol | BufferedProtocol;
 
 /**
