@@ -93,7 +93,7 @@ export class BaseRecorder<
  * Records callbacks and waits for them; holds the callbacks both recording
  * stream protocols share. `eofReceived` returns `keepOpen`.
  */
-class CallRecorder extends BaseRecorder<CallbackName> {
+class CallRecorder extends BaseRecorder<CallbackName, Transport> {
   chunks: Uint8Array[] = [];
   keepOpen = false;
 

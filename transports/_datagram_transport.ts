@@ -30,8 +30,25 @@ interface Outgoing {
   addr: Deno.NetAddr;
 }
 
+/**
+ * What a datagram endpoint sends and receives through: a
+ * `Deno.DatagramConn`, or a memory stand-in that can send at once.
+ */
+export type DatagramSocket =
+  & Pick<Deno.DatagramConn, "addr" | "receive" | "send" | "close">
+  & {
+    /** Sends at once if it can; `false` leaves the datagram queued. */
+    trySend?(data: Uint8Array, addr: Deno.NetAddr): boolean;
+  };
+
 /** Options for {@linkcode DatagramEndpoint}. */
 export interface DatagramEndpointOptions {
+  /** Datagrams come only from {@linkcode DatagramEndpoint.push}: no receive loop. */
+  pushed?: boolean | undefined;
+  /** Calls `connectionMade` in the constructor, not a microtask later. */
+  immediate?: boolean | undefined;
+  /** The transport the protocol is given, if not this one (a wrapper). */
+  facade?: DatagramTransport | undefined;
   /** The peer, as an IP address: the default destination and the only sender heard. */
   remoteAddr?: Deno.NetAddr | undefined;
   /** Receives errors thrown by protocol callbacks; default: stderr. */
@@ -52,7 +69,8 @@ export interface DatagramEndpointOptions {
  * endpoint goes on.
  */
 export class DatagramEndpoint implements DatagramTransport {
-  #conn: Deno.DatagramConn;
+  #conn: DatagramSocket;
+  #pushed: boolean;
   #caller: ProtocolCaller<DatagramProtocol>;
   #remote: Deno.NetAddr | undefined;
   #flow: WriteFlowControl;
@@ -67,8 +85,11 @@ export class DatagramEndpoint implements DatagramTransport {
   #started: Promise<void>;
   #buffer: Uint8Array | undefined;
   #paused = false;
-  /** A datagram received while paused, delivered on resume. */
-  #held: { data: Uint8Array; sender: Deno.NetAddr } | undefined;
+  /**
+   * Datagrams received while paused, delivered on resume: at most one from
+   * a socket (the kernel keeps the rest), any number pushed.
+   */
+  #held: { data: Uint8Array; sender: Deno.NetAddr }[] = [];
   #closing = false;
   #finishing = false;
   #lostWrites = 0;
@@ -78,14 +99,15 @@ export class DatagramEndpoint implements DatagramTransport {
    * now on.
    */
   constructor(
-    conn: Deno.DatagramConn,
+    conn: DatagramSocket,
     protocol: DatagramProtocol,
     options: DatagramEndpointOptions = {},
   ) {
     checkProtocol(protocol);
     this.#conn = conn;
+    this.#pushed = options.pushed === true;
     this.#remote = options.remoteAddr;
-    this.#caller = new ProtocolCaller(this, protocol, {
+    this.#caller = new ProtocolCaller(options.facade ?? this, protocol, {
       onError: options.onError,
       events: options.events,
       fatal: (exc) => this.#forceClose(exc),
@@ -94,7 +116,12 @@ export class DatagramEndpoint implements DatagramTransport {
       () => this.#caller.flowControl("pauseWriting"),
       () => this.#caller.flowControl("resumeWriting"),
     );
-    this.#started = this.#start();
+    if (options.immediate) {
+      this.#started = Promise.resolve();
+      this.#made();
+    } else {
+      this.#started = this.#start();
+    }
   }
 
   /**
@@ -142,6 +169,28 @@ export class DatagramEndpoint implements DatagramTransport {
     }
   }
 
+  /**
+   * Delivers a datagram now, as if received (an endpoint made with
+   * `pushed`): held while paused, dropped once closing.
+   */
+  push(data: Uint8Array, sender: Deno.NetAddr): void {
+    if (this.#closing) return;
+    if (this.#remote !== undefined && !sameAddress(sender, this.#remote)) {
+      return;
+    }
+    const copy = copyOut(data, data.byteLength);
+    if (this.#paused || this.#held.length > 0 || !this.#caller.made) {
+      this.#held.push({ data: copy, sender });
+      return;
+    }
+    this.#deliver(copy, sender);
+  }
+
+  /** Tells the protocol a receive failed, as the socket would. */
+  pushError(error: Error): void {
+    if (!this.#closing) this.#errorReceived(error, "receive");
+  }
+
   /** Switches the protocol for the next callbacks. */
   setProtocol(protocol: DatagramProtocol): void {
     checkProtocol(protocol);
@@ -175,7 +224,15 @@ export class DatagramEndpoint implements DatagramTransport {
       return;
     }
     // A copy, as asyncio's bytes(data): the caller may reuse its buffer.
-    this.#queue.push({ data: copyOut(data, data.byteLength), addr: to });
+    const copy = copyOut(data, data.byteLength);
+    const trySend = this.#conn.trySend;
+    if (
+      trySend !== undefined && this.#pump === undefined &&
+      trySend.call(this.#conn, copy, to)
+    ) {
+      return;
+    }
+    this.#queue.push({ data: copy, addr: to });
     this.#size += data.byteLength + HEADER_SIZE;
     this.#pump ??= this.#runPump();
     this.#flow.grew(this.#size);
@@ -185,7 +242,7 @@ export class DatagramEndpoint implements DatagramTransport {
   close(): void {
     if (this.#closing) return;
     this.#closing = true;
-    this.#held = undefined;
+    this.#held = [];
     if (this.#pump === undefined) this.#finish(undefined);
   }
 
@@ -247,7 +304,13 @@ export class DatagramEndpoint implements DatagramTransport {
 
   async #start(): Promise<void> {
     await undefined;
-    if (this.#caller.connectionMade() && !this.#closing && !this.#paused) {
+    this.#made();
+  }
+
+  /** Calls `connectionMade`, then starts receiving. */
+  #made(): void {
+    if (!this.#caller.connectionMade() || this.#closing || this.#paused) return;
+    if (!this.#pushed || this.#held.length > 0) {
       this.#reader = this.#receiveLoop();
     }
   }
@@ -261,17 +324,16 @@ export class DatagramEndpoint implements DatagramTransport {
   }
 
   async #receive(): Promise<void> {
-    const held = this.#held;
-    if (held !== undefined) {
-      this.#held = undefined;
+    if (this.#held.length > 0) {
+      // Deliver in a later task than the resumeReading() call.
       await undefined;
-      if (this.#closing) return;
-      if (this.#paused) {
-        this.#held = held;
-        return;
+      while (this.#held.length > 0) {
+        if (this.#closing || this.#paused) return;
+        const held = this.#held.shift()!;
+        if (!this.#deliver(held.data, held.sender)) return;
       }
-      if (!this.#deliver(held.data, held.sender)) return;
     }
+    if (this.#pushed) return;
     const buffer = this.#buffer ??= new Uint8Array(MAX_DATAGRAM);
     let errors = 0;
     while (!this.#closing && !this.#paused) {
@@ -299,7 +361,7 @@ export class DatagramEndpoint implements DatagramTransport {
       }
       const data = copyOut(view, view.byteLength);
       if (this.#paused) {
-        this.#held = { data, sender };
+        this.#held.push({ data, sender });
         return;
       }
       if (!this.#deliver(data, sender)) return;
@@ -366,7 +428,7 @@ export class DatagramEndpoint implements DatagramTransport {
     this.#finishing = true;
     this.#closing = true;
     this.#caller.stop();
-    this.#held = undefined;
+    this.#held = [];
     this.#queue = [];
     this.#queueHead = 0;
     this.#size = 0;

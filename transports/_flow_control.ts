@@ -67,7 +67,14 @@ export class WriteFlowControl {
   }
 }
 
-function resolveLimits(
+/**
+ * Fills in the marks as asyncio does: `high` defaults to `4 * low` (64 KiB
+ * when neither is given) and `low` to `high / 4`.
+ *
+ * @throws {RangeError} Unless `high >= low >= 0`.
+ * @throws {TypeError} For marks that are not numbers.
+ */
+export function resolveLimits(
   limits: Partial<WriteBufferLimits> | undefined,
 ): WriteBufferLimits {
   if (limits !== undefined && (typeof limits !== "object" || limits === null)) {

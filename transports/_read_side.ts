@@ -127,7 +127,8 @@ function kindOf(protocol: StreamProtocol): ReadKind {
  * `pause()` is held and delivered first on `resume()`.
  */
 export class ReadSide {
-  #source: ByteSource;
+  /** What to read from; without one, the side is fed by `push()`. */
+  #source: ByteSource | undefined;
   #caller: ProtocolCaller<StreamProtocol>;
   #owner: ReadSideOwner;
   #sizer: ReadSizer;
@@ -146,15 +147,18 @@ export class ReadSide {
   #eof = false;
   /** A read done while paused, or EOF, to deliver on resume. */
   #held: Held | undefined;
+  /** A side with no source: EOF was pushed and waits behind held data. */
+  #eofPending = false;
 
   /**
-   * @param source What to read from.
+   * @param source What to read from, or `undefined` for a side fed by
+   * {@linkcode ReadSide.push} (an in-memory transport).
    * @param caller The transport's protocol caller.
    * @param owner The transport.
    * @param probe The size of a read after a short one (see `ReadSizer`).
    */
   constructor(
-    source: ByteSource,
+    source: ByteSource | undefined,
     caller: ProtocolCaller<StreamProtocol>,
     owner: ReadSideOwner,
     probe: number,
@@ -189,7 +193,40 @@ export class ReadSide {
   /** Starts reading, once the protocol is made. */
   start(): void {
     this.#started = true;
+    if (this.#source === undefined) return;
     if (!this.#stopped && !this.#paused) this.#loop = this.#run();
+  }
+
+  /**
+   * Delivers `data` now, as if read (a side with no source): held while
+   * paused or while earlier data waits, dropped once stopped.
+   */
+  push(data: Uint8Array): void {
+    if (this.#stopped || this.#eof || data.byteLength === 0) return;
+    this.#owner.active();
+    const held = this.#held;
+    if (held !== undefined && held !== EOF && "loan" in held) {
+      const joined = new Uint8Array(held.data.byteLength + data.byteLength);
+      joined.set(held.data);
+      joined.set(data, held.data.byteLength);
+      this.#held = { data: joined, loan: undefined };
+      return;
+    }
+    if (held !== undefined || this.#paused || !this.#started) {
+      this.#held = held ?? { data: data.slice(), loan: undefined };
+      return;
+    }
+    this.#feed(data.slice(), undefined);
+  }
+
+  /** Delivers EOF now (a side with no source), or once what is held is. */
+  pushEof(): void {
+    if (this.#stopped || this.#eof) return;
+    if (this.#held !== undefined || this.#paused || !this.#started) {
+      this.#eofPending = true;
+      return;
+    }
+    this.#receiveEof();
   }
 
   /** Stops delivering until `resume()`; idempotent. */
@@ -202,6 +239,11 @@ export class ReadSide {
     if (this.#stopped || !this.#paused) return;
     this.#paused = false;
     if (this.#started && this.#loop === undefined) this.#loop = this.#run();
+  }
+
+  /** Fails the side with `error`, as a failed read would (no source). */
+  fail(error: Error): void {
+    if (!this.#stopped) this.#owner.failed(error);
   }
 
   /** Stops reading for good and drops what is held. */
@@ -236,6 +278,12 @@ export class ReadSide {
         }
         if (!this.#deliverHeld(held)) return;
       }
+      if (this.#source === undefined) {
+        if (this.#eofPending && this.#held === undefined && !this.#paused) {
+          if (!this.#stopped) this.#receiveEof();
+        }
+        return;
+      }
       while (!this.#stopped && !this.#paused && !this.#eof) {
         const kind = this.#kind;
         const protocol = this.#caller.protocol;
@@ -244,7 +292,7 @@ export class ReadSide {
         let nbytes: number | null;
         this.#pending = true;
         try {
-          nbytes = await this.#source.read(buffer);
+          nbytes = await this.#source!.read(buffer);
         } catch (error) {
           this.#pending = false;
           kind.unreserve(buffer);

@@ -17,16 +17,23 @@ import type {
 
 /**
  * What a stream transport reads and writes: a socket (`conn`, both ways),
- * or one end of a pipe (`source` or `sink` alone).
+ * one end of a pipe (`source` or `sink` alone), or memory (`sink` and
+ * `pushed`: what it reads is given with `push()`).
  */
 export type StreamEnds =
-  | { conn: Deno.Conn; source?: undefined; sink?: undefined }
+  | {
+    conn: Deno.Conn;
+    source?: undefined;
+    sink?: undefined;
+    pushed?: undefined;
+  }
   | {
     conn?: undefined;
     source: ByteSource & { close(): void };
     sink?: undefined;
+    pushed?: undefined;
   }
-  | { conn?: undefined; source?: undefined; sink: ByteSink };
+  | { conn?: undefined; source?: undefined; sink: ByteSink; pushed?: boolean };
 
 /** Options for {@linkcode StreamTransport}. */
 export interface StreamTransportOptions {
@@ -38,6 +45,13 @@ export interface StreamTransportOptions {
   extra?: Record<string, unknown> | undefined;
   /** Takes over a protocol already made (after `startTls`): no `connectionMade`. */
   upgraded?: boolean | undefined;
+  /** Calls `connectionMade` in the constructor, not a microtask later. */
+  immediate?: boolean | undefined;
+  /**
+   * The transport the protocol is given, if not this one: an object that
+   * wraps this one (the in-memory test transport).
+   */
+  facade?: Transport | undefined;
   /** Write buffer limits to start with (default asyncio's). */
   limits?: WriteBufferLimits | undefined;
   /** Milliseconds of no reading or writing before `idleTimedOut` (0: never). */
@@ -114,7 +128,7 @@ export class StreamTransport implements Transport {
     this.#sink = ends.conn ?? ends.sink;
     this.#extra = options.extra;
     this.#protocolOwner = options.protocolOwner;
-    this.#caller = new ProtocolCaller(this, protocol, {
+    this.#caller = new ProtocolCaller(options.facade ?? this, protocol, {
       onError: options.onError,
       events: options.events,
       fatal: (exc) => this.#forceClose(exc),
@@ -128,7 +142,7 @@ export class StreamTransport implements Transport {
       failed: (error: Error) => this.#forceClose(error),
       active: () => this.#idle.touch(),
     };
-    if (this.#source !== undefined) {
+    if (this.#source !== undefined || ends.pushed) {
       const probe = ends.conn !== undefined && isTlsConn(ends.conn)
         ? TLS_PROBE_READ_SIZE
         : PROBE_READ_SIZE;
@@ -139,11 +153,16 @@ export class StreamTransport implements Transport {
         this.#sink,
         this.#caller,
         owner,
-        ends.conn === undefined ? "pipe" : "transport",
+        ends.conn !== undefined || ends.pushed ? "transport" : "pipe",
         options.limits,
       );
     }
-    this.#started = this.#start(options.upgraded === true);
+    if (options.immediate) {
+      this.#started = Promise.resolve();
+      if (this.#caller.connectionMade()) this.#reader?.start();
+    } else {
+      this.#started = this.#start(options.upgraded === true);
+    }
     if (options.idleTimeout) this.#idle.set(options.idleTimeout);
   }
 
@@ -236,7 +255,7 @@ export class StreamTransport implements Transport {
     const writer = this.#writer;
     if (writer === undefined) return;
     writer.writeEof();
-    if (this.#source === undefined) this.close();
+    if (this.#reader === undefined) this.close();
   }
 
   /** Returns `true` unless this is a read pipe. */
@@ -254,8 +273,8 @@ export class StreamTransport implements Transport {
       this.#finish(undefined);
       return;
     }
-    // A pipe's close is its EOF.
-    writer.close(this.#source === undefined);
+    // A write pipe's close is its EOF.
+    writer.close(this.#reader === undefined);
   }
 
   /** Closes at once and drops the write buffer. */
@@ -341,6 +360,21 @@ export class StreamTransport implements Transport {
         this.#caller.lose(exc);
       },
     };
+  }
+
+  /** Delivers `data` as if read (memory ends only). */
+  push(data: Uint8Array): void {
+    if (!this.#closing) this.#reader?.push(data);
+  }
+
+  /** Delivers the peer's EOF (memory ends only). */
+  pushEof(): void {
+    if (!this.#closing) this.#reader?.pushEof();
+  }
+
+  /** Loses the connection with `error`, as a failed read would. */
+  fail(error: Error): void {
+    this.#forceClose(error);
   }
 
   async #start(upgraded: boolean): Promise<void> {

@@ -13,6 +13,11 @@ export interface ByteSink {
   closeWrite(): Promise<void>;
   /** Closes the sink now; a write in flight ends (or fails) soon after. */
   close(): void;
+  /**
+   * Writes what it can of `p` at once and returns how many bytes; used when
+   * nothing is queued. Sinks that can only write asynchronously omit it.
+   */
+  tryWrite?(p: Uint8Array): number;
 }
 
 /** What a {@linkcode WriteSide} tells the transport that holds it. */
@@ -112,6 +117,13 @@ export class WriteSide {
     if (this.#closing || this.#stopped) {
       warnDroppedWrites(++this.#dropped, `${this.#what} write()`);
     } else if (data.byteLength > 0) {
+      const sink = this.#sink;
+      if (sink.tryWrite !== undefined && this.#pump === undefined) {
+        const written = sink.tryWrite(data);
+        if (written > 0) this.#owner.active();
+        if (written === data.byteLength) return true;
+        data = data.subarray(written);
+      }
       this.#queue.push(data);
       this.#pump ??= this.#run();
       this.#flow.grew(this.#queue.size);

@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
 import type { Protocol } from "../../protocols/protocol.ts";
 import { StreamTransport } from "../../transports/_stream_transport.ts";
-import type {
-  BaseTransport,
-  StreamProtocol,
-  Transport,
-} from "../../transports/transport.ts";
+import type { StreamProtocol, Transport } from "../../transports/transport.ts";
 import {
   assertBytes,
   concat,
@@ -174,7 +170,7 @@ class PausingBufferedProtocol extends RecordingBufferedProtocol {
  * Switches `transport` to `next`, and tells a recording `next` its
  * transport, which it would otherwise not learn (no second connectionMade).
  */
-function handOn(transport: BaseTransport, next: StreamProtocol): void {
+function handOn(transport: Transport, next: StreamProtocol): void {
   if (
     next instanceof RecordingProtocol ||
     next instanceof RecordingBufferedProtocol

@@ -1,0 +1,212 @@
+import {
+  MemoryTransport,
+  type MemoryTransportOptions,
+} from "../transports/memory_transport.ts";
+import type { StreamProtocol } from "../transports/transport.ts";
+
+/**
+ * How {@linkcode connectPair} cuts the bytes it moves: `"whole"` (what one
+ * side wrote since the last round, in one chunk), a number of bytes per
+ * chunk (`1` gives every byte its own `dataReceived`), or random chunk
+ * sizes from a seed, the same for the same seed.
+ */
+export type Chunking = "whole" | number | { random: number };
+
+/** Options for {@linkcode connectPair}. */
+export interface ConnectPairOptions {
+  /** How delivered bytes are cut (default `"whole"`). */
+  chunking?: Chunking;
+  /** Options for both transports (limits, extra info, error reporting). */
+  transport?: Omit<MemoryTransportOptions, "peerReading">;
+  /** The most rounds `flush()` runs before it gives up (default 10 000). */
+  maxRounds?: number;
+}
+
+/** Two protocols connected in memory, and the steps that move their bytes. */
+export interface Pair<C extends StreamProtocol, S extends StreamProtocol> {
+  /** The client's protocol. */
+  client: C;
+  /** The server's protocol. */
+  server: S;
+  /** The client's transport. */
+  clientTransport: MemoryTransport;
+  /** The server's transport. */
+  serverTransport: MemoryTransport;
+  /**
+   * Lets pending microtasks and zero-delay timers run, moves, in each
+   * direction, what was written since the last round, cut as `chunking`
+   * says, and lets them run again. Resolves `true` if anything moved.
+   */
+  pump(): Promise<boolean>;
+  /** Pumps until a round moves nothing. */
+  flush(): Promise<void>;
+}
+
+/**
+ * Connects two protocols in memory, as Twisted's `iosim`, so that ordering
+ * and partial-read bugs can be reproduced deterministically: nothing moves
+ * until `pump()` or `flush()`, every byte is cut as `chunking` says, and a
+ * side that pauses reading stops what comes to it (the other side's
+ * writes then stay in its buffer, and flow control follows).
+ * `writeEof()` reaches the peer as EOF once the bytes before it did, and so
+ * does `close()`; `abort()` reaches it as a reset.
+ *
+ * @param clientFactory Makes the client's protocol.
+ * @param serverFactory Makes the server's protocol.
+ * @param options Chunking, and options for both transports.
+ * @returns The pair, once both protocols are made (server first).
+ *
+ * @example Check a protocol against every chunking, one byte at a time
+ * ```ts
+ * import { LineProtocol, ProtocolBase } from "@aio/protocols";
+ * import { connectPair } from "@aio/protocols/testing";
+ * import assert from "node:assert/strict";
+ *
+ * class Lines extends LineProtocol {
+ *   lines: string[] = [];
+ *   override lineReceived(line: Uint8Array): void {
+ *     this.lines.push(new TextDecoder().decode(line));
+ *   }
+ * }
+ *
+ * const { client, server, flush } = await connectPair(
+ *   () => new ProtocolBase(),
+ *   () => new Lines({ delimiter: "\r\n" }),
+ *   { chunking: 1 },
+ * );
+ * client.transport?.write(new TextEncoder().encode("one\r\ntwo\r\n"));
+ * await flush();
+ * assert.deepEqual(server.lines, ["one", "two"]);
+ * ```
+ */
+export async function connectPair<
+  C extends StreamProtocol,
+  S extends StreamProtocol,
+>(
+  clientFactory: () => C,
+  serverFactory: () => S,
+  options?: ConnectPairOptions,
+): Promise<Pair<C, S>> {
+  const cut = cutter(options?.chunking ?? "whole");
+  const maxRounds = options?.maxRounds ?? 10_000;
+  const server = serverFactory();
+  const client = clientFactory();
+  const serverTransport = new MemoryTransport(server, {
+    ...options?.transport,
+    peerReading: false,
+  });
+  const clientTransport = new MemoryTransport(client, {
+    ...options?.transport,
+    peerReading: false,
+  });
+  const directions = [
+    new Direction(clientTransport, serverTransport),
+    new Direction(serverTransport, clientTransport),
+  ];
+
+  const pump = async (): Promise<boolean> => {
+    // Let writes already made reach their sink first.
+    await settle();
+    let moved = false;
+    for (const direction of directions) {
+      if (direction.move(cut)) moved = true;
+    }
+    await settle();
+    return moved;
+  };
+  const flush = async (): Promise<void> => {
+    for (let round = 0; round < maxRounds; round++) {
+      if (!await pump()) return;
+    }
+    throw new Error(
+      `Cannot flush: the pair still moved bytes after ${maxRounds} rounds`,
+    );
+  };
+  await settle();
+  return { client, server, clientTransport, serverTransport, pump, flush };
+}
+
+/** One way bytes go: what `from` writes reaches `to`. */
+class Direction {
+  #from: MemoryTransport;
+  #to: MemoryTransport;
+  #ended = false;
+
+  constructor(from: MemoryTransport, to: MemoryTransport) {
+    this.#from = from;
+    this.#to = to;
+  }
+
+  /** Moves what waits; `true` if anything moved. */
+  move(cut: (length: number) => number[]): boolean {
+    if (this.#ended) return false;
+    const from = this.#from;
+    const to = this.#to;
+    // Writes reach the peer only while it reads.
+    const reading = to.isReading();
+    from.setPeerReading(reading);
+    if (!reading) return false;
+    const data = from.written({ clear: true });
+    let offset = 0;
+    for (const size of cut(data.byteLength)) {
+      to.receive(data.subarray(offset, offset + size));
+      offset += size;
+    }
+    let moved = data.byteLength > 0;
+    if (from.log.includes("abort")) {
+      this.#ended = true;
+      to.lose(new Deno.errors.ConnectionReset("The peer aborted"));
+      moved = true;
+    } else if (from.eofWritten || from.closed) {
+      this.#ended = true;
+      to.receiveEof();
+      moved = true;
+    }
+    return moved;
+  }
+}
+
+/** Returns the chunk sizes for `length` bytes. */
+function cutter(chunking: Chunking): (length: number) => number[] {
+  if (chunking === "whole") return (length) => length > 0 ? [length] : [];
+  if (typeof chunking === "number") {
+    if (!Number.isInteger(chunking) || chunking < 1) {
+      throw new RangeError(
+        `Cannot connect pair: chunking (${chunking}) must be a positive integer`,
+      );
+    }
+    return (length) => {
+      const sizes: number[] = [];
+      for (let left = length; left > 0; left -= chunking) {
+        sizes.push(Math.min(chunking, left));
+      }
+      return sizes;
+    };
+  }
+  if (typeof chunking?.random !== "number") {
+    throw new TypeError(
+      `Cannot connect pair: chunking must be "whole", a number, or { random: seed }`,
+    );
+  }
+  let state = chunking.random >>> 0 || 1;
+  const next = (bound: number): number => {
+    state = (state ^ (state << 13)) >>> 0;
+    state = (state ^ (state >>> 17)) >>> 0;
+    state = (state ^ (state << 5)) >>> 0;
+    return state % bound;
+  };
+  return (length) => {
+    const sizes: number[] = [];
+    for (let left = length; left > 0;) {
+      const size = 1 + next(left);
+      sizes.push(size);
+      left -= size;
+    }
+    return sizes;
+  };
+}
+
+/** Lets every pending microtask and zero-delay timer run. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}

@@ -1,0 +1,28 @@
+/**
+ * Protocols tested in memory, with no socket: `MemoryTransport` (Twisted's
+ * `StringTransport`) records what a protocol writes and feeds it data,
+ * `MemoryDatagramTransport` does the same for datagrams, and `connectPair`
+ * (Twisted's `iosim`) connects two protocols with chunking and stepping
+ * under the test's control. They are the module's own transports over
+ * memory: callback order and flow control are those of real sockets.
+ *
+ * ```ts
+ * import { ProtocolBase } from "@aio/protocols";
+ * import { MemoryTransport } from "@aio/protocols/testing";
+ * import assert from "node:assert/strict";
+ *
+ * class Echo extends ProtocolBase {
+ *   override dataReceived(data: Uint8Array): void {
+ *     this.transport?.write(data);
+ *   }
+ * }
+ * const transport = new MemoryTransport(new Echo());
+ * transport.receive(new Uint8Array([1, 2, 3]));
+ * assert.deepEqual(transport.written(), new Uint8Array([1, 2, 3]));
+ * ```
+ *
+ * @module
+ */
+export * from "../transports/memory_transport.ts";
+export * from "../transports/memory_datagram_transport.ts";
+export * from "./connect_pair.ts";

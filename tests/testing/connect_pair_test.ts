@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import {
+  LengthPrefixedProtocol,
+  LineProtocol,
+  ProtocolBase,
+} from "../../mod.ts";
+import { type Chunking, connectPair } from "../../testing/mod.ts";
+import { bytes, pattern, RecordingProtocol, text } from "../_test_utils.ts";
+
+class Lines extends LineProtocol {
+  lines: string[] = [];
+  override lineReceived(line: Uint8Array): void {
+    this.lines.push(text(line));
+    this.sendLine(`ack ${text(line)}`);
+  }
+}
+
+Deno.test("connectPair() delivers the same lines under every chunking, and the answers come back", async (t) => {
+  const chunkings: Chunking[] = ["whole", 1, 3, { random: 7 }, { random: 99 }];
+  for (const chunking of chunkings) {
+    await t.step(`chunking ${JSON.stringify(chunking)}`, async () => {
+      const { client, server, flush } = await connectPair(
+        () => new RecordingProtocol(),
+        () => new Lines({ delimiter: "\r\n" }),
+        { chunking },
+      );
+      client.transport!.write(bytes("alpha\r\nbeta\r\ngamma\r\n"));
+      await flush();
+      assert.deepEqual(server.lines, ["alpha", "beta", "gamma"]);
+      assert.equal(
+        text(client.received()),
+        "ack alpha\r\nack beta\r\nack gamma\r\n",
+      );
+    });
+  }
+});
+
+Deno.test("connectPair() with chunking 1 gives every byte its own dataReceived; a random seed repeats its cuts", async () => {
+  const one = await connectPair(
+    () => new ProtocolBase(),
+    () => new RecordingProtocol(),
+    {
+      chunking: 1,
+    },
+  );
+  one.client.transport!.write(bytes("abcd"));
+  await one.flush();
+  assert.deepEqual(one.server.chunks.map(text), ["a", "b", "c", "d"]);
+
+  const cuts = async (seed: number) => {
+    const pair = await connectPair(
+      () => new ProtocolBase(),
+      () => new RecordingProtocol(),
+      {
+        chunking: { random: seed },
+      },
+    );
+    pair.client.transport!.write(pattern(1000));
+    await pair.flush();
+    return pair.server.chunks.map((chunk) => chunk.byteLength);
+  };
+  assert.deepEqual(await cuts(5), await cuts(5));
+  assert.notDeepEqual(await cuts(5), await cuts(6));
+});
+
+Deno.test("connectPair(): pump() moves one round at a time, so ordering is in the test's hands", async () => {
+  const { client, server, pump } = await connectPair(
+    () => new RecordingProtocol(),
+    () => new Lines(),
+  );
+  client.transport!.write(bytes("one\n"));
+  assert.deepEqual(server.lines, []);
+  assert.equal(await pump(), true);
+  assert.deepEqual(server.lines, ["one"]);
+  assert.equal(text(client.received()), "");
+  assert.equal(await pump(), true);
+  assert.equal(text(client.received()), "ack one\n");
+  assert.equal(await pump(), false);
+});
+
+Deno.test("connectPair(): a side that pauses reading makes the other side's writes back up, with flow control", async () => {
+  const { client, server, clientTransport, serverTransport, flush } =
+    await connectPair(
+      () => new RecordingProtocol(),
+      () => new RecordingProtocol(),
+    );
+  clientTransport.setWriteBufferLimits({ high: 1000 });
+  serverTransport.pauseReading();
+  await flush();
+  client.transport!.write(new Uint8Array(1500));
+  await flush();
+  assert.equal(server.received().byteLength, 0);
+  assert.deepEqual(client.calls.filter((c) => c.endsWith("Writing")), [
+    "pauseWriting",
+  ]);
+  serverTransport.resumeReading();
+  await flush();
+  assert.equal(server.received().byteLength, 1500);
+  assert.deepEqual(client.calls.filter((c) => c.endsWith("Writing")), [
+    "pauseWriting",
+    "resumeWriting",
+  ]);
+});
+
+Deno.test("connectPair(): writeEof() and close() reach the peer as EOF after the data, abort() as a reset", async (t) => {
+  await t.step("close()", async () => {
+    const { client, server, flush } = await connectPair(
+      () => new RecordingProtocol(),
+      () => new RecordingProtocol(),
+    );
+    client.transport!.write(bytes("last"));
+    client.transport!.close();
+    await flush();
+    assert.equal(text(server.received()), "last");
+    assert.deepEqual(server.calls.slice(-2), ["eofReceived", "connectionLost"]);
+    assert.equal(client.calls.at(-1), "connectionLost");
+  });
+
+  await t.step("abort()", async () => {
+    const { client, server, flush } = await connectPair(
+      () => new RecordingProtocol(),
+      () => new RecordingProtocol(),
+    );
+    client.transport!.abort();
+    await flush();
+    assert.ok(server.lostWith instanceof Deno.errors.ConnectionReset);
+  });
+});
+
+Deno.test("connectPair() reproduces a frame split across reads for a LengthPrefixedProtocol", async () => {
+  class Frames extends LengthPrefixedProtocol {
+    frames: number[] = [];
+    override frameReceived(frame: Uint8Array): void {
+      this.frames.push(frame.byteLength);
+    }
+  }
+  for (const chunking of [1, 2, 5, { random: 3 }] as Chunking[]) {
+    const { client, server, flush } = await connectPair(
+      () => new Frames(),
+      () => new Frames(),
+      { chunking },
+    );
+    for (const size of [0, 1, 300, 70_000]) {
+      client.sendFrame(new Uint8Array(size));
+    }
+    await flush();
+    assert.deepEqual(server.frames, [0, 1, 300, 70_000]);
+  }
+});

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { DatagramProtocolBase } from "../../mod.ts";
+import { MemoryDatagramTransport } from "../../testing/mod.ts";
+import { bytes, text } from "../_test_utils.ts";
+
+const PEER: Deno.NetAddr = {
+  transport: "udp",
+  hostname: "10.1.2.3",
+  port: 5353,
+};
+const OTHER: Deno.NetAddr = {
+  transport: "udp",
+  hostname: "10.9.9.9",
+  port: 5353,
+};
+const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+class Recorder extends DatagramProtocolBase {
+  calls: string[] = [];
+  received: [string, Deno.NetAddr][] = [];
+  override connectionMade(transport: never): void {
+    super.connectionMade(transport);
+    this.calls.push("connectionMade");
+  }
+  override datagramReceived(data: Uint8Array, addr: Deno.NetAddr): void {
+    this.received.push([text(data), addr]);
+  }
+  override errorReceived(exc: Error): void {
+    this.calls.push(`errorReceived: ${exc.message}`);
+  }
+  override pauseWriting(): void {
+    super.pauseWriting();
+    this.calls.push("pauseWriting");
+  }
+  override resumeWriting(): void {
+    super.resumeWriting();
+    this.calls.push("resumeWriting");
+  }
+  override connectionLost(exc: Error | undefined): void {
+    super.connectionLost(exc);
+    this.calls.push("connectionLost");
+  }
+}
+
+Deno.test("MemoryDatagramTransport records sendto() and feeds datagramReceived and errorReceived", () => {
+  const protocol = new Recorder();
+  const transport = new MemoryDatagramTransport(protocol);
+  assert.deepEqual(protocol.calls, ["connectionMade"]);
+  const scratch = bytes("one");
+  transport.sendto(scratch, PEER);
+  scratch.set(bytes("two"));
+  transport.sendto(scratch, OTHER);
+  assert.deepEqual(
+    transport.sent().map(({ data, addr }) => [text(data), addr.hostname]),
+    [["one", "10.1.2.3"], ["two", "10.9.9.9"]],
+  );
+  transport.receive(bytes("hi"), PEER);
+  assert.deepEqual(protocol.received, [["hi", PEER]]);
+  transport.receiveError(new Error("ICMP"));
+  assert.deepEqual(protocol.calls, ["connectionMade", "errorReceived: ICMP"]);
+});
+
+Deno.test("MemoryDatagramTransport with remoteAddr sends there by default and hears only the peer", () => {
+  const protocol = new Recorder();
+  const transport = new MemoryDatagramTransport(protocol, { remoteAddr: PEER });
+  transport.sendto(bytes("x"));
+  assert.equal(transport.sent()[0]!.addr, PEER);
+  assert.throws(() => transport.sendto(bytes("x"), OTHER), TypeError);
+  transport.receive(bytes("from other"), OTHER);
+  transport.receive(bytes("from peer"), PEER);
+  assert.deepEqual(protocol.received.map(([data]) => data), ["from peer"]);
+});
+
+Deno.test("MemoryDatagramTransport holds while paused and applies flow control while sends are held", async () => {
+  const protocol = new Recorder();
+  const transport = new MemoryDatagramTransport(protocol, { sending: false });
+  transport.pauseReading();
+  transport.receive(bytes("a"), PEER);
+  transport.receive(bytes("b"), PEER);
+  assert.equal(protocol.received.length, 0);
+  transport.resumeReading();
+  await settle();
+  assert.deepEqual(protocol.received.map(([data]) => data), ["a", "b"]);
+
+  transport.setWriteBufferLimits({ high: 20, low: 0 });
+  transport.sendto(new Uint8Array(12), PEER);
+  assert.equal(transport.getWriteBufferSize(), 20);
+  transport.sendto(new Uint8Array(1), PEER);
+  assert.deepEqual(protocol.calls.slice(-1), ["pauseWriting"]);
+  transport.setSending(true);
+  await settle();
+  assert.deepEqual(protocol.calls.slice(-1), ["resumeWriting"]);
+  assert.equal(transport.sent().length, 2);
+  transport.close();
+  await settle();
+  assert.deepEqual(protocol.calls.slice(-1), ["connectionLost"]);
+});

@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import { BufferedProtocolBase, LineProtocol, ProtocolBase } from "../../mod.ts";
+import { MemoryTransport } from "../../testing/mod.ts";
+import { bytes, flowCalls, RecordingProtocol, text } from "../_test_utils.ts";
+
+/** Lets pending microtasks run. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+Deno.test("MemoryTransport calls connectionMade at once and records what the protocol writes", () => {
+  const protocol = new RecordingProtocol();
+  const transport = new MemoryTransport(protocol);
+  assert.deepEqual(protocol.calls, ["connectionMade"]);
+  assert.equal(protocol.transport, transport);
+  transport.write(bytes("one "));
+  transport.writelines([bytes("two "), bytes("three")]);
+  assert.equal(text(transport.written()), "one two three");
+  assert.equal(text(transport.written({ clear: true })), "one two three");
+  assert.equal(transport.written().byteLength, 0);
+  assert.equal(transport.getWriteBufferSize(), 0);
+});
+
+Deno.test("MemoryTransport.receive() delivers at once, holds while paused, and feeds a BufferedProtocol through its buffer", async (t) => {
+  await t.step("Protocol: each receive() is one dataReceived", () => {
+    const protocol = new RecordingProtocol();
+    const transport = new MemoryTransport(protocol);
+    transport.receive(bytes("ab"));
+    transport.receive(bytes("c"));
+    assert.deepEqual(protocol.chunks.map(text), ["ab", "c"]);
+  });
+
+  await t.step(
+    "paused: held, then delivered in order after resumeReading()",
+    async () => {
+      const protocol = new RecordingProtocol();
+      const transport = new MemoryTransport(protocol);
+      transport.pauseReading();
+      transport.receive(bytes("held "));
+      transport.receive(bytes("too"));
+      transport.receiveEof();
+      assert.equal(protocol.count("dataReceived"), 0);
+      transport.resumeReading();
+      await settle();
+      assert.equal(text(protocol.received()), "held too");
+      assert.deepEqual(transport.log, ["pauseReading", "resumeReading"]);
+      assert.equal(protocol.count("eofReceived"), 1);
+    },
+  );
+
+  await t.step("BufferedProtocol: copied into buffers of its size", () => {
+    const chunks: string[] = [];
+    class Small extends BufferedProtocolBase {
+      override bufferUpdated(nbytes: number): void {
+        chunks.push(text(this.buffer.subarray(0, nbytes)));
+      }
+    }
+    const transport = new MemoryTransport(new Small(3));
+    transport.receive(bytes("abcdefg"));
+    assert.deepEqual(chunks, ["abc", "def", "g"]);
+  });
+});
+
+Deno.test("MemoryTransport applies a socket's flow control: with the peer not reading, pauseWriting and resumeWriting at the same marks", async () => {
+  const protocol = new RecordingProtocol();
+  const transport = new MemoryTransport(protocol, { peerReading: false });
+  transport.setWriteBufferLimits({ high: 100, low: 20 });
+  assert.equal(transport.write(new Uint8Array(100)), true);
+  assert.equal(flowCalls(protocol.calls), "");
+  assert.equal(transport.write(new Uint8Array(1)), false);
+  assert.equal(flowCalls(protocol.calls), "pauseWriting");
+  assert.equal(transport.getWriteBufferSize(), 101);
+  transport.setPeerReading(true);
+  await settle();
+  assert.equal(flowCalls(protocol.calls), "pauseWriting resumeWriting");
+  assert.equal(transport.getWriteBufferSize(), 0);
+  assert.equal(transport.written().byteLength, 101);
+});
+
+Deno.test("MemoryTransport ends as a socket does: close() flushes, lose() fails, connectionLost once and later", async (t) => {
+  await t.step(
+    "close(): EOF to the peer, connectionLost(undefined) after a microtask",
+    async () => {
+      const protocol = new RecordingProtocol();
+      const transport = new MemoryTransport(protocol);
+      transport.write(bytes("bye"));
+      transport.close();
+      transport.close();
+      assert.equal(protocol.count("connectionLost"), 0);
+      await settle();
+      assert.equal(protocol.count("connectionLost"), 1);
+      assert.equal(protocol.lostWith, undefined);
+      assert.equal(transport.closed, true);
+      assert.equal(text(transport.written()), "bye");
+      assert.deepEqual(transport.log, ["close", "close"]);
+    },
+  );
+
+  await t.step("lose(error): connectionLost(error)", async () => {
+    const protocol = new RecordingProtocol();
+    const transport = new MemoryTransport(protocol);
+    const error = new Deno.errors.ConnectionReset("reset");
+    transport.lose(error);
+    await settle();
+    assert.equal(protocol.lostWith, error);
+    assert.deepEqual(protocol.calls, ["connectionMade", "connectionLost"]);
+  });
+
+  await t.step(
+    "receiveEof(): eofReceived, then the transport closes itself",
+    async () => {
+      const protocol = new RecordingProtocol();
+      const transport = new MemoryTransport(protocol);
+      transport.receiveEof();
+      await settle();
+      assert.deepEqual(protocol.calls, [
+        "connectionMade",
+        "eofReceived",
+        "connectionLost",
+      ]);
+      assert.equal(transport.isClosing(), true);
+    },
+  );
+
+  await t.step("writeEof(): recorded, and the peer sees EOF", async () => {
+    const protocol = new RecordingProtocol();
+    const transport = new MemoryTransport(protocol);
+    transport.writeEof();
+    await settle();
+    assert.equal(transport.eofWritten, true);
+    assert.deepEqual(transport.log, ["writeEof"]);
+  });
+
+  await t.step(
+    "a throwing dataReceived: onError, connectionLost(error)",
+    async () => {
+      const errors: unknown[] = [];
+      class Boom extends ProtocolBase {
+        lost: Error | undefined;
+        override dataReceived(): void {
+          throw new Error("boom");
+        }
+        override connectionLost(exc: Error | undefined): void {
+          this.lost = exc;
+        }
+      }
+      const protocol = new Boom();
+      const transport = new MemoryTransport(protocol, {
+        onError: (error) => errors.push(error),
+      });
+      transport.receive(bytes("x"));
+      await settle();
+      assert.equal(errors.length, 1);
+      assert.equal(protocol.lost?.message, "boom");
+    },
+  );
+});
+
+Deno.test("MemoryTransport tests a LineProtocol subclass in a few lines", () => {
+  class Upper extends LineProtocol {
+    override lineReceived(line: Uint8Array): void {
+      this.sendLine(text(line).toUpperCase());
+    }
+  }
+  const transport = new MemoryTransport(new Upper({ delimiter: "\r\n" }));
+  transport.receive(bytes("hel"));
+  transport.receive(bytes("lo\r"));
+  transport.receive(bytes("\nworld\r\n"));
+  assert.equal(text(transport.written()), "HELLO\r\nWORLD\r\n");
+});

@@ -1,0 +1,254 @@
+import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
+import {
+  DatagramEndpoint,
+  type DatagramSocket,
+} from "./_datagram_transport.ts";
+import type {
+  DatagramExtraInfo,
+  DatagramTransport,
+  ErrorHandler,
+  WriteBufferLimits,
+} from "./transport.ts";
+
+/** Options for {@linkcode MemoryDatagramTransport}. */
+export interface MemoryDatagramTransportOptions {
+  /** The address the endpoint is bound to (default 127.0.0.1:9). */
+  localAddr?: Deno.NetAddr;
+  /**
+   * The peer: `sendto(data)` goes there, and only its datagrams are
+   * delivered, as with `createDatagramEndpoint`'s `remoteAddr`.
+   */
+  remoteAddr?: Deno.NetAddr;
+  /**
+   * `false`: sent datagrams stay queued and flow control applies, as when
+   * the socket cannot send (default `true`; see
+   * {@linkcode MemoryDatagramTransport.setSending}).
+   */
+  sending?: boolean;
+  /** Receives errors thrown by protocol callbacks; default: stderr. */
+  onError?: ErrorHandler;
+}
+
+/** One datagram the protocol sent. */
+export interface SentDatagram {
+  /** Its bytes (a copy). */
+  data: Uint8Array;
+  /** Where it went. */
+  addr: Deno.NetAddr;
+}
+
+/** A socket in memory: it keeps what is sent and receives nothing itself. */
+class MemoryDatagramSocket implements DatagramSocket {
+  readonly addr: Deno.NetAddr;
+  sent: SentDatagram[] = [];
+  sending: boolean;
+  closed = false;
+  #waiting: { datagram: SentDatagram; resolve: (n: number) => void }[] = [];
+
+  constructor(addr: Deno.NetAddr, sending: boolean) {
+    this.addr = addr;
+    this.sending = sending;
+  }
+
+  trySend(data: Uint8Array, addr: Deno.NetAddr): boolean {
+    if (!this.sending || this.closed) return false;
+    this.sent.push({ data: data.slice(), addr });
+    return true;
+  }
+
+  send(data: Uint8Array, addr: Deno.NetAddr): Promise<number> {
+    if (this.closed) {
+      return Promise.reject(
+        new Deno.errors.BadResource("The socket is closed"),
+      );
+    }
+    if (this.trySend(data, addr)) return Promise.resolve(data.byteLength);
+    return new Promise((resolve) =>
+      this.#waiting.push({ datagram: { data: data.slice(), addr }, resolve })
+    );
+  }
+
+  receive(): Promise<[Uint8Array<ArrayBuffer>, Deno.Addr]> {
+    return Promise.reject(
+      new Deno.errors.NotSupported("Memory sockets are fed"),
+    );
+  }
+
+  close(): void {
+    this.closed = true;
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const { resolve } of waiting) resolve(0);
+  }
+
+  setSending(sending: boolean): void {
+    this.sending = sending;
+    if (!sending) return;
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const { datagram, resolve } of waiting) {
+      this.sent.push(datagram);
+      resolve(datagram.data.byteLength);
+    }
+  }
+}
+
+/**
+ * A `DatagramTransport` in memory, for testing a datagram protocol without
+ * a socket: it calls `connectionMade` at once, keeps every datagram the
+ * protocol sends ({@linkcode sent}), and lets the test deliver datagrams
+ * and receive errors ({@linkcode receive}, {@linkcode receiveError}).
+ *
+ * It is the module's datagram transport over a socket in memory, so the
+ * rest is as over UDP: `remoteAddr` filtering, pausing, flow control on
+ * queued datagrams (bytes plus 8 each) while {@linkcode setSending} is
+ * `false`, and `connectionLost` once, last.
+ *
+ * @example Test an echo protocol
+ * ```ts
+ * import { DatagramProtocolBase } from "@aio/protocols";
+ * import { MemoryDatagramTransport } from "@aio/protocols/testing";
+ * import assert from "node:assert/strict";
+ *
+ * class Echo extends DatagramProtocolBase {
+ *   override datagramReceived(data: Uint8Array, addr: Deno.NetAddr): void {
+ *     this.transport?.sendto(data, addr);
+ *   }
+ * }
+ *
+ * const transport = new MemoryDatagramTransport(new Echo());
+ * const peer: Deno.NetAddr = { transport: "udp", hostname: "10.0.0.2", port: 53 };
+ * transport.receive(new Uint8Array([1, 2]), peer);
+ * assert.deepEqual(transport.sent(), [{ data: new Uint8Array([1, 2]), addr: peer }]);
+ * ```
+ */
+export class MemoryDatagramTransport implements DatagramTransport {
+  #socket: MemoryDatagramSocket;
+  #inner: DatagramEndpoint;
+  #taken = 0;
+
+  /**
+   * Drives `protocol` in memory; `connectionMade` runs before this returns.
+   *
+   * @param protocol The datagram protocol.
+   * @param options The addresses, whether sends go out, error reporting.
+   */
+  constructor(
+    protocol: DatagramProtocol,
+    options?: MemoryDatagramTransportOptions,
+  ) {
+    this.#socket = new MemoryDatagramSocket(
+      options?.localAddr ??
+        { transport: "udp", hostname: "127.0.0.1", port: 9 },
+      options?.sending ?? true,
+    );
+    this.#inner = new DatagramEndpoint(this.#socket, protocol, {
+      remoteAddr: options?.remoteAddr,
+      onError: options?.onError,
+      pushed: true,
+      immediate: true,
+      facade: this,
+    });
+  }
+
+  /**
+   * Returns the datagrams sent since the last `sent({ clear: true })`.
+   *
+   * @param options `clear: true` forgets them afterwards.
+   */
+  sent(options?: { clear?: boolean }): SentDatagram[] {
+    const sent = this.#socket.sent.slice(this.#taken);
+    if (options?.clear) this.#taken = this.#socket.sent.length;
+    return sent;
+  }
+
+  /** Delivers a datagram from `addr`: `datagramReceived` runs now unless paused. */
+  receive(data: Uint8Array, addr: Deno.NetAddr): void {
+    this.#inner.push(data, addr);
+  }
+
+  /** Tells the protocol a receive failed: `errorReceived(error)`. */
+  receiveError(error: Error): void {
+    this.#inner.pushError(error);
+  }
+
+  /**
+   * Says whether sends go out. While they do not, datagrams stay queued
+   * (`getWriteBufferSize()` grows, `pauseWriting` over the high mark).
+   */
+  setSending(sending: boolean): void {
+    this.#socket.setSending(sending);
+  }
+
+  /** Returns `sockname`, `peername` (the `remoteAddr`), or `defaultValue`. */
+  getExtraInfo<K extends keyof DatagramExtraInfo>(
+    name: K,
+    defaultValue?: DatagramExtraInfo[K],
+  ): DatagramExtraInfo[K] | undefined;
+  getExtraInfo(name: string, defaultValue?: unknown): unknown;
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "conn"
+      ? defaultValue
+      : this.#inner.getExtraInfo(name, defaultValue);
+  }
+
+  /** Returns `true` once closing. */
+  isClosing(): boolean {
+    return this.#inner.isClosing();
+  }
+
+  /** Sends what is queued, then closes. */
+  close(): void {
+    this.#inner.close();
+  }
+
+  /** Closes at once, dropping the queue. */
+  abort(): void {
+    this.#inner.abort();
+  }
+
+  /** Returns `true` while datagrams are delivered. */
+  isReading(): boolean {
+    return this.#inner.isReading();
+  }
+
+  /** Holds what `receive()` gives until `resumeReading()`. */
+  pauseReading(): void {
+    this.#inner.pauseReading();
+  }
+
+  /** Delivers what was held, in a later microtask. */
+  resumeReading(): void {
+    this.#inner.resumeReading();
+  }
+
+  /** Switches the protocol. */
+  setProtocol(protocol: DatagramProtocol): void {
+    this.#inner.setProtocol(protocol);
+  }
+
+  /** Returns the protocol. */
+  getProtocol(): DatagramProtocol {
+    return this.#inner.getProtocol();
+  }
+
+  /** Copies and queues one datagram, as over UDP. */
+  sendto(data: Uint8Array, addr?: Deno.NetAddr): void {
+    this.#inner.sendto(data, addr);
+  }
+
+  /** Returns the queued datagrams' size: bytes plus 8 each. */
+  getWriteBufferSize(): number {
+    return this.#inner.getWriteBufferSize();
+  }
+
+  /** Returns the flow-control marks. */
+  getWriteBufferLimits(): WriteBufferLimits {
+    return this.#inner.getWriteBufferLimits();
+  }
+
+  /** Sets the flow-control marks. */
+  setWriteBufferLimits(limits?: Partial<WriteBufferLimits>): void {
+    this.#inner.setWriteBufferLimits(limits);
+  }
+}
