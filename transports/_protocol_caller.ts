@@ -12,14 +12,18 @@ export const FAILED: unique symbol = Symbol("failed");
  */
 export interface TransportEvents {
   /** `connectionMade` returned, or threw `error` (the transport then closes). */
-  made?(transport: BaseTransport, error: Error | undefined): void;
+  made?:
+    | ((transport: BaseTransport, error: Error | undefined) => void)
+    | undefined;
   /** `connectionLost` returned: the transport is done. */
-  lost?(transport: BaseTransport): void;
+  lost?: ((transport: BaseTransport) => void) | undefined;
   /**
    * `startTls` replaced `old` with `upgraded`, which reports to these
    * events from now on; `old` reports nothing more.
    */
-  replaced?(old: BaseTransport, upgraded: BaseTransport): void;
+  replaced?:
+    | ((old: BaseTransport, upgraded: BaseTransport) => void)
+    | undefined;
 }
 
 /** Options for {@linkcode ProtocolCaller}. */

@@ -28,3 +28,6 @@ export * from "./start_tls.ts";
 export * from "./create_datagram_endpoint.ts";
 export * from "./subprocess_exec.ts";
 export * from "./connect_read_pipe.ts";
+export * from "./relay.ts";
+export * from "./sendfile.ts";
+export * from "./create_reconnecting_connection.ts";

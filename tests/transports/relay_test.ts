@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import {
+  createConnection,
+  createServer,
+  type Protocol,
+  relay,
+  type RelayResult,
+  type Transport,
+} from "../../mod.ts";
+import {
+  assertBytes,
+  bytes,
+  pattern,
+  readExactly,
+  readUntilClosed,
+  text,
+  within,
+  writeAll,
+} from "../_test_utils.ts";
+
+const LOCAL = { hostname: "127.0.0.1", port: 0 } as const;
+
+/**
+ * A proxy on a free port: each connection is relayed to `backendPort`.
+ * Resolves each relay's result in `results`.
+ */
+async function proxy(backendPort: number) {
+  const results: Promise<RelayResult>[] = [];
+  const server = await createServer((): Protocol => ({
+    connectionMade(client: Transport) {
+      client.pauseReading();
+      const result = createConnection(() => ({ dataReceived() {} }), {
+        port: backendPort,
+      }).then(([backend]) => relay(client, backend));
+      results.push(result);
+    },
+    dataReceived() {},
+  }), LOCAL);
+  return { server, results };
+}
+
+Deno.test("relay() joins two connections both ways, byte-exact, and passes EOF through both ways before closing both", async () => {
+  // The backend echoes, then half-closes once its client did.
+  using backend = Deno.listen(LOCAL);
+  const backendDone = (async () => {
+    const conn = await backend.accept();
+    const data = await readUntilClosed(conn);
+    await writeAll(conn, data);
+    await conn.closeWrite();
+    conn.close();
+    return data;
+  })();
+  const { server, results } = await proxy(backend.addr.port);
+  await using _server = server;
+  const client = await Deno.connect({ port: server.addrs[0]!.port });
+  const data = pattern(2 * 1024 * 1024, 3);
+  await writeAll(client, data);
+  await client.closeWrite();
+  const echoed = await within(
+    readUntilClosed(client),
+    "the echo through the relay",
+  );
+  client.close();
+  assertBytes(await backendDone, data, "what the backend got");
+  assertBytes(echoed, data, "what the client got back");
+  const result = await within(results[0]!, "the relay's end");
+  assert.deepEqual(result, {
+    aToB: data.byteLength,
+    bToA: data.byteLength,
+    error: undefined,
+  });
+});
+
+Deno.test("relay() holds memory to the write buffers when one end reads slowly", async () => {
+  using backend = Deno.listen(LOCAL);
+  const size = 16 * 1024 * 1024;
+  const backendSide = (async () => {
+    const conn = await backend.accept();
+    // Sends a lot and never reads until told.
+    await writeAll(conn, pattern(size, 8));
+    await conn.closeWrite();
+    return conn;
+  })();
+  let relayed: [Transport, Transport] | undefined;
+  await using server = await createServer((): Protocol => ({
+    connectionMade(client: Transport) {
+      client.pauseReading();
+      createConnection(() => ({ dataReceived() {} }), {
+        port: backend.addr.port,
+      }).then(([backendTransport]) => {
+        relayed = [client, backendTransport];
+        relay(client, backendTransport);
+      });
+    },
+    dataReceived() {},
+  }), LOCAL);
+  const client = await Deno.connect({ port: server.addrs[0]!.port });
+  // Read slowly: the relay must stop reading the backend meanwhile.
+  let received = 0;
+  let mostBuffered = 0;
+  const chunk = new Uint8Array(16 * 1024);
+  for (let i = 0; i < 100_000 && received < size; i++) {
+    const n = await within(client.read(chunk), "a slow read");
+    if (n === null) break;
+    received += n;
+    if (relayed !== undefined) {
+      mostBuffered = Math.max(mostBuffered, relayed[0].getWriteBufferSize());
+    }
+    if (i % 64 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  assert.equal(received, size);
+  // The write buffer stays near its high mark (64 KiB) plus one read.
+  assert.ok(mostBuffered <= 64 * 1024 + 256 * 1024, `buffered ${mostBuffered}`);
+  client.close();
+  (await backendSide).close();
+});
+
+Deno.test("relay() ends both when one side fails, and rejects bad arguments", async (t) => {
+  await t.step("the backend resets: the client is closed too", async () => {
+    using backend = Deno.listen(LOCAL);
+    const { server, results } = await proxy(backend.addr.port);
+    await using _server = server;
+    const client = await Deno.connect({ port: server.addrs[0]!.port });
+    const conn = await backend.accept();
+    await writeAll(client, bytes("hello"));
+    assert.equal(text(await readExactly(conn, 5)), "hello");
+    conn.close();
+    await within(readUntilClosed(client), "the client's end");
+    client.close();
+    const result = await within(results[0]!, "the relay's end");
+    assert.equal(result.aToB, 5);
+  });
+
+  await t.step("bad arguments are TypeErrors", () => {
+    assert.throws(() => relay({} as never, {} as never), TypeError);
+  });
+});

@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import {
+  connectWritePipe,
+  createConnection,
+  createServer,
+  ProtocolBase,
+  sendfile,
+} from "../../mod.ts";
+import {
+  assertBytes,
+  pattern,
+  RecordingProtocol,
+  within,
+} from "../_test_utils.ts";
+
+const LOCAL = { hostname: "127.0.0.1", port: 0 } as const;
+
+async function withFile<T>(
+  data: Uint8Array,
+  use: (path: string) => Promise<T>,
+): Promise<T> {
+  const path = await Deno.makeTempFile();
+  try {
+    await Deno.writeFile(path, data);
+    return await use(path);
+  } finally {
+    await Deno.remove(path);
+  }
+}
+
+Deno.test("sendfile() sends a whole file, or a range of it, through a connection and returns the bytes sent", async (t) => {
+  const data = pattern(3 * 1024 * 1024 + 17, 4);
+  for (
+    const [name, options, expected] of [
+      ["the whole file", undefined, data],
+      ["from an offset", { offset: 1000 }, data.subarray(1000)],
+      ["a range", { offset: 5, count: 300_000 }, data.subarray(5, 300_005)],
+      [
+        "a count past the end",
+        { offset: data.length - 10, count: 100 },
+        data.subarray(data.length - 10),
+      ],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const receiver = new RecordingProtocol();
+      await using server = await createServer(() => receiver, LOCAL);
+      const [transport, protocol] = await createConnection(
+        () => new RecordingProtocol(),
+        {
+          port: server.addrs[0]!.port,
+        },
+      );
+      const sent = await withFile(data, async (path) => {
+        using file = await Deno.open(path);
+        return await sendfile(transport, file, options);
+      });
+      assert.equal(sent, expected.byteLength);
+      assert.equal(transport.getProtocol(), protocol);
+      transport.close();
+      await within(receiver.waitFor("connectionLost"), "the receiver's end");
+      assertBytes(receiver.received(), expected);
+    });
+  }
+});
+
+Deno.test("sendfile() waits on flow control: the write buffer stays near its high mark", async () => {
+  const data = pattern(8 * 1024 * 1024, 2);
+  const chunks: Uint8Array[] = [];
+  let mostBuffered = 0;
+  let release = Promise.withResolvers<void>();
+  const sink = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      chunks.push(chunk.slice());
+      await release.promise; // A slow reader.
+      release = Promise.withResolvers<void>();
+    },
+  });
+  const [transport] = await connectWritePipe(() => new ProtocolBase(), sink);
+  const timer = setInterval(() => {
+    mostBuffered = Math.max(mostBuffered, transport.getWriteBufferSize());
+    release.resolve();
+  }, 1);
+  try {
+    const sent = await withFile(data, async (path) => {
+      using file = await Deno.open(path);
+      return await within(sendfile(transport, file), "sendfile", 30_000);
+    });
+    assert.equal(sent, data.byteLength);
+  } finally {
+    clearInterval(timer);
+  }
+  const lost = Promise.withResolvers<void>();
+  transport.setProtocol({ connectionLost: () => lost.resolve() } as never);
+  transport.close();
+  release.resolve();
+  const drain = setInterval(() => release.resolve(), 1);
+  await within(lost.promise, "the pipe's end");
+  clearInterval(drain);
+  const total = chunks.reduce((n, chunk) => n + chunk.byteLength, 0);
+  assert.equal(total, data.byteLength);
+  assert.ok(mostBuffered <= 64 * 1024 + 256 * 1024, `buffered ${mostBuffered}`);
+});
+
+Deno.test("sendfile() rejects when the connection is lost, and checks its arguments", async () => {
+  await using server = await createServer(() => ({
+    connectionMade(t) {
+      t.abort();
+    },
+    dataReceived() {},
+  }), LOCAL);
+  const [transport] = await createConnection(() => new ProtocolBase(), {
+    port: server.addrs[0]!.port,
+  });
+  await withFile(pattern(16 * 1024 * 1024, 1), async (path) => {
+    using file = await Deno.open(path);
+    await assert.rejects(within(sendfile(transport, file), "the rejection"));
+    await assert.rejects(sendfile(transport, file), TypeError);
+    await assert.rejects(sendfile(transport, file, { offset: -1 }), RangeError);
+  });
+});

@@ -1,0 +1,121 @@
+import { formatAddress, withAddress } from "./_address.ts";
+import {
+  checkFactory,
+  checkIdleTimeout,
+  checkPort,
+  setKeepAlive,
+  setNoDelay,
+} from "./_conn.ts";
+import type { TransportEvents } from "./_protocol_caller.ts";
+import { StreamTransport } from "./_stream_transport.ts";
+import { checkHandshakeTimeout, upgradeClient } from "./_tls.ts";
+import type {
+  ConnectAcceptedConnOptions,
+  CreateConnectionOptions,
+} from "./create_connection.ts";
+import type { StreamProtocol, Transport } from "./transport.ts";
+
+/**
+ * Connects over TCP (or TLS) and drives a protocol: `createConnection()`,
+ * with the maker's events (a reconnecting client learns of the loss).
+ */
+export async function connectTcp<P extends StreamProtocol>(
+  factory: () => P,
+  options: CreateConnectionOptions,
+  events?: TransportEvents,
+): Promise<[Transport, P]> {
+  checkFactory(factory, "create connection");
+  const port = checkPort(options?.port, "create connection");
+  const timeoutMs = checkHandshakeTimeout(
+    options.handshakeTimeout,
+    "create connection",
+  );
+  checkTlsOnly(options, "create connection");
+  checkIdleTimeout(options.idleTimeout, "create connection");
+  const hostname = options.hostname ?? "127.0.0.1";
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({
+      hostname,
+      port,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      ...(options.happyEyeballsDelay === undefined
+        ? {}
+        : { autoSelectFamilyAttemptDelay: options.happyEyeballsDelay }),
+    });
+  } catch (error) {
+    if (options.signal?.aborted && error === options.signal.reason) {
+      throw error;
+    }
+    throw withAddress(error, `connect to ${formatAddress(hostname, port)}`);
+  }
+  if (options.tls === undefined) {
+    return await drive(factory, conn, options, undefined, events);
+  }
+  // Deno's TlsConn has no setNoDelay(): set it on the TCP conn first.
+  setNoDelay(conn, options.noDelay);
+  setKeepAlive(conn, options.keepAlive);
+  const tls = await upgradeClient(conn, {
+    hostname: options.tls.serverName ?? hostname,
+    caCerts: options.tls.caCerts,
+    alpnProtocols: options.tls.alpnProtocols,
+    timeoutMs,
+    signal: options.signal,
+  });
+  return await drive(factory, tls.conn, options, tls.extra, events);
+}
+
+/**
+ * Checks that TLS-only options come with TLS, as asyncio does.
+ *
+ * @throws {TypeError} For `handshakeTimeout` without `tls`.
+ */
+export function checkTlsOnly(
+  options: { handshakeTimeout?: number | undefined; tls?: unknown },
+  what: string,
+): void {
+  if (options.handshakeTimeout !== undefined && options.tls === undefined) {
+    throw new TypeError(
+      `Cannot ${what}: handshakeTimeout is for TLS only, and there is no tls`,
+    );
+  }
+}
+
+/** Starts a transport over `conn`; resolves once `connectionMade` ran. */
+export function drive<P extends StreamProtocol>(
+  factory: () => P,
+  conn: Deno.Conn,
+  options: ConnectAcceptedConnOptions,
+  extra: Record<string, unknown> | undefined,
+  events?: TransportEvents,
+): Promise<[Transport, P]> {
+  let transport: StreamTransport;
+  let protocol: P;
+  const made = Promise.withResolvers<[Transport, P]>();
+  try {
+    checkFactory(factory, "connect accepted conn");
+    setNoDelay(conn, options.noDelay);
+    setKeepAlive(conn, options.keepAlive);
+    const idleTimeout = checkIdleTimeout(
+      options.idleTimeout,
+      "connect accepted conn",
+    );
+    protocol = factory();
+    transport = new StreamTransport({ conn }, protocol, {
+      onError: options.onError,
+      extra,
+      idleTimeout,
+      events: {
+        made(_, error) {
+          if (error === undefined) made.resolve([transport, protocol]);
+          else made.reject(error);
+        },
+        lost: events?.lost,
+      },
+    });
+  } catch (error) {
+    conn.close();
+    return Promise.reject(error);
+  }
+  return made.promise;
+}

@@ -1,0 +1,231 @@
+import { connectTcp } from "./_connect.ts";
+import type { CreateConnectionOptions } from "./create_connection.ts";
+import type { StreamProtocol, Transport } from "./transport.ts";
+
+/** How {@linkcode createReconnectingConnection} waits between tries. */
+export interface ReconnectOptions {
+  /** Milliseconds before the first retry, and at least after a drop (default 1 000). */
+  initialDelay?: number;
+  /** The longest wait, in milliseconds (default 60 000). */
+  maxDelay?: number;
+  /** How much each failed try multiplies the wait (default 2, as Twisted's e). */
+  factor?: number;
+  /**
+   * How much the wait varies at random, as a fraction of it (default 0.1):
+   * clients that lost one server do not all come back at once.
+   */
+  jitter?: number;
+  /** Stops reconnecting when aborted, and closes the live connection. */
+  signal?: AbortSignal;
+}
+
+/** A client that keeps itself connected. */
+export interface ReconnectingConnection<P extends StreamProtocol> {
+  /** The live connection's transport and protocol, if connected now. */
+  readonly current: [Transport, P] | undefined;
+  /** How many connections were made so far. */
+  readonly connections: number;
+  /** Resolves with the live connection, or the next one. */
+  connected(): Promise<[Transport, P]>;
+  /** Stops reconnecting and closes the live connection, as the signal does. */
+  close(): void;
+  /** Resolves once stopped and the last connection has ended. */
+  readonly closed: Promise<void>;
+}
+
+/**
+ * Connects over TCP (or TLS) and connects again whenever the connection is
+ * lost or refused, with exponential backoff, as Twisted's
+ * `ReconnectingClientFactory`: each connection gets a fresh protocol from
+ * `factory`. After a drop it waits at least `initialDelay`; after each
+ * failed try the wait grows by `factor`, up to `maxDelay`, with some
+ * jitter; a successful connection starts the count again. Aborting
+ * `signal`, or `close()`, stops it and closes the live connection.
+ *
+ * @param factory Makes a protocol for each connection.
+ * @param options Where to connect, as for {@linkcode createConnection}.
+ * @param reconnect The backoff and the signal that stops it.
+ * @returns A handle on the connection that is live at any time.
+ * @throws {RangeError} For delays, factor or jitter out of range.
+ *
+ * @example Stay connected to a service until told to stop
+ * ```ts ignore
+ * import { createReconnectingConnection, ProtocolBase } from "@aio/protocols";
+ *
+ * const stop = new AbortController();
+ * const client = createReconnectingConnection(() => new ProtocolBase(), {
+ *   hostname: "127.0.0.1",
+ *   port: 6379,
+ * }, { initialDelay: 500, maxDelay: 30_000, signal: stop.signal });
+ * const [transport] = await client.connected();
+ * transport.write(new TextEncoder().encode("PING\r\n"));
+ * stop.abort();
+ * await client.closed;
+ * ```
+ */
+export function createReconnectingConnection<P extends StreamProtocol>(
+  factory: () => P,
+  options: CreateConnectionOptions,
+  reconnect?: ReconnectOptions,
+): ReconnectingConnection<P> {
+  const cannot = "Cannot create reconnecting connection";
+  if (typeof factory !== "function") {
+    throw new TypeError(`${cannot}: the protocol factory must be a function`);
+  }
+  const initialDelay = checkNumber(
+    reconnect?.initialDelay ?? 1000,
+    "initialDelay",
+    0,
+    cannot,
+  );
+  const maxDelay = checkNumber(
+    reconnect?.maxDelay ?? 60_000,
+    "maxDelay",
+    initialDelay,
+    cannot,
+  );
+  const factor = checkNumber(reconnect?.factor ?? 2, "factor", 1, cannot);
+  const jitter = checkNumber(reconnect?.jitter ?? 0.1, "jitter", 0, cannot, 1);
+  return new Reconnector(factory, options, {
+    initialDelay,
+    maxDelay,
+    factor,
+    jitter,
+    signal: reconnect?.signal,
+  });
+}
+
+class Reconnector<P extends StreamProtocol>
+  implements ReconnectingConnection<P> {
+  current: [Transport, P] | undefined;
+  connections = 0;
+  readonly closed: Promise<void>;
+  #factory: () => P;
+  #options: CreateConnectionOptions;
+  #backoff: Required<Omit<ReconnectOptions, "signal">>;
+  #signal: AbortSignal | undefined;
+  #stopped = false;
+  /** Stops a connect in flight. */
+  #connecting = new AbortController();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #wakeTimer: (() => void) | undefined;
+  #waiters: ((connection: [Transport, P]) => void)[] = [];
+  #failWaiters: ((error: unknown) => void)[] = [];
+
+  constructor(
+    factory: () => P,
+    options: CreateConnectionOptions,
+    backoff: Required<Omit<ReconnectOptions, "signal">> & {
+      signal: AbortSignal | undefined;
+    },
+  ) {
+    this.#factory = factory;
+    this.#options = options;
+    this.#backoff = backoff;
+    this.#signal = backoff.signal;
+    this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+    this.closed = this.#run();
+    if (this.#signal?.aborted) this.close();
+  }
+
+  connected(): Promise<[Transport, P]> {
+    if (this.current !== undefined) return Promise.resolve(this.current);
+    if (this.#stopped) {
+      return Promise.reject(
+        new TypeError("Cannot wait for a connection: reconnecting stopped"),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.#waiters.push(resolve);
+      this.#failWaiters.push(reject);
+    });
+  }
+
+  close(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    this.#connecting.abort(
+      new DOMException("Reconnecting stopped", "AbortError"),
+    );
+    clearTimeout(this.#timer);
+    this.#wakeTimer?.();
+    this.current?.[0].close();
+    const waiters = this.#failWaiters;
+    this.#waiters = [];
+    this.#failWaiters = [];
+    for (const reject of waiters) {
+      reject(
+        new TypeError("Cannot wait for a connection: reconnecting stopped"),
+      );
+    }
+  }
+
+  #onAbort = (): void => this.close();
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    while (!this.#stopped) {
+      const lost = Promise.withResolvers<void>();
+      let connection: [Transport, P];
+      try {
+        connection = await connectTcp(
+          this.#factory,
+          { ...this.#options, signal: this.#connecting.signal },
+          { lost: () => lost.resolve() },
+        );
+      } catch {
+        if (this.#stopped) break;
+        await this.#sleep(this.#delay(failures++));
+        continue;
+      }
+      failures = 0;
+      this.connections++;
+      this.current = connection;
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      this.#failWaiters = [];
+      for (const resolve of waiters) resolve(connection);
+      if (this.#stopped) connection[0].close();
+      await lost.promise;
+      this.current = undefined;
+      if (this.#stopped) break;
+      // After a drop, wait at least the initial delay, as Twisted does.
+      await this.#sleep(this.#delay(0));
+    }
+  }
+
+  /** The wait after `failures` failed tries in a row. */
+  #delay(failures: number): number {
+    const { initialDelay, maxDelay, factor, jitter } = this.#backoff;
+    const delay = Math.min(maxDelay, initialDelay * factor ** failures);
+    const varied = delay * (1 + jitter * (2 * Math.random() - 1));
+    return Math.max(initialDelay, Math.min(maxDelay, varied));
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.#wakeTimer = resolve;
+      this.#timer = setTimeout(resolve, ms);
+    }).then(() => {
+      this.#timer = undefined;
+      this.#wakeTimer = undefined;
+    });
+  }
+}
+
+function checkNumber(
+  value: unknown,
+  name: string,
+  min: number,
+  cannot: string,
+  max = 2 ** 31 - 1,
+): number {
+  if (typeof value !== "number" || !(value >= min && value <= max)) {
+    throw new RangeError(
+      `${cannot}: ${name} (${value}) must be a number from ${min} to ${max}`,
+    );
+  }
+  return value;
+}

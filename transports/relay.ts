@@ -1,0 +1,158 @@
+import type { Protocol } from "../protocols/protocol.ts";
+import type { Transport } from "./transport.ts";
+
+/** What {@linkcode relay} resolves with once both transports are done. */
+export interface RelayResult {
+  /** Bytes that went from `a` to `b`. */
+  aToB: number;
+  /** Bytes that went from `b` to `a`. */
+  bToA: number;
+  /** The first failure on either side, or `undefined` if both ended cleanly. */
+  error: Error | undefined;
+}
+
+/**
+ * Joins two stream transports both ways, as a proxy does: what one reads,
+ * the other writes. Each transport gets a relaying protocol (its old one
+ * gets nothing more).
+ *
+ * - Flow control both ways: while one side's write buffer is over its
+ *   high-water mark, the other side stops reading, so a slow reader on
+ *   either end holds the relay's memory to the write buffers.
+ * - EOF goes through: when one peer half-closes, the other side gets
+ *   `writeEof()` (or is closed, if it cannot half-close). Once EOF has
+ *   gone through both ways, both are closed after flushing.
+ * - A failure ends both: when either side is lost with an error, the
+ *   other is aborted. Deno reports a peer's reset as EOF, so a reset may
+ *   only show as a failed write later.
+ *
+ * Data goes through without a copy: the relaying protocols declare
+ * `transientData`, and a write of a lent read keeps its memory until it
+ * is written.
+ *
+ * @param a One transport, usually the one a server accepted.
+ * @param b The other, usually one from `createConnection`.
+ * @returns Resolves once both transports are lost, with the byte counts and
+ * the first error.
+ *
+ * @example A TCP proxy to a backend
+ * ```ts ignore
+ * import { createConnection, createServer, relay } from "@aio/protocols";
+ *
+ * await using proxy = await createServer(() => ({
+ *   connectionMade(client) {
+ *     client.pauseReading(); // until the backend is there
+ *     createConnection(() => ({ dataReceived() {} }), { port: 5432 })
+ *       .then(([backend]) => relay(client, backend), () => client.abort());
+ *   },
+ *   dataReceived() {},
+ * }), { port: 6432 });
+ * ```
+ */
+export function relay(a: Transport, b: Transport): Promise<RelayResult> {
+  checkTransport(a, "a");
+  checkTransport(b, "b");
+  if (a === b) {
+    throw new TypeError("Cannot relay: a and b are the same transport");
+  }
+  const done = Promise.withResolvers<RelayResult>();
+  const state = new RelayState(done.resolve);
+  const toB = new RelayHalf(a, b, state, "aToB");
+  const toA = new RelayHalf(b, a, state, "bToA");
+  a.setProtocol(toB);
+  b.setProtocol(toA);
+  for (const transport of [a, b]) {
+    if (transport.isClosing()) {
+      state.lost(transport === a ? toB : toA, undefined);
+    } else transport.resumeReading();
+  }
+  return done.promise;
+}
+
+/** What both halves of one relay share. */
+class RelayState {
+  counts = { aToB: 0, bToA: 0 };
+  error: Error | undefined;
+  eofs = 0;
+  #lost = new Set<RelayHalf>();
+  #resolve: (result: RelayResult) => void;
+
+  constructor(resolve: (result: RelayResult) => void) {
+    this.#resolve = resolve;
+  }
+
+  lost(half: RelayHalf, exc: Error | undefined): void {
+    this.error ??= exc;
+    this.#lost.add(half);
+    if (this.#lost.size < 2) return;
+    this.#resolve({ ...this.counts, error: this.error });
+  }
+}
+
+/** The protocol of one side: what it reads goes to the other side. */
+class RelayHalf implements Protocol {
+  readonly transientData = true;
+  #self: Transport;
+  #other: Transport;
+  #state: RelayState;
+  #direction: "aToB" | "bToA";
+  #eof = false;
+
+  constructor(
+    self: Transport,
+    other: Transport,
+    state: RelayState,
+    direction: "aToB" | "bToA",
+  ) {
+    this.#self = self;
+    this.#other = other;
+    this.#state = state;
+    this.#direction = direction;
+  }
+
+  dataReceived(data: Uint8Array): void {
+    this.#state.counts[this.#direction] += data.byteLength;
+    this.#other.write(data);
+  }
+
+  eofReceived(): boolean {
+    this.#eof = true;
+    this.#state.eofs++;
+    if (this.#state.eofs === 2) {
+      // EOF went through both ways: the conversation is over.
+      this.#other.close();
+      this.#self.close();
+      return true;
+    }
+    if (this.#other.canWriteEof()) this.#other.writeEof();
+    else this.#other.close();
+    return true;
+  }
+
+  /** This side's write buffer is full: stop reading the other side. */
+  pauseWriting(): void {
+    this.#other.pauseReading();
+  }
+
+  /** This side's write buffer drained: read the other side again. */
+  resumeWriting(): void {
+    if (!this.#eof || !this.#other.isClosing()) this.#other.resumeReading();
+  }
+
+  connectionLost(exc: Error | undefined): void {
+    if (exc !== undefined) this.#other.abort();
+    else this.#other.close();
+    this.#state.lost(this, exc);
+  }
+}
+
+function checkTransport(transport: unknown, name: string): void {
+  const t = transport as Partial<Transport> | null;
+  if (
+    typeof t !== "object" || t === null || typeof t.write !== "function" ||
+    typeof t.setProtocol !== "function" ||
+    typeof t.pauseReading !== "function"
+  ) {
+    throw new TypeError(`Cannot relay: ${name} must be a stream transport`);
+  }
+}

@@ -1,0 +1,197 @@
+import type { BaseProtocol } from "../protocols/base_protocol.ts";
+import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
+import type { Protocol } from "../protocols/protocol.ts";
+import type { WriteTransport } from "./transport.ts";
+
+/** How much of the file one read takes. */
+const CHUNK_SIZE = 256 * 1024;
+
+/** Options for {@linkcode sendfile}. */
+export interface SendfileOptions {
+  /** Where in the file to start (default 0). */
+  offset?: number;
+  /** How many bytes to send at most (default: to the end of the file). */
+  count?: number;
+}
+
+/** A file `sendfile` can read: a `Deno.FsFile`, or anything like one. */
+export interface SendfileSource {
+  /** Reads into `p`; `null` at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Moves to `offset` from the start. */
+  seek(offset: number | bigint, whence: Deno.SeekMode): Promise<number>;
+}
+
+/**
+ * Sends a file (or a range of it) through a write transport with flow
+ * control: asyncio's `loop.sendfile()`. It reads 256 KiB at a time and
+ * waits whenever the transport's write buffer is over its high-water mark,
+ * so it never holds more than the write buffer and one chunk, whatever the
+ * file's size.
+ *
+ * While it runs, the transport's protocol is wrapped: every callback still
+ * reaches it, and `sendfile` also learns of `pauseWriting`,
+ * `resumeWriting` and `connectionLost`; the protocol is put back at the
+ * end. Do not write to the transport meanwhile: the bytes would land in the
+ * middle of the file's.
+ *
+ * @param transport A transport that writes: a connection, or a write pipe.
+ * @param file The file, open for reading; `sendfile` does not close it.
+ * @param options Where to start and how much to send.
+ * @returns The number of bytes sent (queued; `close()` then flushes them).
+ * @throws {TypeError} If the transport is closing.
+ * @throws {RangeError} For an offset or count that is not a whole number
+ * >= 0.
+ * @throws The error the connection was lost with, if it is lost meanwhile.
+ *
+ * @example Serve a file to each client, then close
+ * ```ts ignore
+ * import { createServer, sendfile } from "@aio/protocols";
+ *
+ * await using server = await createServer(() => ({
+ *   connectionMade(transport) {
+ *     Deno.open("big.iso").then(async (file) => {
+ *       using _file = file;
+ *       await sendfile(transport, file);
+ *       transport.close();
+ *     });
+ *   },
+ *   dataReceived() {},
+ * }), { port: 8000 });
+ * ```
+ */
+export async function sendfile(
+  transport: WriteTransport,
+  file: SendfileSource,
+  options?: SendfileOptions,
+): Promise<number> {
+  const cannot = "Cannot send file";
+  const offset = checkCount(options?.offset ?? 0, "offset", cannot);
+  const count = options?.count === undefined
+    ? Infinity
+    : checkCount(options.count, "count", cannot);
+  if (transport.isClosing()) {
+    throw new TypeError(`${cannot}: the transport is closing`);
+  }
+  if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+  const original = transport.getProtocol();
+  const watch = new FlowWatch(transport);
+  transport.setProtocol(wrap(original, watch));
+  let sent = 0;
+  try {
+    while (sent < count) {
+      await watch.writable();
+      const chunk = new Uint8Array(Math.min(CHUNK_SIZE, count - sent));
+      const nbytes = await file.read(chunk);
+      if (nbytes === null) break;
+      watch.throwIfLost();
+      transport.write(chunk.subarray(0, nbytes));
+      sent += nbytes;
+    }
+    await watch.writable();
+  } finally {
+    if (transport.getProtocol() === watch.wrapper) {
+      transport.setProtocol(original);
+    }
+  }
+  return sent;
+}
+
+/** Learns whether writing is paused, and whether the connection was lost. */
+class FlowWatch {
+  paused: boolean;
+  lost = false;
+  exc: Error | undefined;
+  wrapper: BaseProtocol | undefined;
+  #wake: (() => void) | undefined;
+  #transport: WriteTransport;
+
+  constructor(transport: WriteTransport) {
+    this.#transport = transport;
+    const limits = transport.getWriteBufferLimits();
+    this.paused = transport.getWriteBufferSize() > limits.high;
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.#wake?.();
+  }
+
+  lose(exc: Error | undefined): void {
+    this.lost = true;
+    this.exc = exc;
+    this.#wake?.();
+  }
+
+  throwIfLost(): void {
+    if (this.lost || this.#transport.isClosing()) {
+      throw this.exc ??
+        new Deno.errors.BrokenPipe(
+          "Cannot send file: the connection was closed",
+        );
+    }
+  }
+
+  /** Resolves once writing may go on; throws once the connection is lost. */
+  async writable(): Promise<void> {
+    this.throwIfLost();
+    while (this.paused) {
+      await new Promise<void>((resolve) => this.#wake = resolve);
+      this.#wake = undefined;
+      this.throwIfLost();
+    }
+  }
+}
+
+/**
+ * A protocol of the same kind as `original` that passes every callback on
+ * and tells `watch` about flow control and the connection's end.
+ */
+function wrap(original: BaseProtocol, watch: FlowWatch): BaseProtocol {
+  const wrapper: BaseProtocol & Partial<Protocol & BufferedProtocol> = {
+    connectionMade: (transport) => original.connectionMade?.(transport),
+    pauseWriting() {
+      watch.pause();
+      original.pauseWriting?.();
+    },
+    resumeWriting() {
+      watch.resume();
+      original.resumeWriting?.();
+    },
+    connectionLost(exc) {
+      watch.lose(exc);
+      original.connectionLost?.(exc);
+    },
+  };
+  const stream = original as Partial<Protocol & BufferedProtocol>;
+  if (typeof stream.getBuffer === "function") {
+    wrapper.getBuffer = (hint) => stream.getBuffer!(hint);
+    wrapper.bufferUpdated = (nbytes) => stream.bufferUpdated!(nbytes);
+  } else if (typeof stream.dataReceived === "function") {
+    wrapper.dataReceived = (data) => stream.dataReceived!(data);
+    Object.defineProperty(wrapper, "transientData", {
+      get: () => stream.transientData,
+    });
+  }
+  if (typeof stream.eofReceived === "function") {
+    wrapper.eofReceived = () => stream.eofReceived!();
+  }
+  if (typeof stream.idleTimedOut === "function") {
+    wrapper.idleTimedOut = () => stream.idleTimedOut!();
+  }
+  watch.wrapper = wrapper;
+  return wrapper;
+}
+
+function checkCount(value: unknown, name: string, cannot: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw new RangeError(
+      `${cannot}: ${name} (${value}) must be a whole number >= 0`,
+    );
+  }
+  return value;
+}
