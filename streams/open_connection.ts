@@ -256,8 +256,7 @@ export async function startServer(
  * const dir = await Deno.makeTempDir();
  * const path = `${dir}/echo.sock`;
  * const server = await startUnixServer(async (reader, writer) => {
- *   await reader.readable.pipeTo(writer.writable); // half-closes at EOF
- *   writer.close();
+ *   await reader.readable.pipeTo(writer.writable); // closes once all is echoed
  * }, { path });
  *
  * const [reader, writer] = await openUnixConnection({ path });

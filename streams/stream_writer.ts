@@ -117,8 +117,10 @@ export class StreamWriter {
 
   /**
    * The same connection as a Web `WritableStream`: each write waits for
-   * `drain()`; closing it half-closes (`writeEof()`) where possible, and
-   * aborting it aborts the transport.
+   * `drain()`; closing it half-closes (`writeEof()`) where possible, or
+   * closes the connection once the read side is at EOF too (so
+   * `reader.readable.pipeTo(writer.writable)` ends the connection when the
+   * peer's data is all echoed); aborting it aborts the transport.
    */
   get writable(): WritableStream<Uint8Array> {
     return this.#writable ??= new WritableStream<Uint8Array>({
@@ -127,9 +129,12 @@ export class StreamWriter {
         await this.drain();
       },
       close: async () => {
-        if (this.canWriteEof()) this.writeEof();
-        else this.close();
-        await this.drain();
+        if (this.canWriteEof() && !this.#reader?.atEof()) {
+          this.writeEof();
+          await this.drain();
+        } else {
+          this.close();
+        }
       },
       abort: () => {
         this.transport.abort();
