@@ -73,8 +73,8 @@ export class BaseRecorder<
   /** What `connectionLost` was called with. */
   lostWith: Error | undefined;
 
-  connectionMade(transport: BaseTransport): void {
-    this.transport = transport as T;
+  connectionMade(transport: T): void {
+    this.transport = transport;
     this.record("connectionMade");
   }
   pauseWriting(): void {
@@ -93,7 +93,7 @@ export class BaseRecorder<
  * Records callbacks and waits for them; holds the callbacks both recording
  * stream protocols share. `eofReceived` returns `keepOpen`.
  */
-class CallRecorder extends BaseRecorder<CallbackName> {
+class CallRecorder extends BaseRecorder<CallbackName, Transport> {
   chunks: Uint8Array[] = [];
   keepOpen = false;
 

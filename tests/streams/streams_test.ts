@@ -11,7 +11,6 @@ import {
   startUnixServer,
   StreamReader,
   type StreamWriter,
-  type Transport,
 } from "../../mod.ts";
 import {
   assertBytes,
@@ -20,6 +19,7 @@ import {
   errorCollector,
   pattern,
   random,
+  StubTransport,
   text,
   within,
 } from "../_test_utils.ts";
@@ -31,8 +31,8 @@ const LOCAL = { hostname: "127.0.0.1", port: 0 } as const;
 const BLOCKED = new Uint8Array(16 * 1024 * 1024);
 
 /** The TCP port a server listens on. */
-function portOf(server: Server): number {
-  return (server.addrs[0] as Deno.NetAddr).port;
+function portOf(server: Server<Deno.NetAddr>): number {
+  return server.addrs[0]!.port;
 }
 
 /**
@@ -62,23 +62,23 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
  * The read-side calls a `StreamReader` makes on its transport, counted;
  * pausing twice or resuming while not paused fails at once.
  */
-class FakeTransport {
+class FakeTransport extends StubTransport {
   pauses = 0;
   resumes = 0;
   closes = 0;
-  reading = true;
 
-  pauseReading(): void {
+  override pauseReading(): void {
     assert.ok(this.reading, "pauseReading() while already paused");
-    this.reading = false;
+    super.pauseReading();
     this.pauses++;
   }
-  resumeReading(): void {
+  override resumeReading(): void {
     assert.ok(!this.reading, "resumeReading() while not paused");
-    this.reading = true;
+    super.resumeReading();
     this.resumes++;
   }
-  close(): void {
+  override close(): void {
+    super.close();
     this.closes++;
   }
 }
@@ -87,7 +87,7 @@ class FakeTransport {
 function fakeConnected(limit: number): [StreamReader, FakeTransport] {
   const reader = new StreamReader(limit);
   const transport = new FakeTransport();
-  reader.setTransport(transport as unknown as Transport);
+  reader.setTransport(transport);
   return [reader, transport];
 }
 
@@ -148,7 +148,10 @@ async function countBytes(
 async function serve(
   clientConnected: ClientConnected,
 ): Promise<
-  { server: Server; errors: ReturnType<typeof errorCollector>["errors"] }
+  {
+    server: Server<Deno.NetAddr>;
+    errors: ReturnType<typeof errorCollector>["errors"];
+  }
 > {
   const { errors, onError } = errorCollector();
   const server = await startServer(clientConnected, { ...LOCAL, onError });

@@ -47,7 +47,8 @@ interface Received {
  * A `DatagramProtocol` that records each callback's name in `calls`, keeps
  * every datagram and error it gets, and can wait for a callback.
  */
-class RecordingDatagramProtocol extends BaseRecorder<CallbackName>
+class RecordingDatagramProtocol
+  extends BaseRecorder<CallbackName, DatagramTransport>
   implements DatagramProtocol {
   datagrams: Received[] = [];
   errors: Error[] = [];
@@ -93,10 +94,12 @@ async function open<P extends RecordingDatagramProtocol>(
     options,
   );
   assert.equal(made, protocol);
+  const addr = transport.getExtraInfo("sockname");
+  assert.ok(addr, "the endpoint is bound");
   return {
     transport,
     protocol,
-    addr: transport.getExtraInfo("sockname") as Deno.NetAddr,
+    addr,
     async [Symbol.asyncDispose]() {
       transport.abort();
       await protocol.waitFor("connectionLost");
@@ -570,7 +573,7 @@ Deno.test("DatagramEndpoint with remoteAddr delivers only datagrams from remoteA
     assert.deepEqual(client.protocol.texts(), ["back"]);
     assertFrom(client.protocol.datagrams[0]!.addr, peer);
     assert.equal(
-      (client.transport.getExtraInfo("peername") as Deno.NetAddr).hostname,
+      client.transport.getExtraInfo("peername")?.hostname,
       "127.0.0.1",
     );
   });
@@ -767,7 +770,7 @@ Deno.test("DatagramEndpoint closes with the error a protocol callback throws", a
       class FailingMade extends RecordingDatagramProtocol {
         override connectionMade(transport: DatagramTransport): void {
           super.connectionMade(transport);
-          bound = transport.getExtraInfo("sockname") as Deno.NetAddr;
+          bound = transport.getExtraInfo("sockname");
           throw error;
         }
       }
@@ -992,21 +995,23 @@ Deno.test("DatagramEndpoint.getExtraInfo() gives sockname, peername and conn", a
         remoteAddr: { hostname: host, port: peer.addr.port },
       });
 
-      const sockname = bound.transport.getExtraInfo("sockname") as Deno.NetAddr;
+      const sockname = bound.transport.getExtraInfo("sockname");
+      assert.ok(sockname, "sockname");
       assert.equal(sockname.transport, "udp");
       assert.equal(sockname.hostname, host);
       assert.notEqual(sockname.port, 0);
       assert.equal(bound.transport.getExtraInfo("peername"), undefined);
       assert.deepEqual(
-        plain(connected.transport.getExtraInfo("peername") as Deno.NetAddr),
+        plain(connected.transport.getExtraInfo("peername")),
         plain(peer.addr),
       );
       assert.notEqual(
-        (connected.transport.getExtraInfo("sockname") as Deno.NetAddr).port,
+        connected.transport.getExtraInfo("sockname")?.port,
         0,
       );
 
-      const conn = bound.transport.getExtraInfo("conn") as Deno.DatagramConn;
+      const conn = bound.transport.getExtraInfo("conn");
+      assert.ok(conn, "conn");
       assert.equal(typeof conn.receive, "function");
       assert.deepEqual(plain(conn.addr as Deno.NetAddr), plain(sockname));
 
@@ -1036,14 +1041,12 @@ Deno.test("createDatagramEndpoint() checks its options", async (t) => {
           ),
         Deno.errors.NotSupported,
       );
-      const [transport] = await createDatagramEndpoint(
+      const [transport, protocol] = await createDatagramEndpoint(
         factory,
         on("127.0.0.1", { broadcast: true }),
       );
       transport.abort();
-      await (transport.getProtocol() as RecordingDatagramProtocol).waitFor(
-        "connectionLost",
-      );
+      await protocol.waitFor("connectionLost");
     },
   );
 
@@ -1282,7 +1285,7 @@ Deno.test("DatagramEndpoint.pauseReading() holds datagrams until resumeReading()
     class Pausing extends RecordingDatagramProtocol {
       override datagramReceived(data: Uint8Array, addr: Deno.NetAddr): void {
         super.datagramReceived(data, addr);
-        (this.transport as DatagramTransport).pauseReading();
+        this.transport?.pauseReading();
       }
     }
     await using endpoint = await open(new Pausing(), on("127.0.0.1"));

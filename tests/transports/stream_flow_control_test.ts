@@ -28,7 +28,7 @@ class FlowProtocol extends RecordingProtocol {
   onResume: (() => void) | undefined;
 
   #size(): number {
-    return (this.transport as StreamTransport).getWriteBufferSize();
+    return this.transport?.getWriteBufferSize() ?? 0;
   }
   override pauseWriting(): void {
     this.pauseSizes.push(this.#size());

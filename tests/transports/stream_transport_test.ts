@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
 import type { Protocol } from "../../protocols/protocol.ts";
 import { StreamTransport } from "../../transports/_stream_transport.ts";
-import type {
-  BaseTransport,
-  StreamProtocol,
-  Transport,
-} from "../../transports/transport.ts";
+import type { StreamProtocol, Transport } from "../../transports/transport.ts";
 import {
   assertBytes,
   concat,
@@ -138,7 +134,7 @@ class PausingProtocol extends RecordingProtocol {
     super();
   }
   override dataReceived(data: Uint8Array): void {
-    const transport = this.transport as Transport;
+    const transport = this.transport!;
     if (!transport.isReading()) this.whilePaused++;
     super.dataReceived(data);
     if (this.count("dataReceived") <= this.pauses) transport.pauseReading();
@@ -163,7 +159,7 @@ class PausingBufferedProtocol extends RecordingBufferedProtocol {
     return super.getBuffer(sizeHint);
   }
   override bufferUpdated(nbytes: number): void {
-    const transport = this.transport as Transport;
+    const transport = this.transport!;
     if (!transport.isReading()) this.whilePaused++;
     super.bufferUpdated(nbytes);
     if (this.count("bufferUpdated") <= this.pauses) transport.pauseReading();
@@ -174,7 +170,7 @@ class PausingBufferedProtocol extends RecordingBufferedProtocol {
  * Switches `transport` to `next`, and tells a recording `next` its
  * transport, which it would otherwise not learn (no second connectionMade).
  */
-function handOn(transport: BaseTransport, next: StreamProtocol): void {
+function handOn(transport: Transport, next: StreamProtocol): void {
   if (
     next instanceof RecordingProtocol ||
     next instanceof RecordingBufferedProtocol
@@ -195,7 +191,7 @@ class SwitchingProtocol extends RecordingProtocol {
     super.dataReceived(data);
     if (this.count("dataReceived") === this.after) {
       handOn(this.transport!, this.next);
-      assert.equal((this.transport as Transport).getProtocol(), this.next);
+      assert.equal(this.transport!.getProtocol(), this.next);
       this.callsAtSwitch = this.calls.length;
     }
   }
@@ -212,7 +208,7 @@ class SwitchingBufferedProtocol extends RecordingBufferedProtocol {
     super.bufferUpdated(nbytes);
     if (this.count("bufferUpdated") === this.after) {
       handOn(this.transport!, this.next);
-      assert.equal((this.transport as Transport).getProtocol(), this.next);
+      assert.equal(this.transport!.getProtocol(), this.next);
       this.callsAtSwitch = this.calls.length;
     }
   }
@@ -1427,7 +1423,7 @@ Deno.test("StreamTransport.setProtocol() switches protocols mid-stream without l
     });
   }
 
-  const outside: [string, () => Recording[]][] = [
+  const outside: [string, () => [Recording, Recording, ...Recording[]]][] = [
     ["Protocol → Protocol", () => [
       new RecordingProtocol(),
       new RecordingProtocol(),
@@ -1459,7 +1455,7 @@ Deno.test("StreamTransport.setProtocol() switches protocols mid-stream without l
       `${name} from outside while a read is in flight`,
       async (peers) => {
         const chain = make();
-        const [first, second] = chain as [Recording, Recording];
+        const [first, second] = chain;
         const transport = new StreamTransport({ conn: peers.client }, first);
         const data = pattern(24 * 1024, 113);
         await writeAll(peers.server, data.subarray(0, 1000));

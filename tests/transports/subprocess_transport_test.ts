@@ -137,15 +137,18 @@ function child<P extends RecordingSubprocessProtocol>(
     transport,
     protocol,
     get stdin() {
-      return transport.getPipeTransport(0) as WriteTransport;
+      const stdin = transport.getPipeTransport(0);
+      assert.ok(stdin, "stdin is piped");
+      return stdin;
     },
     get stdout() {
-      return transport.getPipeTransport(1) as ReadTransport;
+      const stdout = transport.getPipeTransport(1);
+      assert.ok(stdout, "stdout is piped");
+      return stdout;
     },
     async [Symbol.asyncDispose]() {
       transport.close();
-      await (transport.getProtocol() as RecordingSubprocessProtocol)
-        .waitFor("connectionLost");
+      await protocol.waitFor("connectionLost");
     },
   };
 }
@@ -602,8 +605,7 @@ Deno.test("ChildProcessTransport closes stdin when the child exits", async (t) =
         accepted: boolean | undefined;
         override connectionMade(transport: SubprocessTransport): void {
           super.connectionMade(transport);
-          const stdin = this.transport!.getPipeTransport(0) as WriteTransport;
-          this.accepted = stdin.write(pattern(MIB, 7));
+          this.accepted = transport.getPipeTransport(0)?.write(pattern(MIB, 7));
         }
       }
       const protocol = new WritesAtOnce();
@@ -802,8 +804,7 @@ Deno.test("ChildProcessTransport.close() kills a running child and closes every 
       class PausedAtStart extends RecordingSubprocessProtocol {
         override connectionMade(transport: SubprocessTransport): void {
           super.connectionMade(transport);
-          const stdout = this.transport!.getPipeTransport(1) as ReadTransport;
-          stdout.pauseReading();
+          transport.getPipeTransport(1)?.pauseReading();
         }
       }
       const protocol = new PausedAtStart();
@@ -838,8 +839,7 @@ Deno.test("ChildProcessTransport stdout pipe pauses and resumes reading", async 
       class PausedAtStart extends RecordingSubprocessProtocol {
         override connectionMade(transport: SubprocessTransport): void {
           super.connectionMade(transport);
-          const stdout = this.transport!.getPipeTransport(1) as ReadTransport;
-          stdout.pauseReading();
+          transport.getPipeTransport(1)?.pauseReading();
         }
       }
       const protocol = new PausedAtStart();
@@ -909,9 +909,9 @@ Deno.test("ChildProcessTransport stdout pipe pauses and resumes reading", async 
       class Toggles extends RecordingSubprocessProtocol {
         override pipeDataReceived(fd: OutFd, data: Uint8Array): void {
           super.pipeDataReceived(fd, data);
-          const pipe = this.transport!.getPipeTransport(fd) as ReadTransport;
-          pipe.pauseReading();
-          queueMicrotask(() => pipe.resumeReading());
+          const pipe = this.transport?.getPipeTransport(fd);
+          pipe?.pauseReading();
+          queueMicrotask(() => pipe?.resumeReading());
         }
       }
       const protocol = new Toggles();
@@ -934,11 +934,13 @@ Deno.test("ChildProcessTransport.getPipeTransport() gives a transport for each p
     const protocol = new RecordingSubprocessProtocol();
     await using cat = await exec(protocol, "cat");
     const { transport } = cat;
-    const stdin = transport.getPipeTransport(0) as WriteTransport;
+    const stdin = transport.getPipeTransport(0);
+    assert.ok(stdin, "stdin is piped");
     assert.equal(typeof stdin.write, "function");
     assert.equal(typeof stdin.writeEof, "function");
     for (const fd of [1, 2] as const) {
-      const pipe = transport.getPipeTransport(fd) as ReadTransport;
+      const pipe = transport.getPipeTransport(fd);
+      assert.ok(pipe, `fd ${fd} is piped`);
       assert.equal(typeof pipe.pauseReading, "function", `fd ${fd}`);
       assert.equal(pipe.isReading(), true, `fd ${fd}`);
       assert.equal(pipe.isClosing(), false, `fd ${fd}`);
@@ -1194,8 +1196,9 @@ Deno.test("ChildProcessTransport closes with the error a protocol callback throw
         }
       }
       const protocol = new FailingData();
-      const { transport } = await exec(protocol, "cat", [], { onError });
-      const stdin = transport.getPipeTransport(0) as WriteTransport;
+      const { transport, stdin } = await exec(protocol, "cat", [], {
+        onError,
+      });
       stdin.write(pattern(MIB, 17));
       await protocol.waitFor("connectionLost");
       await quietPeriod();
