@@ -294,6 +294,17 @@ export const NOT_BYTES: readonly [string, unknown][] = [
   ["an array of bytes", [1, 2, 3]],
 ];
 
+/** How long a test watches for a callback that must not come. */
+export const QUIET_MS = 50;
+
+/**
+ * Lets `ms` pass, to watch for callbacks that must not come; never used to
+ * wait for one that must.
+ */
+export function quietPeriod(ms = QUIET_MS): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 /** How long {@linkcode within} waits by default before failing. */
 export const DEADLINE_MS = 5_000;
 
