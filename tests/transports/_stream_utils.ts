@@ -100,11 +100,12 @@ export async function roundTrips(
 
 /** Checks that `calls` are made, data*, eof?, lost, in this order. */
 export function assertOrder(calls: string[]): void {
-  assert.match(
-    calls.join(" "),
-    /^connectionMade( pauseWriting| resumeWriting| dataReceived)*( eofReceived)?( pauseWriting| resumeWriting)* connectionLost$/,
-  );
+  assert.match(calls.join(" "), STREAM_ORDER);
 }
+
+/** The callbacks of a whole run over a stream, joined by spaces. */
+export const STREAM_ORDER =
+  /^connectionMade( pauseWriting| resumeWriting| dataReceived)*( eofReceived)?( pauseWriting| resumeWriting)* connectionLost$/;
 
 /**
  * Switches `transport` to `next`, and tells a recording `next` its
