@@ -12,7 +12,6 @@ import {
   writeAll,
 } from "../_test_utils.ts";
 import {
-  assertOrder,
   byteCount,
   handOn,
   overLoopbacks,
@@ -27,23 +26,6 @@ class KeepingProtocol extends RecordingProtocol {
   override dataReceived(data: Uint8Array): void {
     this.copies.push(data.slice());
     super.dataReceived(data);
-  }
-}
-
-/**
- * A `Protocol` that pauses reading in each of its first `pauses` chunks, and
- * counts chunks that came while reading was paused.
- */
-class PausingProtocol extends RecordingProtocol {
-  whilePaused = 0;
-  constructor(public pauses = Infinity) {
-    super();
-  }
-  override dataReceived(data: Uint8Array): void {
-    const transport = this.transport!;
-    if (!transport.isReading()) this.whilePaused++;
-    super.dataReceived(data);
-    if (this.count("dataReceived") <= this.pauses) transport.pauseReading();
   }
 }
 
@@ -273,115 +255,8 @@ Deno.test("StreamTransport loses the connection when getBuffer() returns an empt
 
 // 8. pauseReading() and resumeReading().
 
-Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", async (t) => {
-  await overLoopbacks(
-    t,
-    "paused from dataReceived, with EOF held too",
-    async (peers) => {
-      const protocol = new PausingProtocol(1);
-      const transport = new StreamTransport({ conn: peers.client }, protocol);
-      const first = pattern(1000, 91);
-      const then = pattern(50 * 1024, 92);
-      await writeAll(peers.server, first);
-      await protocol.waitFor("dataReceived");
-      assert.equal(transport.isReading(), false);
-      await writeAll(peers.server, then);
-      await peers.server.closeWrite();
-      await roundTrips(transport, peers.server);
-
-      assertBytes(protocol.received(), first.subarray(0, byteCount(protocol)));
-      assert.equal(protocol.count("dataReceived"), 1);
-      assert.equal(protocol.count("eofReceived"), 0);
-      assert.equal(transport.isReading(), false);
-      assert.equal(transport.isClosing(), false);
-
-      transport.resumeReading();
-      assert.equal(transport.isReading(), true);
-      await protocol.waitFor("connectionLost");
-      assertBytes(protocol.received(), concat([first, then]));
-      assertOrder(protocol.calls);
-      assert.equal(protocol.whilePaused, 0);
-      assert.equal(transport.isReading(), false);
-    },
-  );
-
-  await overLoopbacks(
-    t,
-    "paused twice from outside while a read is in flight",
-    async (peers) => {
-      const protocol = new RecordingProtocol();
-      const transport = new StreamTransport({ conn: peers.client }, protocol);
-      await protocol.waitFor("connectionMade");
-      assert.equal(transport.isReading(), true);
-      transport.pauseReading();
-      transport.pauseReading();
-      assert.equal(transport.isReading(), false);
-      const first = pattern(10 * 1024, 93);
-      await writeAll(peers.server, first);
-      await roundTrips(transport, peers.server);
-      assert.equal(protocol.count("dataReceived"), 0);
-
-      // One resume is enough: pauses do not count up.
-      transport.resumeReading();
-      transport.resumeReading();
-      assert.equal(transport.isReading(), true);
-      const then = pattern(100 * 1024, 94);
-      await send(peers.server, then, { seed: 95, eof: true });
-      await protocol.waitFor("connectionLost");
-      assertBytes(protocol.received(), concat([first, then]));
-      assertOrder(protocol.calls);
-    },
-  );
-
-  await overLoopbacks(
-    t,
-    "resumed and paused again in one task, held data stays held",
-    async (peers) => {
-      const protocol = new RecordingProtocol();
-      const transport = new StreamTransport({ conn: peers.client }, protocol);
-      await protocol.waitFor("connectionMade");
-      transport.pauseReading();
-      const first = pattern(2000, 103);
-      await writeAll(peers.server, first);
-      await roundTrips(transport, peers.server);
-
-      transport.resumeReading();
-      transport.pauseReading();
-      await roundTrips(transport, peers.server);
-      assert.equal(protocol.count("dataReceived"), 0);
-      assert.equal(transport.isReading(), false);
-
-      transport.resumeReading();
-      await peers.server.closeWrite();
-      await protocol.waitFor("connectionLost");
-      assertBytes(protocol.received(), first);
-      assertOrder(protocol.calls);
-    },
-  );
-
-  await overLoopbacks(
-    t,
-    "an EOF that arrives while paused is held too",
-    async (peers) => {
-      const protocol = new RecordingProtocol();
-      const transport = new StreamTransport({ conn: peers.client }, protocol);
-      await protocol.waitFor("connectionMade");
-      transport.pauseReading();
-      await peers.server.closeWrite();
-      await roundTrips(transport, peers.server);
-      assert.equal(protocol.count("eofReceived"), 0);
-      assert.equal(transport.isClosing(), false);
-
-      transport.resumeReading();
-      await protocol.waitFor("connectionLost");
-      assert.deepEqual(protocol.calls, [
-        "connectionMade",
-        "eofReceived",
-        "connectionLost",
-      ]);
-    },
-  );
-
+// What every transport that reads does: lifecycle_test.ts.
+Deno.test("StreamTransport.pauseReading() holds a BufferedProtocol's data until resumeReading()", async (t) => {
   await overLoopbacks(
     t,
     "pause then resume with a read in flight starts no second read",
@@ -403,32 +278,6 @@ Deno.test("StreamTransport.pauseReading() holds data until resumeReading()", asy
       assertBytes(protocol.received(), data);
       assert.equal(protocol.overlapping, 0, "two reads at once");
       assert.equal(protocol.lostWith, undefined);
-    },
-  );
-
-  await overLoopbacks(
-    t,
-    "paused after every chunk, nothing is lost",
-    async (peers) => {
-      const protocol = new PausingProtocol();
-      const transport = new StreamTransport({ conn: peers.client }, protocol);
-      const data = pattern(256 * 1024, 98);
-      const sending = send(peers.server, data, { seed: 99, eof: true });
-      for (let n = 1; n <= data.byteLength; n++) {
-        await Promise.race([
-          protocol.waitFor("dataReceived", n),
-          protocol.waitFor("connectionLost"),
-        ]);
-        if (protocol.count("connectionLost") > 0) break;
-        assert.equal(transport.isReading(), false);
-        assert.equal(protocol.count("eofReceived"), 0);
-        transport.resumeReading();
-      }
-      await sending;
-      await protocol.waitFor("connectionLost");
-      assertBytes(protocol.received(), data);
-      assertOrder(protocol.calls);
-      assert.equal(protocol.whilePaused, 0);
     },
   );
 

@@ -74,40 +74,6 @@ Deno.test("StreamTransport calls connectionMade first, even when a write() befor
   });
 });
 
-Deno.test("StreamTransport calls connectionLost once with undefined after a clean end", async (t) => {
-  const ends: [
-    string,
-    (transport: StreamTransport, peer: Deno.Conn) => void | Promise<void>,
-  ][] = [
-    ["after the peer's EOF", (_transport, peer) => peer.closeWrite()],
-    ["after close()", (transport) => transport.close()],
-    ["after abort()", (transport) => transport.abort()],
-    ["after writeEof() and the peer's EOF", async (transport, peer) => {
-      transport.writeEof();
-      assert.equal((await readAll(peer)).byteLength, 0);
-      await peer.closeWrite();
-    }],
-  ];
-  for (const [name, end] of ends) {
-    await overLoopbacks(t, name, async (peers) => {
-      const protocol = new RecordingProtocol();
-      const transport = new StreamTransport({ conn: peers.client }, protocol);
-      await protocol.waitFor("connectionMade");
-      transport.write(pattern(1000));
-      await readExactly(peers.server, 1000);
-      await end(transport, peers.server);
-      await protocol.waitFor("connectionLost");
-      assert.equal(protocol.lostWith, undefined);
-      assert.equal(transport.isClosing(), true);
-
-      // The peer sees EOF; by then any second call would have come.
-      assert.equal((await readAll(peers.server)).byteLength, 0);
-      assert.equal(protocol.count("connectionLost"), 1);
-      assertOrder(protocol.calls);
-    });
-  }
-});
-
 Deno.test("StreamTransport calls connectionLost with the Error after a failure", async (t) => {
   await overLoopbacks(
     t,
@@ -138,27 +104,9 @@ Deno.test("StreamTransport calls connectionLost with the Error after a failure",
     },
   );
 
+  // A throwing connectionMade or dataReceived, as in every transport:
+  // lifecycle_test.ts.
   const throwing: [string, (error: Error) => RecordingProtocol][] = [
-    [
-      "when connectionMade throws",
-      (error) =>
-        new (class extends RecordingProtocol {
-          override connectionMade(transport: Transport): void {
-            super.connectionMade(transport);
-            throw error;
-          }
-        })(),
-    ],
-    [
-      "when dataReceived throws",
-      (error) =>
-        new (class extends RecordingProtocol {
-          override dataReceived(data: Uint8Array): void {
-            super.dataReceived(data);
-            throw error;
-          }
-        })(),
-    ],
     [
       "when eofReceived throws",
       (error) =>
@@ -192,47 +140,6 @@ Deno.test("StreamTransport calls connectionLost with the Error after a failure",
       await readUntilClosed(peers.server);
       assert.equal(protocol.count("connectionLost"), 1);
       assert.equal(protocol.calls.at(-1), "connectionLost");
-    });
-  }
-});
-
-Deno.test("StreamTransport calls no callback after connectionLost", async (t) => {
-  const losses: [
-    string,
-    (transport: StreamTransport, peer: Deno.Conn) => void | Promise<void>,
-  ][] = [
-    ["after the peer's EOF", (_transport, peer) => peer.closeWrite()],
-    ["after close()", (transport) => transport.close()],
-    ["after abort()", (transport) => transport.abort()],
-  ];
-  for (const [name, lose] of losses) {
-    await overLoopbacks(t, name, async (peers) => {
-      const protocol = new RecordingProtocol();
-      const transport = new StreamTransport({ conn: peers.client }, protocol);
-      await protocol.waitFor("connectionMade");
-      await lose(transport, peers.server);
-      await protocol.waitFor("connectionLost");
-      const calls = [...protocol.calls];
-
-      // Over the high mark, but dropped: no pauseWriting.
-      assert.doesNotThrow(() => transport.write(new Uint8Array(200 * 1024)));
-      transport.writelines([pattern(10), pattern(20)]);
-      transport.setWriteBufferLimits({ high: 0 });
-      transport.writeEof();
-      transport.pauseReading();
-      transport.resumeReading();
-      transport.close();
-      transport.abort();
-      const next = new RecordingProtocol();
-      transport.setProtocol(next);
-      transport.close();
-
-      assert.equal(transport.getWriteBufferSize(), 0);
-      assert.equal(transport.isClosing(), true);
-      assert.equal(transport.isReading(), false);
-      assert.equal((await readAll(peers.server)).byteLength, 0);
-      assert.deepEqual(protocol.calls, calls);
-      assert.deepEqual(next.calls, []);
     });
   }
 });

@@ -218,6 +218,8 @@ Deno.test("ChildProcessTransport.getPid() and getExtraInfo() describe the child"
   assert.equal(transport.getExtraInfo("nothing", 42), 42);
 });
 
+// A throwing pauseWriting or resumeWriting, as in every transport that
+// writes: lifecycle_test.ts.
 Deno.test("ChildProcessTransport closes with the error a protocol callback throws", async (t) => {
   await t.step(
     "connectionMade: subprocessExec() rejects, the child is killed, connectionLost(error)",
@@ -370,34 +372,6 @@ Deno.test("ChildProcessTransport closes with the error a protocol callback throw
     assert.equal(errors.length, 1);
     assert.match(errors[0]!.context.message, /processExited/);
   });
-
-  await t.step(
-    "pauseWriting: reported, and the transport goes on",
-    async () => {
-      const { errors, onError } = errorCollector();
-      const error = new Error("pauseWriting failed");
-      class FailingPause extends RecordingSubprocessProtocol {
-        override pauseWriting(): void {
-          super.pauseWriting();
-          throw error;
-        }
-      }
-      const protocol = new FailingPause();
-      const { stdin } = await exec(protocol, "cat", [], { onError });
-      stdin.setWriteBufferLimits({ high: 0 });
-      assert.doesNotThrow(() => stdin.write(bytes("still")));
-      await protocol.waitFor("resumeWriting");
-      stdin.writeEof();
-      await protocol.waitFor("connectionLost");
-
-      assertOrder(protocol);
-      assert.equal(protocol.text(1), "still");
-      assert.equal(protocol.lostWith, undefined);
-      assert.equal(errors.length, 1);
-      assert.equal(errors[0]!.error, error);
-      assert.match(errors[0]!.context.message, /pauseWriting/);
-    },
-  );
 });
 
 // 10. setProtocol().
