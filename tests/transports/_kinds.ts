@@ -253,6 +253,22 @@ const PEER_EOF: End = {
   run: (opened) => opened.sendEof(),
 };
 
+/** Calls what every transport that reads has, after its end: no-ops. */
+function pokeReader(
+  transport: ReadTransport & {
+    abort(): void;
+    setProtocol(protocol: KindProtocol): void;
+  },
+  next: KindProtocol,
+): void {
+  transport.pauseReading();
+  transport.resumeReading();
+  transport.close();
+  transport.abort();
+  transport.setProtocol(next);
+  transport.close();
+}
+
 /**
  * Calls every method of a stream transport after its end: writes are
  * dropped (over the high mark, with no pauseWriting), the rest are no-ops.
@@ -262,12 +278,7 @@ function pokeStream(transport: StreamTransport, next: KindProtocol): void {
   transport.writelines([pattern(10), pattern(20)]);
   transport.setWriteBufferLimits({ high: 0 });
   transport.writeEof();
-  transport.pauseReading();
-  transport.resumeReading();
-  transport.close();
-  transport.abort();
-  transport.setProtocol(next);
-  transport.close();
+  pokeReader(transport, next);
 }
 
 /** A stream transport over one end of a connected pair. */
@@ -390,12 +401,7 @@ function datagramKind(host: string): Kind {
             transport.sendto(new Uint8Array(1000), peer.addr)
           );
           transport.setWriteBufferLimits({ high: 0 });
-          transport.pauseReading();
-          transport.resumeReading();
-          transport.close();
-          transport.abort();
-          transport.setProtocol(next);
-          transport.close();
+          pokeReader(transport, next);
         },
         async [Symbol.asyncDispose]() {
           transport.abort();
@@ -550,12 +556,7 @@ const STDOUT_PIPE: Kind = {
       settle: () => quietPeriod(),
       poke(next) {
         assert.throws(() => transport.write(new Uint8Array(1)), TypeError);
-        transport.pauseReading();
-        transport.resumeReading();
-        transport.close();
-        transport.abort();
-        transport.setProtocol(next);
-        transport.close();
+        pokeReader(transport, next);
       },
       async [Symbol.asyncDispose]() {
         transport.abort();

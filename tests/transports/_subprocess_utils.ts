@@ -94,6 +94,14 @@ export class RecordingSubprocessProtocol
   }
 }
 
+/** Pauses reading the child's stdout in connectionMade. */
+export class PausedAtStart extends RecordingSubprocessProtocol {
+  override connectionMade(transport: SubprocessTransport): void {
+    super.connectionMade(transport);
+    transport.getPipeTransport(1)?.pauseReading();
+  }
+}
+
 /** A child started for a test; disposing closes it and waits for the end. */
 export interface Child<P extends RecordingSubprocessProtocol>
   extends AsyncDisposable {

@@ -310,6 +310,25 @@ async function sendAll(kind: Kind, opened: Opened, messages: Uint8Array[]) {
   if (kind.eofCall !== undefined) await opened.sendEof();
 }
 
+/**
+ * Makes `protocol` pause reading in its `n`th data callback when
+ * `pauseIn(n)`, and counts the data callbacks that come while paused.
+ */
+function pauseInDataCallback(
+  kind: Kind,
+  opened: Opened,
+  protocol: KindProtocol,
+  pauseIn: (n: number) => boolean,
+): { whileHeld: number } {
+  const paused = { whileHeld: 0 };
+  protocol.hook = (call) => {
+    if (call !== kind.dataCall) return;
+    if (!opened.reader.isReading()) paused.whileHeld++;
+    if (pauseIn(protocol.count(kind.dataCall))) opened.reader.pauseReading();
+  };
+  return paused;
+}
+
 /** The total size of `chunks`. */
 function sizeOf(chunks: Uint8Array[]): number {
   return chunks.reduce((total, chunk) => total + chunk.byteLength, 0);
@@ -324,12 +343,12 @@ Deno.test("ReadTransport.pauseReading() holds data until resumeReading(), losing
       async () => {
         const protocol = new KindProtocol();
         await using opened = await kind.open(protocol);
-        let whilePaused = 0;
-        protocol.hook = (call) => {
-          if (call !== kind.dataCall) return;
-          if (!opened.reader.isReading()) whilePaused++;
-          if (protocol.count(kind.dataCall) === 1) opened.reader.pauseReading();
-        };
+        const paused = pauseInDataCallback(
+          kind,
+          opened,
+          protocol,
+          (n) => n === 1,
+        );
         await protocol.waitFor("connectionMade");
         const first = pattern(1000, 91);
         const then = pattern(50 * 1024, 92);
@@ -349,7 +368,7 @@ Deno.test("ReadTransport.pauseReading() holds data until resumeReading(), losing
         assert.equal(opened.reader.isReading(), true);
         await allArrived(kind, protocol, first.byteLength + then.byteLength);
         assertBytes(protocol.received(), concat([first, then]));
-        assert.equal(whilePaused, 0);
+        assert.equal(paused.whileHeld, 0, "data callbacks while paused");
         await finish(kind, opened, protocol);
         assert.equal(opened.reader.isReading(), false);
       },
@@ -448,12 +467,7 @@ Deno.test("ReadTransport.pauseReading() holds data until resumeReading(), losing
       async () => {
         const protocol = new KindProtocol();
         await using opened = await kind.open(protocol);
-        let whilePaused = 0;
-        protocol.hook = (call) => {
-          if (call !== kind.dataCall) return;
-          if (!opened.reader.isReading()) whilePaused++;
-          opened.reader.pauseReading();
-        };
+        const paused = pauseInDataCallback(kind, opened, protocol, () => true);
         await protocol.waitFor("connectionMade");
         const messages = kind.bulk(98);
         const total = sizeOf(messages);
@@ -477,7 +491,7 @@ Deno.test("ReadTransport.pauseReading() holds data until resumeReading(), losing
             messages.map((message) => message.byteLength),
           );
         }
-        assert.equal(whilePaused, 0);
+        assert.equal(paused.whileHeld, 0, "data callbacks while paused");
         await finish(kind, opened, protocol);
       },
     );

@@ -14,6 +14,7 @@ import {
   exec,
   lines,
   MIB,
+  PausedAtStart,
   printLines,
   RecordingSubprocessProtocol,
   shell,
@@ -400,12 +401,6 @@ Deno.test("ChildProcessTransport stdout pipe pauses and resumes reading", async 
   await t.step(
     "paused in connectionMade: nothing arrives until resumeReading()",
     async () => {
-      class PausedAtStart extends RecordingSubprocessProtocol {
-        override connectionMade(transport: SubprocessTransport): void {
-          super.connectionMade(transport);
-          transport.getPipeTransport(1)?.pauseReading();
-        }
-      }
       const protocol = new PausedAtStart();
       // About 3 KB in 400 writes: less than even the smallest pipe holds.
       const { stdout } = await shell(

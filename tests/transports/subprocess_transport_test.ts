@@ -8,6 +8,7 @@ import {
   type Fd,
   MIB,
   type OutFd,
+  PausedAtStart,
   RecordingSubprocessProtocol,
   shell,
 } from "./_subprocess_utils.ts";
@@ -173,12 +174,6 @@ Deno.test("ChildProcessTransport.close() kills a running child and closes every 
   await t.step(
     "close() after the exit, while a grandchild holds stdout, closes it",
     async () => {
-      class PausedAtStart extends RecordingSubprocessProtocol {
-        override connectionMade(transport: SubprocessTransport): void {
-          super.connectionMade(transport);
-          transport.getPipeTransport(1)?.pauseReading();
-        }
-      }
       const protocol = new PausedAtStart();
       // The grandchild holds stdout and stderr and blocks writing to the
       // paused stdout; once close() closes the pipe, its write fails and
