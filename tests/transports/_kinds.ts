@@ -61,6 +61,8 @@ export class KindProtocol extends BaseRecorder<KindCall>
   chunks: Uint8Array[] = [];
   /** Runs after each callback is recorded, with its name. */
   hook: ((call: KindCall) => void) | undefined;
+  #bytes = 0;
+  #byteWaiters: { nbytes: number; resolve: () => void }[] = [];
 
   /** Resolves once `name` has been called `count` times; fails at the deadline. */
   override waitFor(name: KindCall, count = 1): Promise<void> {
@@ -126,9 +128,6 @@ export class KindProtocol extends BaseRecorder<KindCall>
       `${nbytes} bytes (calls: ${this.calls.join(" ")})`,
     );
   }
-
-  #bytes = 0;
-  #byteWaiters: { nbytes: number; resolve: () => void }[] = [];
 
   #data(name: KindCall, data: Uint8Array): void {
     this.chunks.push(data);
@@ -226,7 +225,7 @@ export interface Kind {
   flushes: boolean;
   /** What the transport writes comes back as data (a child running cat). */
   echoes: boolean;
-  /** Each datagram arrives whole, in one data callback. */
+  /** What the peer sends arrives as it was sent, one data callback each. */
   boundaries: boolean;
   /** What the peer sends in bulk: stream chunks, or datagrams. */
   bulk(seed: number): Uint8Array[];
