@@ -28,7 +28,7 @@ Deno.test("createDatagramEndpoint() resolves after connectionMade, the first cal
   }
 });
 
-// 10. Options.
+// Options.
 
 Deno.test("createDatagramEndpoint() checks its options", async (t) => {
   const factory = () => new RecordingDatagramProtocol();
@@ -170,7 +170,7 @@ Deno.test("createDatagramEndpoint() with reuseAddress binds a port in use", asyn
   );
 });
 
-// 11. Without --unstable-net.
+// Without --unstable-net.
 
 Deno.test("createDatagramEndpoint() without --unstable-net throws NotSupported saying so", async () => {
   const mod = new URL("../../mod.ts", import.meta.url).href;

@@ -12,7 +12,7 @@ import {
   socket,
 } from "./_datagram_utils.ts";
 
-// 2. datagramReceived.
+// datagramReceived.
 
 Deno.test("DatagramEndpoint.datagramReceived() gets each datagram whole, with its sender", async (t) => {
   const sizes = [0, 1, 1400, 9000, MAX_DATAGRAM];
@@ -125,7 +125,7 @@ Deno.test("DatagramEndpoint.datagramReceived() gets each datagram whole, with it
   );
 });
 
-// 4. remoteAddr.
+// remoteAddr.
 
 Deno.test("DatagramEndpoint with remoteAddr delivers only datagrams from remoteAddr", async (t) => {
   for (const host of HOSTS) {

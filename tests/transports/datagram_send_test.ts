@@ -22,7 +22,7 @@ import {
   socket,
 } from "./_datagram_utils.ts";
 
-// 3. sendto().
+// sendto().
 
 Deno.test("DatagramEndpoint.sendto() sends to addr, or to remoteAddr without one", async (t) => {
   for (const host of HOSTS) {
@@ -160,7 +160,7 @@ Deno.test("DatagramEndpoint.sendto() throws for bad data or a bad address, and q
   });
 });
 
-// 5. Send errors.
+// Send errors.
 
 Deno.test("DatagramEndpoint passes send errors to errorReceived and goes on", async (t) => {
   // Each fails at send time on Linux, whatever listens on loopback.
@@ -255,7 +255,7 @@ Deno.test("DatagramEndpoint passes send errors to errorReceived and goes on", as
   });
 });
 
-// 7. Flow control.
+// Flow control.
 
 Deno.test("DatagramEndpoint.sendto() pauses the protocol above the high-water mark", async (t) => {
   await t.step(
@@ -360,7 +360,7 @@ Deno.test("DatagramEndpoint.sendto() pauses the protocol above the high-water ma
   });
 });
 
-// 8. close() and abort().
+// close() and abort().
 
 /** A 4-byte datagram that carries `index`. */
 function numbered(index: number): Uint8Array {

@@ -12,7 +12,7 @@ import {
   socket,
 } from "./_datagram_utils.ts";
 
-// 6. Protocol callbacks that throw (a throwing datagramReceived, as every
+// Protocol callbacks that throw (a throwing datagramReceived, as every
 // data callback: lifecycle_test.ts).
 
 Deno.test("DatagramEndpoint closes with the error a protocol callback throws", async (t) => {
@@ -78,7 +78,7 @@ Deno.test("DatagramEndpoint closes with the error a protocol callback throws", a
   );
 });
 
-// 9. getExtraInfo().
+// getExtraInfo().
 
 Deno.test("DatagramEndpoint.getExtraInfo() gives sockname, peername and conn", async (t) => {
   for (const host of HOSTS) {
@@ -115,7 +115,7 @@ Deno.test("DatagramEndpoint.getExtraInfo() gives sockname, peername and conn", a
   }
 });
 
-// 12. setProtocol().
+// setProtocol().
 
 Deno.test("DatagramEndpoint.setProtocol() switches the protocol for the next datagrams", async (t) => {
   await t.step(

@@ -28,7 +28,7 @@ Deno.test("subprocessExec() resolves after connectionMade, the first callback", 
   assert.equal(protocol.lostWith, undefined);
 });
 
-// 8. Errors.
+// Errors.
 
 Deno.test("subprocessExec() checks its arguments", async (t) => {
   const factory = () => new RecordingSubprocessProtocol();
@@ -137,7 +137,7 @@ Deno.test("subprocessExec() checks its arguments", async (t) => {
   );
 });
 
-// 9. subprocessShell, cwd and env.
+// subprocessShell, cwd and env.
 
 Deno.test("subprocessShell() runs a command line with /bin/sh", async (t) => {
   await t.step("a pipeline", async () => {

@@ -146,7 +146,7 @@ Deno.test("ChildProcessTransport calls pipe callbacks first, processExited once,
   );
 });
 
-// 2. stdin.
+// stdin.
 
 Deno.test("ChildProcessTransport stdin pipe writes to the child", async (t) => {
   await t.step("write() then writeEof(): cat echoes it exactly", async () => {
@@ -348,7 +348,7 @@ Deno.test("ChildProcessTransport stdin pipe writes to the child", async (t) => {
   });
 });
 
-// 3. stdin when the child exits.
+// stdin when the child exits.
 
 Deno.test("ChildProcessTransport closes stdin when the child exits", async (t) => {
   await t.step(
@@ -393,7 +393,7 @@ Deno.test("ChildProcessTransport closes stdin when the child exits", async (t) =
   });
 });
 
-// 6. Pausing stdout.
+// Pausing stdout.
 
 // Pausing in the data callback, as every transport that reads:
 // lifecycle_test.ts.
@@ -463,7 +463,7 @@ Deno.test("ChildProcessTransport stdout pipe pauses and resumes reading", async 
   );
 });
 
-// 7. Pipe transports and extra info.
+// Pipe transports and extra info.
 
 Deno.test("ChildProcessTransport.getPipeTransport() gives a transport for each piped stream only", async (t) => {
   await t.step("all piped: stdin writes, stdout and stderr read", async () => {

@@ -13,7 +13,7 @@ import {
   shell,
 } from "./_subprocess_utils.ts";
 
-// 4. Return codes and signals.
+// Return codes and signals.
 
 Deno.test("ChildProcessTransport.getReturncode() gives the exit code, or -N after signal N", async (t) => {
   await t.step("exit 7 gives 7", async () => {
@@ -124,7 +124,7 @@ Deno.test("ChildProcessTransport.getReturncode() gives the exit code, or -N afte
   });
 });
 
-// 5. close().
+// close().
 
 Deno.test("ChildProcessTransport.close() kills a running child and closes every pipe", async (t) => {
   await t.step(
@@ -369,7 +369,7 @@ Deno.test("ChildProcessTransport closes with the error a protocol callback throw
   });
 });
 
-// 10. setProtocol().
+// setProtocol().
 
 Deno.test("ChildProcessTransport.setProtocol() switches the protocol for the next callbacks", async (t) => {
   await t.step("on the subprocess transport", async () => {
