@@ -73,8 +73,8 @@ export class BaseRecorder<
   /** What `connectionLost` was called with. */
   lostWith: Error | undefined;
 
-  connectionMade(transport: BaseTransport): void {
-    this.transport = transport as T;
+  connectionMade(transport: T): void {
+    this.transport = transport;
     this.record("connectionMade");
   }
   pauseWriting(): void {
@@ -185,6 +185,36 @@ export async function connectUnixLoopback(): Promise<Peers> {
   }
 }
 
+/**
+ * Connects two TLS ends over 127.0.0.1 on a free port, with the test
+ * certificate for 127.0.0.1; both handshakes are done when it resolves.
+ */
+export async function connectTlsLoopback(): Promise<Peers> {
+  const testdata = new URL("./testdata/", import.meta.url);
+  const read = (name: string) => Deno.readTextFile(new URL(name, testdata));
+  const [caCert, cert, key] = await Promise.all([
+    read("ca.pem"),
+    read("server.pem"),
+    read("server_key.pem"),
+  ]);
+  using listener = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert,
+    key,
+  });
+  const [client, server] = await Promise.all([
+    Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: listener.addr.port,
+      caCerts: [caCert],
+    }),
+    listener.accept(),
+  ]);
+  await Promise.all([client.handshake(), server.handshake()]);
+  return peers(client, server);
+}
+
 /** The loopback pair makers by name, for tests that run over both. */
 export const LOOPBACKS = {
   tcp: connectLoopback,
@@ -207,8 +237,14 @@ function peers(client: Deno.Conn, server: Deno.Conn): Peers {
   };
 }
 
+/** What the read helpers read from: a `Deno.Conn`, or a pipe. */
+export interface ByteReader {
+  /** Reads into `p`; resolves with how many bytes, or `null` at EOF. */
+  read(p: Uint8Array): Promise<number | null>;
+}
+
 /** Reads from `conn` until EOF and returns every byte. */
-export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+export async function readAll(conn: ByteReader): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   const buffer = new Uint8Array(64 * 1024);
   while (true) {
@@ -220,7 +256,7 @@ export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
 
 /** Reads from `conn` until `nbytes` bytes arrived (or EOF). */
 export async function readExactly(
-  conn: Deno.Conn,
+  conn: ByteReader,
   nbytes: number,
 ): Promise<Uint8Array> {
   const out = new Uint8Array(nbytes);
@@ -293,6 +329,17 @@ export const NOT_BYTES: readonly [string, unknown][] = [
   ["a Uint16Array", new Uint16Array(2)],
   ["an array of bytes", [1, 2, 3]],
 ];
+
+/** How long a test watches for a callback that must not come. */
+export const QUIET_MS = 50;
+
+/**
+ * Lets `ms` pass, to watch for callbacks that must not come; never used to
+ * wait for one that must.
+ */
+export function quietPeriod(ms = QUIET_MS): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 /** How long {@linkcode within} waits by default before failing. */
 export const DEADLINE_MS = 5_000;

@@ -883,7 +883,7 @@ Deno.test("LineProtocol and LengthPrefixedProtocol deliver nothing more from a c
       made.record("made");
       return protocol;
     }, { hostname: "127.0.0.1", port: 0 });
-    const { port } = server.addrs[0] as Deno.NetAddr;
+    const { port } = server.addrs[0]!;
     using conn = await Deno.connect({ hostname: "127.0.0.1", port });
     await writeAll(conn, bytes("a\nquit\nb\nc\n"));
     await within(made.waitFor("lost"), "connectionLost");
@@ -930,7 +930,7 @@ Deno.test("LineProtocol echoes every line in order over a socket", async () => {
     protocols.push(protocol);
     return protocol;
   }, { hostname: "127.0.0.1", port: 0, onError });
-  const { port } = server.addrs[0] as Deno.NetAddr;
+  const { port } = server.addrs[0]!;
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
 
   const next = random(77);
@@ -982,7 +982,7 @@ Deno.test("LengthPrefixedProtocol round-trips frames of 0 B to 1 MiB over a sock
     port: 0,
     onError,
   });
-  const { port } = server.addrs[0] as Deno.NetAddr;
+  const { port } = server.addrs[0]!;
   const [transport, client] = await createConnection(
     () => new Client(options),
     { hostname: "127.0.0.1", port, onError },
@@ -1011,7 +1011,7 @@ Deno.test("LineProtocol closes only the connection of a peer that sends an over-
     protocols.push(protocol);
     return protocol;
   }, { hostname: "127.0.0.1", port: 0, onError });
-  const { port } = server.addrs[0] as Deno.NetAddr;
+  const { port } = server.addrs[0]!;
 
   using good = await Deno.connect({ hostname: "127.0.0.1", port });
   assert.equal(await echoLines(good, ["first"]), "first\n");
@@ -1039,5 +1039,5 @@ Deno.test("LineProtocol closes only the connection of a peer that sends an over-
   await within(recorder.waitFor("lost", 2), "the good connection's end");
   assert.equal(protocols[0]!.lostWith, undefined);
   assert.equal(errors.length, 1);
-  assert.equal((protocols[0]!.transport as Transport).isClosing(), true);
+  assert.equal(protocols[0]!.transport?.isClosing(), true);
 });

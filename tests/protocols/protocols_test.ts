@@ -6,7 +6,7 @@ import {
   ProtocolBase,
   SubprocessProtocolBase,
 } from "../../protocols/mod.ts";
-import type { Transport } from "../../transports/transport.ts";
+import type { BaseTransport, Transport } from "../../transports/transport.ts";
 import {
   stubDatagramTransport,
   stubSubprocessTransport,
@@ -87,35 +87,38 @@ Deno.test("SubprocessProtocolBase callbacks are no-ops that return nothing", () 
 });
 
 Deno.test("BaseProtocolBase subclasses keep the transport given to connectionMade", async (t) => {
-  // Each kind with the transport it gets.
-  type Keeper = Pick<BaseProtocolBase, "transport" | "connectionLost"> & {
-    connectionMade(transport: never): void;
-  };
-  const makers: [string, () => [Keeper, unknown]][] = [
-    ["ProtocolBase", () => [new ProtocolBase(), new StubTransport()]],
-    ["BufferedProtocolBase", () => [
-      new BufferedProtocolBase(),
-      new StubTransport(),
-    ]],
-    ["DatagramProtocolBase", () => [
-      new DatagramProtocolBase(),
-      stubDatagramTransport(),
-    ]],
-    ["SubprocessProtocolBase", () => [
-      new SubprocessProtocolBase(),
-      stubSubprocessTransport(),
-    ]],
-  ];
-  for (const [name, make] of makers) {
-    await t.step(name, () => {
-      const [protocol, transport] = make();
-      assert.equal(protocol.transport, undefined);
-      protocol.connectionMade(transport as never);
-      assert.equal(protocol.transport, transport);
-      protocol.connectionLost(undefined);
-      assert.equal(protocol.transport, transport);
-    });
+  /** Gives `protocol` a transport of its kind and checks that it keeps it. */
+  function assertKeeps<T extends BaseTransport>(
+    protocol: BaseProtocolBase<T>,
+    transport: T,
+  ): void {
+    assert.equal(protocol.transport, undefined);
+    protocol.connectionMade(transport);
+    assert.equal(protocol.transport, transport);
+    protocol.connectionLost(undefined);
+    assert.equal(protocol.transport, transport);
   }
+  // Each kind with the transport it gets.
+  const kinds: [string, () => void][] = [
+    [
+      "ProtocolBase",
+      () => assertKeeps(new ProtocolBase(), new StubTransport()),
+    ],
+    [
+      "BufferedProtocolBase",
+      () => assertKeeps(new BufferedProtocolBase(), new StubTransport()),
+    ],
+    [
+      "DatagramProtocolBase",
+      () => assertKeeps(new DatagramProtocolBase(), stubDatagramTransport()),
+    ],
+    [
+      "SubprocessProtocolBase",
+      () =>
+        assertKeeps(new SubprocessProtocolBase(), stubSubprocessTransport()),
+    ],
+  ];
+  for (const [name, check] of kinds) await t.step(name, check);
 });
 
 Deno.test("BaseProtocolBase subclasses keep the transport when a subclass calls super", () => {

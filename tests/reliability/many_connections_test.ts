@@ -29,7 +29,7 @@ class Echo extends ProtocolBase {
     Echo.live.add(this);
   }
   override dataReceived(data: Uint8Array): void {
-    const transport = this.transport as Transport;
+    const transport = this.transport!;
     transport.write(data);
     this.maxBuffered = Math.max(
       this.maxBuffered,
@@ -38,11 +38,11 @@ class Echo extends ProtocolBase {
   }
   override pauseWriting(): void {
     super.pauseWriting();
-    (this.transport as Transport).pauseReading();
+    this.transport?.pauseReading();
   }
   override resumeWriting(): void {
     super.resumeWriting();
-    (this.transport as Transport).resumeReading();
+    this.transport?.resumeReading();
   }
   override connectionLost(exc: Error | undefined): void {
     super.connectionLost(exc);
@@ -50,14 +50,16 @@ class Echo extends ProtocolBase {
   }
 }
 
-async function echoServer(): Promise<{ server: Server; port: number }> {
+async function echoServer(): Promise<
+  { server: Server<Deno.NetAddr>; port: number }
+> {
   const { onError } = errorCollector();
   const server = await createServer(() => new Echo(), {
     hostname: "127.0.0.1",
     port: 0,
     onError,
   });
-  return { server, port: (server.addrs[0] as Deno.NetAddr).port };
+  return { server, port: server.addrs[0]!.port };
 }
 
 /** Sends `data` on a new connection and checks the echo; closes it. */
@@ -111,7 +113,7 @@ Deno.test("a peer that never reads holds at most the write buffer, and others go
   assert.ok(stalled !== undefined, "the hog's writes never stalled");
   assert.ok(sent < 64 * 1024 * 1024, `the hog sent ${sent} bytes unchecked`);
   const [hogEcho] = Echo.live;
-  const limit = (hogEcho!.transport as Transport).getWriteBufferLimits().high;
+  const limit = hogEcho!.transport!.getWriteBufferLimits().high;
   assert.ok(
     hogEcho!.maxBuffered <= limit + 256 * 1024,
     `the server buffered ${hogEcho!.maxBuffered} bytes for the hog`,

@@ -29,7 +29,7 @@ const decoder = new TextDecoder();
 class Echo extends RecordingProtocol {
   override dataReceived(data: Uint8Array): void {
     super.dataReceived(data);
-    (this.transport as Transport).write(data);
+    this.transport?.write(data);
   }
 }
 
@@ -92,12 +92,13 @@ interface Client extends Disposable {
 
 /** Connects a raw `Deno.Conn` to `addr` (TCP on 127.0.0.1, or Unix). */
 async function dial(addr: Deno.Addr): Promise<Client> {
-  const conn = addr.transport === "unix"
-    ? await Deno.connect({ transport: "unix", path: addr.path })
-    : await Deno.connect({
-      hostname: "127.0.0.1",
-      port: (addr as Deno.NetAddr).port,
-    });
+  let conn: Deno.Conn;
+  if (addr.transport === "tcp") {
+    conn = await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
+  } else {
+    assert.ok(addr.transport === "unix", `a ${addr.transport} address`);
+    conn = await Deno.connect({ transport: "unix", path: addr.path });
+  }
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -177,13 +178,15 @@ function connectTo<P extends StreamProtocol>(
   onError?: (error: unknown, context: ErrorContext) => void,
 ): Promise<[Transport, P]> {
   const hook = onError === undefined ? {} : { onError };
-  return addr.transport === "unix"
-    ? createUnixConnection(factory, { path: addr.path, ...hook })
-    : createConnection(factory, {
+  if (addr.transport === "tcp") {
+    return createConnection(factory, {
       hostname: "127.0.0.1",
-      port: (addr as Deno.NetAddr).port,
+      port: addr.port,
       ...hook,
     });
+  }
+  assert.ok(addr.transport === "unix", `a ${addr.transport} address`);
+  return createUnixConnection(factory, { path: addr.path, ...hook });
 }
 
 /** Expects a connect to `addr` to be refused: nothing listens there. */
@@ -265,13 +268,12 @@ Deno.test("createServer() and createConnection() resolve with [transport, protoc
       await protocol.waitForBytes(4);
       assert.equal(decoder.decode(protocol.received()), "ping");
       assert.equal(decoder.decode(peer.received()), "ping");
-      const peername = transport.getExtraInfo("peername") as Deno.Addr;
-      assert.equal(peername.transport, kind);
+      const peername = transport.getExtraInfo("peername");
+      assert.equal(peername?.transport, kind);
       if (kind === "tcp") {
-        assert.equal(
-          (peername as Deno.NetAddr).port,
-          (server.addrs[0] as Deno.NetAddr).port,
-        );
+        const addr = server.addrs[0];
+        assert.ok(peername?.transport === "tcp" && addr?.transport === "tcp");
+        assert.equal(peername.port, addr.port);
       }
 
       transport.close();
@@ -695,7 +697,8 @@ Deno.test("Server.abortClients() closes every connection at once, dropping buffe
       server.close();
       server.abortClients();
       for (const protocol of served.protocols) {
-        const transport = protocol.transport as Transport;
+        const transport = protocol.transport;
+        assert.ok(transport, "connectionMade gave the transport");
         assert.equal(transport.isClosing(), true);
         assert.equal(transport.getWriteBufferSize(), 0);
       }
@@ -839,7 +842,8 @@ Deno.test("Server.addrs gives the bound address", async (t) => {
       port: 0,
     });
     assert.equal(server.addrs.length, 1);
-    const addr = server.addrs[0] as Deno.NetAddr;
+    const addr = server.addrs[0];
+    assert.ok(addr, "one address");
     assert.equal(addr.transport, "tcp");
     assert.equal(addr.hostname, "127.0.0.1");
     assert.ok(Number.isInteger(addr.port) && addr.port > 0);
@@ -854,7 +858,8 @@ Deno.test("Server.addrs gives the bound address", async (t) => {
     {
       await using server = await createUnixServer(() => new Echo(), { path });
       assert.equal(server.addrs.length, 1);
-      const addr = server.addrs[0] as Deno.UnixAddr;
+      const addr = server.addrs[0];
+      assert.ok(addr, "one address");
       assert.equal(addr.transport, "unix");
       assert.equal(addr.path, path);
     }

@@ -115,7 +115,7 @@ class CheckingProtocol extends ProtocolBase {
   }
 
   override dataReceived(data: Uint8Array): void {
-    if (!(this.transport as Transport).isReading()) this.whilePaused++;
+    if (!this.transport!.isReading()) this.whilePaused++;
     this.mostLoans = Math.max(this.mostLoans, outstandingLoans());
     if (data.byteLength > SMALL_MAX) {
       this.largeChunks++;
@@ -139,18 +139,18 @@ class CheckingProtocol extends ProtocolBase {
 class EchoProtocol extends CheckingProtocol {
   override dataReceived(data: Uint8Array): void {
     super.dataReceived(data);
-    const transport = this.transport as Transport;
+    const transport = this.transport!;
     const cut = Math.min(1000, data.byteLength >> 1);
     transport.write(data.subarray(0, cut));
     transport.write(data.subarray(cut));
   }
   override pauseWriting(): void {
     super.pauseWriting();
-    (this.transport as Transport).pauseReading();
+    this.transport?.pauseReading();
   }
   override resumeWriting(): void {
     super.resumeWriting();
-    (this.transport as Transport).resumeReading();
+    this.transport?.resumeReading();
   }
 }
 
@@ -168,7 +168,7 @@ class EchoClient extends CheckingProtocol {
   }
 
   async #send(): Promise<void> {
-    const transport = this.transport as Transport;
+    const transport = this.transport!;
     const data = this.checker.expected;
     for (let offset = 0; offset < data.byteLength; offset += SEND_CHUNK) {
       transport.write(data.subarray(offset, offset + SEND_CHUNK));
@@ -262,7 +262,7 @@ class PausingProtocol extends CheckingProtocol {
     const due = data.byteLength === MAX_READ_SIZE && !this.#pausing &&
       this.pauses.count < this.maxPauses;
     if (!due) return;
-    const transport = this.transport as Transport;
+    const transport = this.transport!;
     const pause = () => {
       this.#pausing = false;
       transport.pauseReading();
@@ -305,7 +305,7 @@ class SwitchingProtocol extends CheckingProtocol {
       : data.byteLength === MAX_READ_SIZE;
     if (!due || this.#switching) return;
     this.#switching = true;
-    const transport = this.transport as Transport;
+    const transport = this.transport!;
     const handOn = () => {
       this.switched = true;
       this.next.transport = transport;
@@ -327,7 +327,7 @@ class PausingBufferedProtocol extends RecordingBufferedProtocol {
   override bufferUpdated(nbytes: number): void {
     super.bufferUpdated(nbytes);
     if (this.count("bufferUpdated") <= this.pauses) {
-      (this.transport as Transport).pauseReading();
+      this.transport?.pauseReading();
     }
   }
 }
@@ -791,7 +791,7 @@ Deno.test("StreamTransport closes with the error when a transientData protocol's
     const protocol = new ThrowingProtocol(
       data,
       error,
-      (chunk) => (protocol.transport as Transport).write(chunk),
+      (chunk) => protocol.transport!.write(chunk),
       3,
     );
     const { errors, onError } = errorCollector();

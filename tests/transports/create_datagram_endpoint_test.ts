@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import type { DatagramProtocol } from "../../protocols/datagram_protocol.ts";
+import {
+  createDatagramEndpoint,
+  type CreateDatagramEndpointOptions,
+} from "../../transports/create_datagram_endpoint.ts";
+import { DatagramEndpoint } from "../../transports/_datagram_transport.ts";
+import { bytes, text } from "../_test_utils.ts";
+import {
+  HOSTS,
+  on,
+  open,
+  RecordingDatagramProtocol,
+  socket,
+} from "./_datagram_utils.ts";
+
+Deno.test("createDatagramEndpoint() resolves after connectionMade, the first callback", async (t) => {
+  for (const host of HOSTS) {
+    await t.step(`over ${host}`, async () => {
+      const protocol = new RecordingDatagramProtocol();
+      await using endpoint = await open(protocol, on(host));
+
+      assert.deepEqual(protocol.calls, ["connectionMade"]);
+      assert.equal(protocol.transport, endpoint.transport);
+      assert.ok(endpoint.transport instanceof DatagramEndpoint);
+      assert.equal(endpoint.transport.getProtocol(), protocol);
+    });
+  }
+});
+
+// Options.
+
+Deno.test("createDatagramEndpoint() checks its options", async (t) => {
+  const factory = () => new RecordingDatagramProtocol();
+
+  await t.step("without localAddr and remoteAddr is a TypeError", async () => {
+    await assert.rejects(() => createDatagramEndpoint(factory, {}), TypeError);
+  });
+
+  await t.step(
+    "broadcast: false is NotSupported; true is Deno's own",
+    async () => {
+      await assert.rejects(
+        () =>
+          createDatagramEndpoint(
+            factory,
+            on("127.0.0.1", { broadcast: false }),
+          ),
+        Deno.errors.NotSupported,
+      );
+      const [transport, protocol] = await createDatagramEndpoint(
+        factory,
+        on("127.0.0.1", { broadcast: true }),
+      );
+      transport.abort();
+      await protocol.waitFor("connectionLost");
+    },
+  );
+
+  await t.step("a factory that is not a function is a TypeError", async () => {
+    await assert.rejects(
+      () =>
+        createDatagramEndpoint(
+          "factory" as unknown as () => RecordingDatagramProtocol,
+          on("127.0.0.1"),
+        ),
+      TypeError,
+    );
+  });
+
+  await t.step("a factory that throws: rejects with its error", async () => {
+    const error = new Error("factory failed");
+    await assert.rejects(
+      () =>
+        createDatagramEndpoint(() => {
+          throw error;
+        }, on("127.0.0.1")),
+      (thrown) => thrown === error,
+    );
+  });
+
+  await t.step(
+    "a factory that makes no datagram protocol is a TypeError",
+    async () => {
+      await assert.rejects(
+        () =>
+          createDatagramEndpoint(
+            () => ({ dataReceived() {} }) as unknown as DatagramProtocol,
+            on("127.0.0.1"),
+          ),
+        TypeError,
+      );
+    },
+  );
+
+  const addresses: [string, CreateDatagramEndpointOptions, ErrorConstructor][] =
+    [
+      ["localAddr with port 70000", {
+        localAddr: { hostname: "127.0.0.1", port: 70_000 },
+      }, RangeError],
+      ["localAddr without a port", {
+        localAddr: { hostname: "127.0.0.1" } as Deno.NetAddr,
+      }, TypeError],
+      ["remoteAddr without a hostname", {
+        remoteAddr: { port: 9 } as Deno.NetAddr,
+      }, TypeError],
+      ["remoteAddr as a string", {
+        remoteAddr: "127.0.0.1:9" as unknown as Deno.NetAddr,
+      }, TypeError],
+    ];
+  for (const [what, options, error] of addresses) {
+    await t.step(`${what} is a ${error.name}`, async () => {
+      await assert.rejects(
+        () => createDatagramEndpoint(factory, options),
+        error,
+      );
+    });
+  }
+});
+
+Deno.test("createDatagramEndpoint() with reuseAddress binds a port in use", async (t) => {
+  await t.step("without it the port is in use", async () => {
+    await using first = await open(
+      new RecordingDatagramProtocol(),
+      on("127.0.0.1", { reuseAddress: true }),
+    );
+    const same = { hostname: "127.0.0.1", port: first.addr.port };
+    await assert.rejects(
+      () =>
+        createDatagramEndpoint(() => new RecordingDatagramProtocol(), {
+          localAddr: same,
+        }),
+      Deno.errors.AddrInUse,
+    );
+    await assert.rejects(
+      () =>
+        createDatagramEndpoint(() => new RecordingDatagramProtocol(), {
+          localAddr: same,
+          reuseAddress: false,
+        }),
+      Deno.errors.AddrInUse,
+    );
+  });
+
+  await t.step(
+    "with it on both, the last one bound receives (Linux)",
+    async () => {
+      using sender = socket("127.0.0.1");
+      await using first = await open(
+        new RecordingDatagramProtocol(),
+        on("127.0.0.1", { reuseAddress: true }),
+      );
+      const second = await open(new RecordingDatagramProtocol(), {
+        localAddr: { hostname: "127.0.0.1", port: first.addr.port },
+        reuseAddress: true,
+      });
+      try {
+        assert.equal(second.addr.port, first.addr.port);
+        await sender.conn.send(bytes("to the port"), first.addr);
+        await second.protocol.waitFor("datagramReceived");
+        assert.deepEqual(second.protocol.texts(), ["to the port"]);
+      } finally {
+        await second[Symbol.asyncDispose]();
+      }
+      // Once the second is closed, the first gets what comes to the port.
+      await sender.conn.send(bytes("again"), first.addr);
+      await first.protocol.waitFor("datagramReceived");
+      assert.deepEqual(first.protocol.texts(), ["again"]);
+    },
+  );
+});
+
+// Without --unstable-net.
+
+Deno.test("createDatagramEndpoint() without --unstable-net throws NotSupported saying so", async () => {
+  const mod = new URL("../../mod.ts", import.meta.url).href;
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      script,
+      `import { createDatagramEndpoint } from ${JSON.stringify(mod)};
+try {
+  await createDatagramEndpoint(() => ({ datagramReceived() {} }), {
+    localAddr: { hostname: "127.0.0.1", port: 0 },
+  });
+  console.log(JSON.stringify({ name: "none", message: "" }));
+} catch (error) {
+  console.log(JSON.stringify({ name: error.name, message: error.message }));
+}
+`,
+    );
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-config", "--allow-net", script],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, text(stderr));
+    const { name, message } = JSON.parse(text(stdout));
+
+    assert.equal(name, "NotSupported");
+    assert.match(message, /--unstable-net/);
+  } finally {
+    await Deno.remove(script);
+  }
+});

@@ -1,0 +1,215 @@
+/**
+ * A user's first programs, written as the docs show them: no casts, and
+ * no annotation on a callback's parameters. Half of each test is that
+ * `deno check` accepts them under the project's strict settings, with each
+ * parameter the type of its protocol kind (never `any`); the other half is
+ * that they run, over 127.0.0.1 on a free port or with a child process.
+ */
+import assert from "node:assert/strict";
+import {
+  createConnection,
+  createDatagramEndpoint,
+  createServer,
+  type DatagramTransport,
+  ProtocolBase,
+  type ReadTransport,
+  subprocessExec,
+  SubprocessProtocolBase,
+  type SubprocessTransport,
+  type Transport,
+  type WriteTransport,
+} from "@aio/protocols";
+import { readExactly } from "./_test_utils.ts";
+
+const LOCAL = { hostname: "127.0.0.1", port: 0 };
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** `true` only if `A` and `B` are the same type; `any` is the same as nothing else. */
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends
+  (<T>() => T extends B ? 1 : 2) ? true : false;
+
+/** Compiles only if `Check` is `true`: a type test that costs nothing at run time. */
+function assertType<Check extends true>(): void {}
+
+Deno.test("ProtocolBase subclasses use this.transport as a Transport", async () => {
+  /** Echoes the first chunk back, then stops reading. */
+  class EchoOnce extends ProtocolBase {
+    lost = Promise.withResolvers<Error | undefined>();
+
+    override dataReceived(data: Uint8Array): void {
+      this.transport?.write(data);
+      this.transport?.pauseReading();
+    }
+    override connectionLost(exc: Error | undefined): void {
+      super.connectionLost(exc);
+      this.lost.resolve(exc);
+    }
+  }
+  assertType<Same<EchoOnce["transport"], Transport | undefined>>();
+
+  const echoes: EchoOnce[] = [];
+  await using server = await createServer(() => {
+    const echo = new EchoOnce();
+    echoes.push(echo);
+    return echo;
+  }, LOCAL);
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addrs[0]!.port,
+  });
+  await conn.write(encoder.encode("ping"));
+  assert.equal(decoder.decode(await readExactly(conn, 4)), "ping");
+
+  const echo = echoes[0];
+  assert.ok(echo, "the server made a protocol");
+  assert.equal(echo.transport?.isReading(), false);
+  echo.transport?.close();
+  assert.equal(await echo.lost.promise, undefined);
+});
+
+Deno.test("createServer() and createConnection() give an object literal's connectionMade(t) a Transport", async () => {
+  const served = Promise.withResolvers<string>();
+  let heard = "";
+  await using server = await createServer(() => ({
+    connectionMade(t) {
+      assertType<Same<typeof t, Transport>>();
+      const transport: Transport = t;
+      const peer: Deno.Addr | undefined = transport.getExtraInfo("peername");
+      assert.equal(peer?.transport, "tcp");
+      assert.equal(transport.canWriteEof(), true);
+      transport.write(encoder.encode("hello"));
+    },
+    dataReceived(data) {
+      heard += decoder.decode(data);
+    },
+    eofReceived() {
+      served.resolve(heard);
+    },
+  }), LOCAL);
+  const { port } = server.addrs[0]!;
+
+  const lost = Promise.withResolvers<Error | undefined>();
+  let greeting = "";
+  const [transport] = await createConnection(() => ({
+    connectionMade(t) {
+      assertType<Same<typeof t, Transport>>();
+      t.write(encoder.encode("ping"));
+      t.writeEof();
+    },
+    dataReceived(data) {
+      greeting += decoder.decode(data);
+    },
+    connectionLost(exc) {
+      lost.resolve(exc);
+    },
+  }), { hostname: "127.0.0.1", port });
+
+  const peer: Deno.Addr | undefined = transport.getExtraInfo("peername");
+  assert.ok(peer?.transport === "tcp", `peername ${peer?.transport}`);
+  assert.equal(peer.port, port);
+  assert.equal(await served.promise, "ping");
+  // The server closes after the client's EOF; the client then sees EOF.
+  assert.equal(await lost.promise, undefined);
+  assert.equal(greeting, "hello");
+});
+
+Deno.test("createDatagramEndpoint() gives an object literal's connectionMade(t) a DatagramTransport", async () => {
+  let server: DatagramTransport | undefined;
+  const serverLost = Promise.withResolvers<Error | undefined>();
+  const [serverTransport] = await createDatagramEndpoint(() => ({
+    connectionMade(t) {
+      assertType<Same<typeof t, DatagramTransport>>();
+      server = t;
+    },
+    datagramReceived(data, addr) {
+      server?.sendto(data, addr);
+    },
+    connectionLost(exc) {
+      serverLost.resolve(exc);
+    },
+  }), { localAddr: LOCAL });
+  const sockname = serverTransport.getExtraInfo("sockname");
+  assert.ok(sockname, "the endpoint is bound");
+
+  const answer = Promise.withResolvers<string>();
+  const lost = Promise.withResolvers<Error | undefined>();
+  const [client] = await createDatagramEndpoint(() => ({
+    connectionMade(t) {
+      assertType<Same<typeof t, DatagramTransport>>();
+      t.sendto(encoder.encode("ping"));
+    },
+    datagramReceived(data) {
+      answer.resolve(decoder.decode(data));
+    },
+    connectionLost(exc) {
+      lost.resolve(exc);
+    },
+  }), { remoteAddr: { hostname: "127.0.0.1", port: sockname.port } });
+
+  const peer: Deno.NetAddr | undefined = client.getExtraInfo("peername");
+  assert.equal(peer?.port, sockname.port);
+  assert.equal(await answer.promise, "ping");
+  client.close();
+  assert.equal(await lost.promise, undefined);
+  serverTransport.close();
+  assert.equal(await serverLost.promise, undefined);
+});
+
+Deno.test("subprocessExec() gives a subprocess protocol's connectionMade(t) a SubprocessTransport", async (t) => {
+  await t.step("an object literal writes to the child's stdin", async () => {
+    const lost = Promise.withResolvers<Error | undefined>();
+    let out = "";
+    const [transport] = await subprocessExec(() => ({
+      connectionMade(t) {
+        assertType<Same<typeof t, SubprocessTransport>>();
+        const stdin = t.getPipeTransport(0);
+        assertType<Same<typeof stdin, WriteTransport | undefined>>();
+        const stdout = t.getPipeTransport(1);
+        assertType<Same<typeof stdout, ReadTransport | undefined>>();
+        t.getPipeTransport(0)?.write(encoder.encode("hi\n"));
+        t.getPipeTransport(0)?.writeEof();
+      },
+      pipeDataReceived(fd, data) {
+        if (fd === 1) out += decoder.decode(data);
+      },
+      connectionLost(exc) {
+        lost.resolve(exc);
+      },
+    }), "cat");
+
+    assert.equal(await lost.promise, undefined);
+    assert.equal(out, "hi\n");
+    assert.equal(transport.getReturncode(), 0);
+    const pid: number | undefined = transport.getExtraInfo("pid");
+    assert.equal(pid, transport.getPid());
+  });
+
+  await t.step(
+    "a SubprocessProtocolBase subclass uses this.transport",
+    async () => {
+      class Cat extends SubprocessProtocolBase {
+        out = "";
+        lost = Promise.withResolvers<Error | undefined>();
+
+        override connectionMade(transport: SubprocessTransport): void {
+          super.connectionMade(transport);
+          this.transport?.getPipeTransport(0)?.write(encoder.encode("hey\n"));
+          this.transport?.getPipeTransport(0)?.close();
+        }
+        override pipeDataReceived(fd: 1 | 2, data: Uint8Array): void {
+          if (fd === 1) this.out += decoder.decode(data);
+        }
+        override connectionLost(exc: Error | undefined): void {
+          super.connectionLost(exc);
+          this.lost.resolve(exc);
+        }
+      }
+      assertType<Same<Cat["transport"], SubprocessTransport | undefined>>();
+
+      const [, cat] = await subprocessExec(() => new Cat(), "cat");
+      assert.equal(await cat.lost.promise, undefined);
+      assert.equal(cat.out, "hey\n");
+    },
+  );
+});
