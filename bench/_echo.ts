@@ -151,7 +151,7 @@ export async function serve(
         return protocol;
       }, { hostname, port });
       return {
-        port: (server.addrs[0] as Deno.NetAddr).port,
+        port: server.addrs[0]!.port,
         close() {
           server.close();
           server.abortClients();

@@ -66,7 +66,7 @@ async function client(server: Server): Promise<BenchClient> {
       });
       return await connect(
         "transient",
-        (listener.addrs[0] as Deno.NetAddr).port,
+        listener.addrs[0]!.port,
       );
     }
     case "streams":
@@ -77,7 +77,7 @@ async function client(server: Server): Promise<BenchClient> {
       );
       return await connect(
         "transient",
-        (listener.addrs[0] as Deno.NetAddr).port,
+        listener.addrs[0]!.port,
       );
     }
   }

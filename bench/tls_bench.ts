@@ -86,7 +86,7 @@ async function rawRoundTrip(): Promise<void> {
 /** Echoes with a `Protocol`. */
 class Echo extends ProtocolBase {
   override dataReceived(data: Uint8Array): void {
-    (this.transport as Transport).write(data);
+    this.transport?.write(data);
   }
 }
 
@@ -107,7 +107,7 @@ class TransientCounter extends ProtocolBase {
 /** Echoes with a `BufferedProtocol`; copies, since the buffer is reused. */
 class BufferedEcho extends BufferedProtocolBase {
   override bufferUpdated(nbytes: number): void {
-    (this.transport as Transport).write(this.buffer.slice(0, nbytes));
+    this.transport?.write(this.buffer.slice(0, nbytes));
   }
 }
 
@@ -159,14 +159,14 @@ const bufferedServer = await createServer(() => new BufferedEcho(), {
 const tls = { caCerts: [CA] };
 const [transport, counter] = await createConnection(() => new Counter(), {
   hostname: HOST,
-  port: (server.addrs[0] as Deno.NetAddr).port,
+  port: server.addrs[0]!.port,
   tls,
 });
 const [transientTransport, transientCounter] = await createConnection(
   () => new TransientCounter(),
   {
     hostname: HOST,
-    port: (transientServer.addrs[0] as Deno.NetAddr).port,
+    port: transientServer.addrs[0]!.port,
     tls,
   },
 );
@@ -174,7 +174,7 @@ const [bufferedTransport, bufferedCounter] = await createConnection(
   () => new BufferedCounter(),
   {
     hostname: HOST,
-    port: (bufferedServer.addrs[0] as Deno.NetAddr).port,
+    port: bufferedServer.addrs[0]!.port,
     tls,
   },
 );

@@ -1,4 +1,7 @@
-import type { WriteTransport } from "../transports/transport.ts";
+import type {
+  StreamExtraInfo,
+  WriteTransport,
+} from "../transports/transport.ts";
 import type { DrainSource } from "./_stream_protocol.ts";
 import type { StreamReader } from "./stream_reader.ts";
 
@@ -91,7 +94,16 @@ export class StreamWriter {
     return this.#protocol.closed();
   }
 
-  /** Returns the transport's extra info. */
+  /**
+   * Returns the transport's extra info: for a connection `peername`,
+   * `sockname`, `conn` and, over TLS, `alpnProtocol`.
+   */
+  getExtraInfo<K extends keyof StreamExtraInfo>(
+    name: K,
+    defaultValue?: StreamExtraInfo[K],
+  ): StreamExtraInfo[K] | undefined;
+  /** Returns `defaultValue` for a name the transport does not know. */
+  getExtraInfo(name: string, defaultValue?: unknown): unknown;
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
     return this.transport.getExtraInfo(name, defaultValue);
   }

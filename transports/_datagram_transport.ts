@@ -315,11 +315,23 @@ export class DatagramEndpoint implements DatagramTransport {
     }
   }
 
+  /**
+   * Receives until paused or closing. The loop marks itself done in the
+   * same task as it stops, so that a `resumeReading()` right after finds
+   * no loop and starts one.
+   */
   async #receiveLoop(): Promise<void> {
     try {
       await this.#receive();
     } finally {
       this.#reader = undefined;
+    }
+    // Resumed while the loop was ending: go on.
+    if (
+      !this.#closing && !this.#paused &&
+      (!this.#pushed || this.#held.length > 0)
+    ) {
+      this.#reader = this.#receiveLoop();
     }
   }
 

@@ -121,9 +121,9 @@ export class ChildProcessTransport implements SubprocessTransport {
     return defaultValue;
   }
 
-  /** Returns `true` once `close()` was called. */
+  /** Returns `true` once `close()` was called, or the transport is done. */
   isClosing(): boolean {
-    return this.#closed;
+    return this.#closed || this.#finished;
   }
 
   /**

@@ -198,11 +198,6 @@ export interface End {
   run(opened: Opened): void | Promise<void>;
   /** The end calls `writeEof()`, after which `write()` throws. */
   halfCloses?: boolean;
-  /**
-   * FIXME: after this end `isClosing()` is still `false`, where
-   * `BaseTransport` says "closing or closed" (a library defect).
-   */
-  notClosing?: boolean;
 }
 
 /** One kind of transport, and how a test drives it. */
@@ -441,8 +436,6 @@ const SUBPROCESS: Kind = {
   ends: [CLOSE, {
     name: "the child's exit after EOF on its stdin",
     run: (opened) => opened.sendEof(),
-    // FIXME: ChildProcessTransport.isClosing() is true only after close().
-    notClosing: true,
   }],
   open(protocol, onError) {
     const name = SUBPROCESS.name;
