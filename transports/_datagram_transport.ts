@@ -91,7 +91,6 @@ export class DatagramEndpoint implements DatagramTransport {
    */
   #held: { data: Uint8Array; sender: Deno.NetAddr }[] = [];
   #closing = false;
-  #finishing = false;
   #lostWrites = 0;
 
   /**
@@ -110,7 +109,7 @@ export class DatagramEndpoint implements DatagramTransport {
     this.#caller = new ProtocolCaller(options.facade ?? this, protocol, {
       onError: options.onError,
       events: options.events,
-      fatal: (exc) => this.#forceClose(exc),
+      fatal: (exc) => this.#finish(exc),
     });
     this.#flow = new WriteFlowControl(
       () => this.#caller.flowControl("pauseWriting"),
@@ -248,7 +247,7 @@ export class DatagramEndpoint implements DatagramTransport {
 
   /** Closes at once and drops the queued datagrams. */
   abort(): void {
-    this.#forceClose(undefined);
+    this.#finish(undefined);
   }
 
   /**
@@ -358,7 +357,7 @@ export class DatagramEndpoint implements DatagramTransport {
           error instanceof Deno.errors.BadResource ||
           ++errors > MAX_RECEIVE_ERRORS
         ) {
-          this.#forceClose(toError(error));
+          this.#finish(toError(error));
           return;
         }
         if (!this.#errorReceived(error, "receive")) return;
@@ -409,14 +408,14 @@ export class DatagramEndpoint implements DatagramTransport {
       try {
         await this.#conn.send(outgoing.data, outgoing.addr);
       } catch (error) {
-        if (this.#finishing) return;
+        if (this.#caller.ending) return;
         if (error instanceof Deno.errors.BadResource) {
-          this.#forceClose(toError(error));
+          this.#finish(toError(error));
           return;
         }
         if (!this.#errorReceived(error, "send")) return;
       }
-      if (this.#finishing) return;
+      if (this.#caller.ending) return;
       this.#size -= outgoing.data.byteLength + HEADER_SIZE;
       this.#flow.shrank(this.#size);
     }
@@ -428,26 +427,23 @@ export class DatagramEndpoint implements DatagramTransport {
 
   // Closing.
 
-  #forceClose(exc: Error | undefined): void {
-    if (this.#finishing) return;
-    this.#caller.stop();
-    this.#finish(exc);
-  }
-
-  /** Closes the socket, waits for the receive and send in flight, reports. */
+  /**
+   * Ends the endpoint, once: after `close()` sent the queue (`exc`
+   * undefined), `abort()`, or a failure. Closes the socket, then reports
+   * the loss once the receive and send in flight are done.
+   */
   #finish(exc: Error | undefined): void {
-    if (this.#finishing) return;
-    this.#finishing = true;
+    if (!this.#caller.end()) return;
     this.#closing = true;
-    this.#caller.stop();
     this.#held = [];
     this.#queue = [];
     this.#queueHead = 0;
     this.#size = 0;
     closeQuietly(this.#conn);
-    this.#started
-      .then(() => Promise.all([this.#reader, this.#pump]))
-      .then(() => this.#caller.lose(exc));
+    this.#caller.loseAfter(
+      this.#started.then(() => Promise.all([this.#reader, this.#pump])),
+      exc,
+    );
   }
 }
 

@@ -62,6 +62,7 @@ export class ProtocolCaller<P extends BaseProtocol> {
   #pausePending = false;
   /** The first error a callback failed with. */
   #failure: Error | undefined;
+  #ending = false;
   readonly #transport: BaseTransport;
   readonly #onError: ErrorHandler;
   readonly #events: TransportEvents | undefined;
@@ -172,6 +173,37 @@ export class ProtocolCaller<P extends BaseProtocol> {
   /** Stops every callback but `connectionLost`. */
   stop(): void {
     this.stopped = true;
+  }
+
+  /** The transport is ending: its resources are closed or being closed. */
+  get ending(): boolean {
+    return this.#ending;
+  }
+
+  /**
+   * Starts the transport's end, once: stops every callback but
+   * `connectionLost`. Returns `false` if the end had started already.
+   */
+  end(): boolean {
+    if (this.#ending) return false;
+    this.#ending = true;
+    this.stopped = true;
+    return true;
+  }
+
+  /**
+   * Calls `connectionLost(exc)` once `inFlight` (what the transport still
+   * waits for: its pending read and write) has settled, after `cleanup`.
+   */
+  loseAfter(
+    inFlight: Promise<unknown>,
+    exc: Error | undefined,
+    cleanup?: () => void,
+  ): void {
+    inFlight.then(() => {
+      cleanup?.();
+      this.lose(exc);
+    });
   }
 
   /**

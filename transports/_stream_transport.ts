@@ -109,8 +109,6 @@ export class StreamTransport implements Transport {
   #started: Promise<void>;
   /** `close()`, `abort()` or a failure: no more reading, writes dropped. */
   #closing = false;
-  /** The ends are closed; `connectionLost` comes once nothing is in flight. */
-  #finishing = false;
 
   /**
    * Starts driving `protocol` over `ends`, which the transport owns from
@@ -131,7 +129,7 @@ export class StreamTransport implements Transport {
     this.#caller = new ProtocolCaller(options.facade ?? this, protocol, {
       onError: options.onError,
       events: options.events,
-      fatal: (exc) => this.#forceClose(exc),
+      fatal: (exc) => this.#finish(exc),
     });
     this.#idle = new IdleTimer(() => this.#idleTimedOut());
     const owner = {
@@ -139,7 +137,7 @@ export class StreamTransport implements Transport {
         if (!keepOpen || this.#writer === undefined) this.close();
       },
       flushed: () => this.#finish(undefined),
-      failed: (error: Error) => this.#forceClose(error),
+      failed: (error: Error) => this.#finish(error),
       active: () => this.#idle.touch(),
     };
     if (this.#source !== undefined || ends.pushed) {
@@ -279,7 +277,7 @@ export class StreamTransport implements Transport {
 
   /** Closes at once and drops the write buffer. */
   abort(): void {
-    this.#forceClose(undefined);
+    this.#finish(undefined);
   }
 
   /** Returns the bytes accepted by `write()` and not yet written. */
@@ -310,7 +308,7 @@ export class StreamTransport implements Transport {
    * @throws {RangeError} Unless `ms` is a number from 0 to 2^31 - 1.
    */
   setIdleTimeout(ms: number): void {
-    if (!this.#finishing) this.#idle.set(ms);
+    if (!this.#caller.ending) this.#idle.set(ms);
   }
 
   /**
@@ -344,7 +342,7 @@ export class StreamTransport implements Transport {
     if (!await writer.detach()) {
       throw new TypeError(`${cannot}: the connection was lost while flushing`);
     }
-    this.#finishing = true;
+    this.#caller.end();
     const idleTimeout = this.#idle.ms;
     this.#idle.clear();
     this.#caller.stop();
@@ -374,7 +372,7 @@ export class StreamTransport implements Transport {
 
   /** Loses the connection with `error`, as a failed read would. */
   fail(error: Error): void {
-    this.#forceClose(error);
+    this.#finish(error);
   }
 
   async #start(upgraded: boolean): Promise<void> {
@@ -399,32 +397,29 @@ export class StreamTransport implements Transport {
     return this.#writer;
   }
 
-  #forceClose(exc: Error | undefined): void {
-    if (this.#finishing) return;
-    this.#caller.stop();
-    this.#finish(exc);
-  }
-
-  /** Closes the ends, waits for what is in flight, then reports the loss. */
+  /**
+   * Ends the transport, once: after a flushed close (`exc` undefined),
+   * `abort()`, or a failure. Closes the ends, then reports the loss once
+   * nothing is in flight.
+   */
   #finish(exc: Error | undefined): void {
-    if (this.#finishing) return;
-    this.#finishing = true;
+    if (!this.#caller.end()) return;
     this.#closing = true;
     this.#idle.clear();
-    this.#caller.stop();
     this.#reader?.stop();
     this.#writer?.stop();
     if (this.#source !== undefined) closeQuietly(this.#source);
     if (this.#sink !== undefined && this.#sink !== this.#conn) {
       closeQuietly(this.#sink);
     }
-    this.#started
-      .then(() => Promise.all([this.#reader?.idle, this.#writer?.idle]))
-      .then(() => {
-        // No write is in flight now: lent blocks can be reused.
-        this.#writer?.release();
-        this.#caller.lose(exc);
-      });
+    this.#caller.loseAfter(
+      this.#started.then(() =>
+        Promise.all([this.#reader?.idle, this.#writer?.idle])
+      ),
+      exc,
+      // No write is in flight now: lent blocks can be reused.
+      () => this.#writer?.release(),
+    );
   }
 }
 

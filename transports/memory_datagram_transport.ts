@@ -3,6 +3,7 @@ import {
   DatagramEndpoint,
   type DatagramSocket,
 } from "./_datagram_transport.ts";
+import { HeldWrites } from "./_held_writes.ts";
 import type {
   DatagramExtraInfo,
   DatagramTransport,
@@ -43,7 +44,7 @@ class MemoryDatagramSocket implements DatagramSocket {
   sent: SentDatagram[] = [];
   sending: boolean;
   closed = false;
-  #waiting: { datagram: SentDatagram; resolve: (n: number) => void }[] = [];
+  #waiting = new HeldWrites<SentDatagram>();
 
   constructor(addr: Deno.NetAddr, sending: boolean) {
     this.addr = addr;
@@ -63,9 +64,7 @@ class MemoryDatagramSocket implements DatagramSocket {
       );
     }
     if (this.trySend(data, addr)) return Promise.resolve(data.byteLength);
-    return new Promise((resolve) =>
-      this.#waiting.push({ datagram: { data: data.slice(), addr }, resolve })
-    );
+    return this.#waiting.hold({ data: data.slice(), addr });
   }
 
   receive(): Promise<[Uint8Array<ArrayBuffer>, Deno.Addr]> {
@@ -76,20 +75,16 @@ class MemoryDatagramSocket implements DatagramSocket {
 
   close(): void {
     this.closed = true;
-    const waiting = this.#waiting;
-    this.#waiting = [];
-    for (const { resolve } of waiting) resolve(0);
+    this.#waiting.drop();
   }
 
   setSending(sending: boolean): void {
     this.sending = sending;
     if (!sending) return;
-    const waiting = this.#waiting;
-    this.#waiting = [];
-    for (const { datagram, resolve } of waiting) {
+    this.#waiting.release((datagram) => {
       this.sent.push(datagram);
-      resolve(datagram.data.byteLength);
-    }
+      return datagram.data.byteLength;
+    });
   }
 }
 

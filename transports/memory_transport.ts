@@ -1,4 +1,5 @@
 import { resolveLimits } from "./_flow_control.ts";
+import { HeldWrites } from "./_held_writes.ts";
 import type { ByteSink } from "./_write_side.ts";
 import { StreamTransport } from "./_stream_transport.ts";
 import type {
@@ -32,7 +33,7 @@ class MemorySink implements ByteSink {
   closed = false;
   reading: boolean;
   /** Writes waiting for the peer to read. */
-  #waiting: { p: Uint8Array; resolve: (n: number) => void }[] = [];
+  #waiting = new HeldWrites<Uint8Array>();
 
   constructor(reading: boolean) {
     this.reading = reading;
@@ -49,7 +50,7 @@ class MemorySink implements ByteSink {
       return Promise.reject(new Deno.errors.BadResource("The peer is gone"));
     }
     if (this.reading) return Promise.resolve(this.tryWrite(p));
-    return new Promise((resolve) => this.#waiting.push({ p, resolve }));
+    return this.#waiting.hold(p);
   }
 
   closeWrite(): Promise<void> {
@@ -59,17 +60,12 @@ class MemorySink implements ByteSink {
 
   close(): void {
     this.closed = true;
-    const waiting = this.#waiting;
-    this.#waiting = [];
-    for (const { resolve } of waiting) resolve(0);
+    this.#waiting.drop();
   }
 
   setReading(reading: boolean): void {
     this.reading = reading;
-    if (!reading) return;
-    const waiting = this.#waiting;
-    this.#waiting = [];
-    for (const { p, resolve } of waiting) resolve(this.tryWrite(p));
+    if (reading) this.#waiting.release((p) => this.tryWrite(p));
   }
 }
 
