@@ -3,12 +3,9 @@ import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
 import type {
   BaseTransport,
-  DatagramTransport,
   ErrorContext,
-  StreamProtocol,
   SubprocessTransport,
   Transport,
-  WriteBufferLimits,
 } from "../transports/transport.ts";
 
 /** Names of the callbacks {@linkcode RecordingProtocol} records. */
@@ -432,91 +429,6 @@ export function random(seed: number): (bound: number) => number {
     state = (state ^ (state >>> 17)) >>> 0;
     state = (state ^ (state << 5)) >>> 0;
     return state % bound;
-  };
-}
-
-/**
- * A `Transport` that goes nowhere, for protocol unit tests: it keeps what
- * is written and whether it was closed, and calls no callback.
- */
-export class StubTransport implements Transport {
-  /** Every chunk written, in order. */
-  written: Uint8Array[] = [];
-  closed = false;
-  reading = true;
-  protocol: StreamProtocol;
-
-  constructor(protocol: StreamProtocol = { dataReceived() {} }) {
-    this.protocol = protocol;
-  }
-
-  getExtraInfo(_name: string, defaultValue?: unknown): never {
-    return defaultValue as never;
-  }
-  isClosing(): boolean {
-    return this.closed;
-  }
-  close(): void {
-    this.closed = true;
-  }
-  abort(): void {
-    this.closed = true;
-  }
-  setProtocol(protocol: StreamProtocol): void {
-    this.protocol = protocol;
-  }
-  getProtocol(): StreamProtocol {
-    return this.protocol;
-  }
-  isReading(): boolean {
-    return this.reading && !this.closed;
-  }
-  pauseReading(): void {
-    this.reading = false;
-  }
-  resumeReading(): void {
-    this.reading = true;
-  }
-  write(data: Uint8Array): boolean {
-    if (!this.closed) this.written.push(data.slice());
-    return true;
-  }
-  writelines(chunks: Iterable<Uint8Array>): boolean {
-    this.write(concat([...chunks]));
-    return true;
-  }
-  writeEof(): void {}
-  canWriteEof(): boolean {
-    return true;
-  }
-  setIdleTimeout(): void {}
-  getWriteBufferSize(): number {
-    return 0;
-  }
-  getWriteBufferLimits(): WriteBufferLimits {
-    return { low: 16384, high: 65536 };
-  }
-  setWriteBufferLimits(): void {}
-}
-
-/** A `DatagramTransport` that goes nowhere, for protocol unit tests. */
-export function stubDatagramTransport(): DatagramTransport {
-  const stream = new StubTransport();
-  return {
-    getExtraInfo: (_name: string, defaultValue?: unknown): never =>
-      defaultValue as never,
-    isClosing: () => stream.closed,
-    close: () => stream.close(),
-    abort: () => stream.abort(),
-    isReading: () => stream.isReading(),
-    pauseReading: () => stream.pauseReading(),
-    resumeReading: () => stream.resumeReading(),
-    setProtocol: () => {},
-    getProtocol: () => ({ datagramReceived() {} }),
-    sendto: () => {},
-    getWriteBufferSize: () => 0,
-    getWriteBufferLimits: () => stream.getWriteBufferLimits(),
-    setWriteBufferLimits: () => {},
   };
 }
 

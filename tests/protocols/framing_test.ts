@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createConnection, createServer } from "../../mod.ts";
+import { MemoryTransport } from "../../testing/mod.ts";
 import { FrameTooLongError } from "../../transports/errors.ts";
 import {
   LengthPrefixedProtocol,
@@ -19,7 +20,6 @@ import {
   readExactly,
   readUntilClosed,
   Recorder,
-  StubTransport,
   text,
   within,
   writeAll,
@@ -818,10 +818,9 @@ Deno.test("LineProtocol and LengthPrefixedProtocol deliver nothing more from a c
   for (const [name, delimiter, chunks] of lineCases) {
     await t.step(`lineReceived: ${name}`, () => {
       const protocol = new Closer({ delimiter });
-      const transport = new StubTransport(protocol);
-      protocol.connectionMade(transport);
-      feed(protocol, chunks);
-      assert.equal(transport.closed, true);
+      const transport = new MemoryTransport(protocol);
+      for (const chunk of chunks) transport.receive(chunk);
+      assert.equal(transport.isClosing(), true);
       assert.deepEqual(protocol.lines, ["a", "quit"]);
     });
   }
@@ -845,10 +844,9 @@ Deno.test("LineProtocol and LengthPrefixedProtocol deliver nothing more from a c
   for (const [name, chunks] of frameCases) {
     await t.step(`frameReceived: ${name}`, () => {
       const protocol = new FrameCloser({ prefixLength: 1 });
-      const transport = new StubTransport(protocol);
-      protocol.connectionMade(transport);
-      feed(protocol, chunks);
-      assert.equal(transport.closed, true);
+      const transport = new MemoryTransport(protocol);
+      for (const chunk of chunks) transport.receive(chunk);
+      assert.equal(transport.isClosing(), true);
       assert.equal(protocol.received.length, 2);
     });
   }
@@ -860,10 +858,9 @@ Deno.test("LineProtocol and LengthPrefixedProtocol deliver nothing more from a c
       }
     }
     const protocol = new CloseOnTooLong({ prefixLength: 1, maxFrameLength: 2 });
-    const transport = new StubTransport(protocol);
-    protocol.connectionMade(transport);
-    protocol.dataReceived(new Uint8Array([3, 1, 2, 3, 1, 65, 1, 66]));
-    assert.equal(transport.closed, true);
+    const transport = new MemoryTransport(protocol);
+    transport.receive(new Uint8Array([3, 1, 2, 3, 1, 65, 1, 66]));
+    assert.equal(transport.isClosing(), true);
     assert.equal(protocol.received.length, 0);
   });
 

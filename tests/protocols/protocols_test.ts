@@ -7,17 +7,14 @@ import {
   SubprocessProtocolBase,
 } from "../../protocols/mod.ts";
 import type { BaseTransport, Transport } from "../../transports/transport.ts";
-import {
-  stubDatagramTransport,
-  stubSubprocessTransport,
-  StubTransport,
-} from "../_test_utils.ts";
+import { stubSubprocessTransport } from "../_test_utils.ts";
+import { MemoryDatagramTransport, MemoryTransport } from "../../testing/mod.ts";
 
 const ADDR: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: 9 };
 
 Deno.test("ProtocolBase callbacks are no-ops that return nothing", () => {
   const protocol = new ProtocolBase();
-  const transport = new StubTransport();
+  const transport = new MemoryTransport({ dataReceived() {} });
   assert.equal(protocol.connectionMade(transport), undefined);
   assert.equal(protocol.dataReceived(new Uint8Array([1, 2, 3])), undefined);
   assert.equal(protocol.pauseWriting(), undefined);
@@ -32,7 +29,7 @@ Deno.test("ProtocolBase.eofReceived() returns false, so the transport closes", (
 
 Deno.test("BufferedProtocolBase callbacks are no-ops and eofReceived() returns false", () => {
   const protocol = new BufferedProtocolBase();
-  const transport = new StubTransport();
+  const transport = new MemoryTransport({ dataReceived() {} });
   assert.equal(protocol.connectionMade(transport), undefined);
   assert.equal(protocol.bufferUpdated(10), undefined);
   assert.equal(protocol.pauseWriting(), undefined);
@@ -65,7 +62,12 @@ Deno.test("BufferedProtocolBase() throws RangeError unless size is a positive in
 
 Deno.test("DatagramProtocolBase callbacks are no-ops that return nothing", () => {
   const protocol = new DatagramProtocolBase();
-  assert.equal(protocol.connectionMade(stubDatagramTransport()), undefined);
+  assert.equal(
+    protocol.connectionMade(
+      new MemoryDatagramTransport({ datagramReceived() {} }),
+    ),
+    undefined,
+  );
   assert.equal(protocol.datagramReceived(new Uint8Array(1), ADDR), undefined);
   assert.equal(protocol.errorReceived(new Error("boom")), undefined);
   assert.equal(protocol.pauseWriting(), undefined);
@@ -102,15 +104,27 @@ Deno.test("BaseProtocolBase subclasses keep the transport given to connectionMad
   const kinds: [string, () => void][] = [
     [
       "ProtocolBase",
-      () => assertKeeps(new ProtocolBase(), new StubTransport()),
+      () =>
+        assertKeeps(
+          new ProtocolBase(),
+          new MemoryTransport({ dataReceived() {} }),
+        ),
     ],
     [
       "BufferedProtocolBase",
-      () => assertKeeps(new BufferedProtocolBase(), new StubTransport()),
+      () =>
+        assertKeeps(
+          new BufferedProtocolBase(),
+          new MemoryTransport({ dataReceived() {} }),
+        ),
     ],
     [
       "DatagramProtocolBase",
-      () => assertKeeps(new DatagramProtocolBase(), stubDatagramTransport()),
+      () =>
+        assertKeeps(
+          new DatagramProtocolBase(),
+          new MemoryDatagramTransport({ datagramReceived() {} }),
+        ),
     ],
     [
       "SubprocessProtocolBase",
@@ -129,7 +143,7 @@ Deno.test("BaseProtocolBase subclasses keep the transport when a subclass calls 
       seen.push(this.transport);
     }
   }
-  const transport = new StubTransport();
+  const transport = new MemoryTransport({ dataReceived() {} });
   new Sub().connectionMade(transport);
   assert.deepEqual(seen, [transport]);
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { StreamReader } from "../../mod.ts";
-import { StubTransport } from "../_test_utils.ts";
+import { MemoryTransport } from "../../testing/mod.ts";
 
 /**
  * Lets every pending microtask run, then tells whether `promise` settled.
@@ -26,36 +26,47 @@ export async function rejection(promise: Promise<unknown>): Promise<unknown> {
 }
 
 /**
- * The read-side calls a `StreamReader` makes on its transport, counted;
- * pausing twice or resuming while not paused fails at once.
+ * The read-side calls a `StreamReader` made on its transport, counted from
+ * a `MemoryTransport`'s log; pausing twice, or resuming while not paused,
+ * fails the count at once.
  */
-export class FakeTransport extends StubTransport {
-  pauses = 0;
-  resumes = 0;
-  closes = 0;
+export class Calls {
+  #transport: MemoryTransport;
 
-  override pauseReading(): void {
-    assert.ok(this.reading, "pauseReading() while already paused");
-    super.pauseReading();
-    this.pauses++;
+  constructor(transport: MemoryTransport) {
+    this.#transport = transport;
   }
-  override resumeReading(): void {
-    assert.ok(!this.reading, "resumeReading() while not paused");
-    super.resumeReading();
-    this.resumes++;
+
+  get pauses(): number {
+    return this.#count("pauseReading");
   }
-  override close(): void {
-    super.close();
-    this.closes++;
+  get resumes(): number {
+    return this.#count("resumeReading");
+  }
+  get closes(): number {
+    return this.#count("close");
+  }
+
+  #count(call: string): number {
+    const reads = this.#transport.log.filter((entry) => entry !== "close");
+    reads.forEach((entry, i) =>
+      assert.notEqual(entry, reads[i - 1], `${entry}() twice in a row`)
+    );
+    return this.#transport.log.filter((entry) => entry === call).length;
   }
 }
 
-/** A reader of `limit` whose transport is a {@linkcode FakeTransport}. */
-export function fakeConnected(limit: number): [StreamReader, FakeTransport] {
+/**
+ * A reader of `limit` over a `MemoryTransport` that feeds it, and the
+ * calls the reader made on that transport.
+ */
+export function fakeConnected(limit: number): [StreamReader, Calls] {
   const reader = new StreamReader(limit);
-  const transport = new FakeTransport();
+  const transport = new MemoryTransport({
+    dataReceived: (data) => reader.feedData(data),
+  });
   reader.setTransport(transport);
-  return [reader, transport];
+  return [reader, new Calls(transport)];
 }
 
 /** Collects lines with async iteration until EOF. */
