@@ -11,16 +11,24 @@
 
 import assert from "node:assert/strict";
 import {
+  createDatagramEndpoint,
+  DatagramProtocolBase,
+  type DatagramTransport,
   type ErrorContext,
   openConnection,
   startServer,
   type StreamReader,
+  subprocessExec,
+  SubprocessProtocolBase,
+  type SubprocessTransport,
 } from "../../mod.ts";
 import {
   assertBytes,
+  bytes,
   concat,
   errorCollector,
   pattern,
+  text,
   within,
 } from "../_test_utils.ts";
 import {
@@ -507,4 +515,194 @@ Deno.test("startServer and openConnection streams through a faulty proxy: a whol
       }
     }
   }
+});
+
+/** Records a datagram endpoint's callbacks; counts datagrams. */
+class DatagramWitness extends DatagramProtocolBase {
+  calls: string[] = [];
+  datagrams: string[] = [];
+  errorsReceived: Error[] = [];
+  #lost = Promise.withResolvers<void>();
+  #waiting: { count: number; resolve(): void } | undefined;
+
+  get ended(): Promise<void> {
+    return this.#lost.promise;
+  }
+  untilDatagrams(count: number): Promise<void> {
+    if (this.datagrams.length >= count) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#waiting = { count, resolve };
+    return promise;
+  }
+  override connectionMade(transport: DatagramTransport): void {
+    super.connectionMade(transport);
+    this.calls.push("connectionMade");
+  }
+  override datagramReceived(data: Uint8Array): void {
+    if (this.calls.at(-1) !== "datagramReceived") {
+      this.calls.push("datagramReceived");
+    }
+    this.datagrams.push(text(data));
+    if (this.datagrams.length >= (this.#waiting?.count ?? Infinity)) {
+      this.#waiting?.resolve();
+    }
+  }
+  override errorReceived(exc: Error): void {
+    this.calls.push("errorReceived");
+    this.errorsReceived.push(exc);
+  }
+  override connectionLost(exc: Error | undefined): void {
+    super.connectionLost(exc);
+    this.calls.push(`connectionLost(${exc})`);
+    this.#lost.resolve();
+  }
+}
+
+Deno.test("createDatagramEndpoint goes on when a peer's socket goes away and when it sends to a closed port", async () => {
+  const protocol = new DatagramWitness();
+  const [transport] = await createDatagramEndpoint(() => protocol, {
+    localAddr: { hostname: "127.0.0.1", port: 0 },
+  });
+  const sockname = transport.getExtraInfo("sockname") as Deno.NetAddr;
+  const peer = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const gone = peer.addr as Deno.NetAddr;
+  for (let i = 0; i < 10; i++) await peer.send(bytes(`before ${i}`), sockname);
+  peer.close();
+  await within(protocol.untilDatagrams(10), "the peer's datagrams");
+
+  // The peer's port is closed now: each datagram sent there makes an ICMP
+  // port unreachable, which an unconnected socket does not see.
+  for (let i = 0; i < 100; i++) transport.sendto(bytes(`lost ${i}`), gone);
+  const other = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  try {
+    transport.sendto(bytes("still here"), other.addr as Deno.NetAddr);
+    const [reply] = await within(other.receive(), "a datagram to a live peer");
+    assert.equal(text(reply), "still here");
+    await other.send(bytes("after"), sockname);
+    await within(protocol.untilDatagrams(11), "a datagram after");
+  } finally {
+    other.close();
+  }
+
+  assert.equal(transport.isClosing(), false);
+  transport.close();
+  await within(protocol.ended, "connectionLost");
+  assert.deepEqual(
+    protocol.datagrams,
+    [...Array.from({ length: 10 }, (_, i) => `before ${i}`), "after"],
+  );
+  // Errors, if any, come between the first callback and the last.
+  assert.equal(protocol.calls[0], "connectionMade");
+  assert.equal(protocol.calls.at(-1), "connectionLost(undefined)");
+  assert.equal(
+    protocol.calls.filter((call) => call.startsWith("connectionLost")).length,
+    1,
+  );
+});
+
+/** Records a subprocess protocol's callbacks and what each pipe brought. */
+class SubprocessWitness extends SubprocessProtocolBase {
+  calls: string[] = [];
+  stdout: Uint8Array[] = [];
+  stdoutSize = 0;
+  pipesLost = new Map<number, Error | undefined>();
+  #lost = Promise.withResolvers<void>();
+  #want = Infinity;
+  #got: (() => void) | undefined;
+
+  get ended(): Promise<void> {
+    return this.#lost.promise;
+  }
+  untilStdout(size: number): Promise<void> {
+    if (this.stdoutSize >= size) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#want = size;
+    this.#got = resolve;
+    return promise;
+  }
+  override connectionMade(transport: SubprocessTransport): void {
+    super.connectionMade(transport);
+    this.calls.push("connectionMade");
+  }
+  override pipeDataReceived(fd: 1 | 2, data: Uint8Array): void {
+    const call = `pipeDataReceived(${fd})`;
+    if (this.calls.at(-1) !== call) this.calls.push(call);
+    if (fd !== 1) return;
+    this.stdout.push(data);
+    this.stdoutSize += data.byteLength;
+    if (this.stdoutSize >= this.#want) this.#got?.();
+  }
+  override pipeConnectionLost(fd: 0 | 1 | 2, exc: Error | undefined): void {
+    this.calls.push(`pipeConnectionLost(${fd})`);
+    this.pipesLost.set(fd, exc);
+  }
+  override processExited(): void {
+    this.calls.push("processExited");
+  }
+  override connectionLost(exc: Error | undefined): void {
+    super.connectionLost(exc);
+    this.calls.push(`connectionLost(${exc})`);
+    this.#lost.resolve();
+  }
+}
+
+/** Asserts asyncio's subprocess order for the calls of `protocol`. */
+function assertSubprocessLifecycle(protocol: SubprocessWitness): void {
+  const { calls } = protocol;
+  assert.equal(calls[0], "connectionMade");
+  assert.equal(calls.at(-1), "connectionLost(undefined)");
+  assert.equal(calls.filter((call) => call === "processExited").length, 1);
+  assert.equal(
+    calls.filter((call) => call.startsWith("connectionLost")).length,
+    1,
+  );
+  for (const fd of [0, 1, 2]) {
+    const lost = calls.indexOf(`pipeConnectionLost(${fd})`);
+    assert.ok(lost > 0, `pipeConnectionLost(${fd})`);
+    assert.equal(calls.lastIndexOf(`pipeConnectionLost(${fd})`), lost);
+    assert.ok(calls.lastIndexOf(`pipeDataReceived(${fd})`) < lost);
+  }
+}
+
+Deno.test("subprocessExec ends once, with every pipe closed, when the child is killed mid-output or closes its stdin early", async (t) => {
+  await t.step("killed mid-output: a prefix of what it wrote", async () => {
+    const [transport, protocol] = await subprocessExec(
+      () => new SubprocessWitness(),
+      "yes",
+      ["fault"],
+    );
+    await within(protocol.untilStdout(64 * KiB), "64 KiB of output");
+    transport.kill();
+    await within(protocol.ended, "connectionLost");
+    assertSubprocessLifecycle(protocol);
+    assert.equal(transport.getReturncode(), -9);
+    const output = concat(protocol.stdout);
+    const lines = bytes("fault\n".repeat(Math.ceil(output.byteLength / 6)));
+    assertPrefix(output, lines, "stdout");
+  });
+
+  await t.step("stdin closed after 10 bytes: its first 10 bytes", async () => {
+    const [transport, protocol] = await subprocessExec(
+      () => new SubprocessWitness(),
+      "head",
+      ["-c", "10"],
+    );
+    const input = pattern(1024 * KiB, 9);
+    transport.getPipeTransport(0)!.write(input);
+    await within(protocol.ended, "connectionLost");
+    assertSubprocessLifecycle(protocol);
+    assert.equal(transport.getReturncode(), 0);
+    assertBytes(concat(protocol.stdout), input.subarray(0, 10), "stdout");
+    // 1 MiB does not fit in the pipe: writing the rest fails.
+    const stdinLost = protocol.pipesLost.get(0);
+    assert.ok(stdinLost instanceof Deno.errors.BrokenPipe, `${stdinLost}`);
+  });
 });
