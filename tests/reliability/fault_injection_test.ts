@@ -11,11 +11,14 @@
 
 import assert from "node:assert/strict";
 import {
+  createConnection,
   createDatagramEndpoint,
+  createServer,
   DatagramProtocolBase,
   type DatagramTransport,
   type ErrorContext,
   openConnection,
+  ProtocolBase,
   startServer,
   type StreamReader,
   subprocessExec,
@@ -137,12 +140,16 @@ function assertPrefix(
   assertBytes(actual, expected.subarray(0, actual.byteLength), what);
 }
 
-/** The errors a connection cut by the network (or TLS) may end with. */
+/**
+ * The errors a connection cut by the network may end with (TLS: also a
+ * cut record, and a handshake that times out).
+ */
 const NETWORK_ERRORS = [
   Deno.errors.ConnectionReset,
   Deno.errors.BrokenPipe,
   Deno.errors.UnexpectedEof,
   Deno.errors.ConnectionAborted,
+  Deno.errors.TimedOut,
 ];
 
 /** Asserts that `exc` is an error the network could have caused. */
@@ -319,6 +326,69 @@ Deno.test("createServer and createConnection see EOF where the proxy half-closes
       assertPrefix(client.received(), payload, "client: received");
       assertPrefix(server.received(), payload, "server: received");
       assert.deepEqual(errors, []);
+    });
+  }
+});
+
+Deno.test("createConnection rejects, and createServer reports once and makes no protocol, when the TLS handshake is reset, cut or stalled", async (t) => {
+  const faults: Fault[] = [
+    { kind: "reset", direction: "toServer", afterBytes: 100 },
+    { kind: "reset", direction: "toClient", afterBytes: 100 },
+    { kind: "closeWrite", direction: "toServer", afterBytes: 100 },
+    { kind: "closeWrite", direction: "toClient", afterBytes: 100 },
+    { kind: "stall", direction: "toServer", afterBytes: 100 },
+    { kind: "stall", direction: "toClient", afterBytes: 0 },
+  ];
+  for (const fault of faults) {
+    const what = "direction" in fault ? `${fault.kind} ${fault.direction}` : "";
+    await t.step(what, async () => {
+      const { errors, onError } = errorCollector();
+      let made = 0;
+      const server = await createServer(() => {
+        made++;
+        return new ProtocolBase();
+      }, {
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: TLS.server,
+        handshakeTimeout: 300,
+        onError,
+      });
+      try {
+        await using proxy = await startFaultProxy({
+          port: server.addrs[0]!.port,
+          fault,
+        });
+        let clientMade = 0;
+        const connect = createConnection(() => {
+          clientMade++;
+          return new ProtocolBase();
+        }, {
+          hostname: "127.0.0.1",
+          port: proxy.port,
+          tls: TLS.client,
+          handshakeTimeout: 300,
+        });
+        const failure = await within(
+          connect.then(() => undefined, (error) => error),
+          "createConnection to settle",
+        );
+        assertNetworkError(failure, "createConnection");
+        // The server waits for handshakes in progress.
+        server.close();
+        await within(server.waitClosed(), "the server's handshake to end");
+        assert.equal(
+          errors.length,
+          1,
+          `errors: ${errors.map(({ error }) => String(error))}`,
+        );
+        assertNetworkError(errors[0]!.error, "the server's handshake");
+        assert.equal(made, 0, "protocols made by the server");
+        assert.equal(clientMade, 0, "protocols made by the client");
+      } finally {
+        server.close();
+        await within(server.waitClosed(), "the server to close");
+      }
     });
   }
 });
