@@ -21,6 +21,7 @@ import {
   ProtocolBase,
   startServer,
   type StreamReader,
+  type StreamWriter,
   subprocessExec,
   SubprocessProtocolBase,
   type SubprocessTransport,
@@ -456,12 +457,36 @@ async function readToEnd(
   return [concat(chunks), undefined];
 }
 
+/** How a stream server echoes. */
+const STREAM_ECHOES = {
+  "read, write, drain": async (reader: StreamReader, writer: StreamWriter) => {
+    for (let i = 0; i <= SIZE; i++) {
+      const chunk = await reader.read(64 * KiB);
+      if (chunk.byteLength === 0) break;
+      writer.write(chunk);
+      await writer.drain();
+    }
+  },
+  "readable.pipeTo(writable)": async (
+    reader: StreamReader,
+    writer: StreamWriter,
+  ) => {
+    await reader.readable.pipeTo(writer.writable);
+  },
+} as const;
+type StreamEcho = keyof typeof STREAM_ECHOES;
+/** Each stream echo over each transport. */
+const STREAM_VARIANTS = (Object.keys(STREAM_ECHOES) as StreamEcho[]).flatMap(
+  (echo) => TRANSPORTS.map((over) => ({ echo, over })),
+);
+
 /**
- * Runs a stream echo server (`read`, `write`, `drain` until EOF, then
- * `close`) behind a proxy with `fault`; a stream client sends `size`
- * bytes, half-closes and reads to the end.
+ * Runs a stream echo server (`echo` until EOF, then `close`) behind a
+ * proxy with `fault`; a stream client sends `size` bytes, half-closes and
+ * reads to the end.
  */
 async function streamExchange(
+  echo: StreamEcho,
   over: Over,
   fault: Fault,
   size: number,
@@ -471,12 +496,7 @@ async function streamExchange(
   const handlers: unknown[] = [];
   const server = await startServer(async (reader, writer) => {
     try {
-      for (let i = 0; i <= SIZE; i++) {
-        const chunk = await reader.read(64 * KiB);
-        if (chunk.byteLength === 0) break;
-        writer.write(chunk);
-        await writer.drain();
-      }
+      await STREAM_ECHOES[echo](reader, writer);
       writer.close();
       await writer.waitClosed();
       handlers.push(undefined);
@@ -514,8 +534,6 @@ async function streamExchange(
       "the client's waitClosed()",
     );
     await within(proxy.settled(), "the proxy's connection to end");
-    server.close();
-    await within(server.waitClosed(), "the server to close");
     return { payload, echoed, readError, closeError, handlers, errors };
   } finally {
     server.close();
@@ -524,7 +542,7 @@ async function streamExchange(
   }
 }
 
-Deno.test("startServer and openConnection streams through a faulty proxy: a whole echo, or a prefix and an error", async (t) => {
+Deno.test("startServer and openConnection streams, Web Streams included, through a faulty proxy: a whole echo, or a prefix and an error", async (t) => {
   const intact: [string, Fault, number][] = [
     ["forwards", { kind: "forward" }, SIZE],
     ["delays each chunk 5 ms", { kind: "delay", ms: 5 }, SIZE],
@@ -537,9 +555,9 @@ Deno.test("startServer and openConnection streams through a faulty proxy: a whol
     }, SIZE],
   ];
   for (const [what, fault, size] of intact) {
-    for (const over of TRANSPORTS) {
-      await t.step(`${what}, over ${over}: every byte`, async () => {
-        const result = await streamExchange(over, fault, size);
+    for (const { echo, over } of STREAM_VARIANTS) {
+      await t.step(`${what}, ${echo}, over ${over}: every byte`, async () => {
+        const result = await streamExchange(echo, over, fault, size);
         assertBytes(result.echoed, result.payload, "echoed");
         assert.equal(result.readError, undefined);
         assert.equal(result.closeError, undefined);
@@ -550,12 +568,12 @@ Deno.test("startServer and openConnection streams through a faulty proxy: a whol
   }
   for (const kind of ["reset", "closeWrite"] as const) {
     for (const direction of DIRECTIONS) {
-      for (const over of TRANSPORTS) {
+      for (const { echo, over } of STREAM_VARIANTS) {
         const fault: Fault = { kind, direction, afterBytes: STRIKE_AT };
         await t.step(
-          `${kind} ${direction}, over ${over}: a prefix`,
+          `${kind} ${direction}, ${echo}, over ${over}: a prefix`,
           async () => {
-            const result = await streamExchange(over, fault, SIZE);
+            const result = await streamExchange(echo, over, fault, SIZE);
             assertPrefix(result.echoed, result.payload, "echoed");
             assert.equal(result.handlers.length, 1, "clientConnected calls");
             const failures = [
