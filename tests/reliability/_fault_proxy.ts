@@ -35,11 +35,11 @@ export type Direction = "toServer" | "toClient";
  * - `delay`: waits `ms` before writing each chunk it read, both ways.
  * - `fragment`: writes one byte per write, each written before the next,
  *   both ways (the sockets have TCP_NODELAY: one byte per segment).
- * - `stall`: stops reading from the sender in `direction` for `ms`, or
- *   until the connection is torn down when `ms` is left out. The other
- *   direction goes on; the sender meets backpressure once the proxy's
- *   socket buffers are full.
- * - `reset`: stops reading both ways, waits `settleMs` for the bytes
+ * - `stall`: stops forwarding from the sender in `direction` for `ms`, or
+ *   until the connection is reset when `ms` is left out. The other
+ *   direction goes on. The proxy reads ahead one stream buffer at most,
+ *   then the sender meets backpressure once the socket buffers are full.
+ * - `reset`: stops forwarding both ways, waits `settleMs` for the bytes
  *   written to reach their receivers, then resets both sockets (RST).
  * - `closeWrite`: half-closes the socket towards the receiver in
  *   `direction` (it reads EOF), then reads and drops what the sender sends
