@@ -110,7 +110,7 @@ async function exchange(
     client.transport!.writeEof();
     const [link, server] = await within(
       Promise.all([proxy.connection(0), echo.end(0)]),
-      "the server's connectionMade",
+      "the server's protocol",
     );
     const result = { payload, client, server, proxy, link, errors };
     await meanwhile?.(result);
