@@ -190,7 +190,7 @@ function assertWholeEcho(result: Exchange): void {
   assert.deepEqual(errors, []);
 }
 
-Deno.test("createServer and createConnection echo every byte in order through a proxy that forwards, delays or fragments", async (t) => {
+Deno.test("createServer() and createConnection() echo every byte in order through a proxy that forwards, delays or fragments", async (t) => {
   const faults: [string, Fault, number][] = [
     ["forwards: ", { kind: "forward" }, SIZE],
     ["delays each chunk 5 ms: ", { kind: "delay", ms: 5 }, SIZE],
@@ -203,7 +203,7 @@ Deno.test("createServer and createConnection echo every byte in order through a 
   }
 });
 
-Deno.test("createServer and createConnection echo every byte in order through a proxy that stalls one direction for a while", async (t) => {
+Deno.test("createServer() and createConnection() echo every byte in order through a proxy that stalls one direction for a while", async (t) => {
   for (const direction of DIRECTIONS) {
     const fault: Fault = {
       kind: "stall",
@@ -219,7 +219,7 @@ Deno.test("createServer and createConnection echo every byte in order through a 
   }
 });
 
-Deno.test("createServer and createConnection keep a stalled connection until the proxy resets it, then lose it once with an error", async (t) => {
+Deno.test("createServer() and createConnection() keep a stalled connection until the proxy resets it, then lose it once with an error", async (t) => {
   for (const direction of DIRECTIONS) {
     const fault: Fault = { kind: "stall", direction, afterBytes: STRIKE_AT };
     await eachKindAndTransport(t, `${direction}: `, async (kind, over) => {
@@ -261,7 +261,7 @@ Deno.test("createServer and createConnection keep a stalled connection until the
   }
 });
 
-Deno.test("createServer and createConnection lose a connection reset mid-stream once on each end, with what arrived a prefix", async (t) => {
+Deno.test("createServer() and createConnection() lose a connection reset mid-stream once on each end, with what arrived a prefix", async (t) => {
   for (const direction of DIRECTIONS) {
     const fault: Fault = { kind: "reset", direction, afterBytes: STRIKE_AT };
     await eachKindAndTransport(t, `${direction}: `, async (kind, over) => {
@@ -287,7 +287,7 @@ Deno.test("createServer and createConnection lose a connection reset mid-stream 
   }
 });
 
-Deno.test("createServer and createConnection see EOF where the proxy half-closes one direction, and a prefix of the stream", async (t) => {
+Deno.test("createServer() and createConnection() see EOF where the proxy half-closes one direction, and a prefix of the stream", async (t) => {
   for (const direction of DIRECTIONS) {
     const fault: Fault = {
       kind: "closeWrite",
@@ -331,7 +331,7 @@ Deno.test("createServer and createConnection see EOF where the proxy half-closes
   }
 });
 
-Deno.test("createConnection rejects, and createServer reports once and makes no protocol, when the TLS handshake is reset, cut or stalled", async (t) => {
+Deno.test("createConnection() rejects, and createServer() reports once and makes no protocol, when the TLS handshake is reset, cut or stalled", async (t) => {
   const faults: Fault[] = [
     { kind: "reset", direction: "toServer", afterBytes: 100 },
     { kind: "reset", direction: "toClient", afterBytes: 100 },
@@ -394,7 +394,7 @@ Deno.test("createConnection rejects, and createServer reports once and makes no 
   }
 });
 
-Deno.test("startFaultProxy closes connections past maxConnections and resets one that outlives maxLifetimeMs", async () => {
+Deno.test("startFaultProxy() closes connections past maxConnections and resets one that outlives maxLifetimeMs", async () => {
   const { errors, onError } = errorCollector();
   const echo = await startEchoServer("Protocol", { onError });
   try {
@@ -542,7 +542,7 @@ async function streamExchange(
   }
 }
 
-Deno.test("startServer and openConnection streams, Web Streams included, through a faulty proxy: a whole echo, or a prefix and an error", async (t) => {
+Deno.test("startServer() and openConnection() streams, Web Streams included, through a faulty proxy: a whole echo, or a prefix and an error", async (t) => {
   const intact: [string, Fault, number][] = [
     ["forwards", { kind: "forward" }, SIZE],
     ["delays each chunk 5 ms", { kind: "delay", ms: 5 }, SIZE],
@@ -646,7 +646,7 @@ class DatagramWitness extends DatagramProtocolBase {
   }
 }
 
-Deno.test("createDatagramEndpoint goes on when a peer's socket goes away and when it sends to a closed port", async () => {
+Deno.test("createDatagramEndpoint() goes on when a peer's socket goes away and when it sends to a closed port", async () => {
   const protocol = new DatagramWitness();
   const [transport] = await createDatagramEndpoint(() => protocol, {
     localAddr: { hostname: "127.0.0.1", port: 0 },
@@ -760,7 +760,7 @@ function assertSubprocessLifecycle(protocol: SubprocessWitness): void {
   }
 }
 
-Deno.test("subprocessExec ends once, with every pipe closed, when the child is killed mid-output or closes its stdin early", async (t) => {
+Deno.test("subprocessExec() ends once, with every pipe closed, when the child is killed mid-output or closes its stdin early", async (t) => {
   await t.step("killed mid-output: a prefix of what it wrote", async () => {
     const [transport, protocol] = await subprocessExec(
       () => new SubprocessWitness(),

@@ -147,7 +147,7 @@ class SoakServer {
   }
 }
 
-Deno.test("createServer serves 10,000 short connections, 50 at a time: every echo exact, its connection count back to zero, its heap near where it started", async () => {
+Deno.test("createServer() serves 10,000 short connections, 50 at a time: every echo exact, its connection count back to zero, its heap near where it started", async () => {
   const server = new SoakServer();
   try {
     const { port } = await within(
