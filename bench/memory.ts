@@ -4,22 +4,25 @@
  * For each variant this script starts a server in a child process of its
  * own, so that resident memory is not shared between variants, and a client
  * in a second child process, so that the file descriptors of both ends are
- * not counted against one limit. The server measures `Deno.memoryUsage()`
- * after a GC, once before the client connects and once after all
- * connections are established and idle; the script prints the difference
- * divided by the number of connections.
+ * not counted against one limit. Each connection echoes one message first
+ * (`--greet`, 1 byte by default), as a keep-alive connection that has
+ * served a request would. The server measures `Deno.memoryUsage()` once
+ * before the client connects (after a GC, for a clean baseline), then 2 s
+ * after all connections are established and idle, as a user's server
+ * would see it: **without** forcing a GC; and then once more after a
+ * forced GC, as a second figure. The script prints the differences divided
+ * by the number of connections.
  *
  * ```sh
- * deno task bench:memory                      # 5,000 connections
+ * deno task bench:memory                      # 2,000 connections
  * deno task bench:memory --connections 10000  # mind `ulimit -n`
  * deno task bench:memory --greet 65536        # one 64 KiB echo each first
  * ```
  *
- * `--greet BYTES` makes each connection echo one message of that size
- * before it goes idle, as a keep-alive connection that has served a request
- * would: without it, read buffers nobody wrote into are not resident yet,
- * and only the `external` column (memory allocated for `ArrayBuffer`s) shows
- * them. `--variants` takes a comma-separated list of the keys below.
+ * `--greet 0` skips the echo: read buffers nobody wrote into are not
+ * resident, and only the `external` column (memory allocated for
+ * `ArrayBuffer`s) shows them. `--variants` takes a comma-separated list of
+ * the keys below.
  *
  * @module
  */
@@ -86,16 +89,16 @@ const CHILD_FLAGS = [
   "--allow-env",
   "--allow-sys",
 ];
-/** Time for the last connections' reads to be issued before measuring. */
-const SETTLE_MS = 500;
+/** How long the connections stay idle before the first measure. */
+const SETTLE_MS = 2000;
 /** The client opens this many connections at once. */
 const CONNECT_BATCH = 200;
 
 const args = parseArgs({
   args: Deno.args,
   options: {
-    connections: { type: "string", default: "5000" },
-    greet: { type: "string", default: "0" },
+    connections: { type: "string", default: "2000" },
+    greet: { type: "string", default: "1" },
     variants: { type: "string", default: Object.keys(MEMORY_VARIANTS).join() },
     child: { type: "string" },
     variant: { type: "string" },
@@ -145,26 +148,33 @@ async function runParent(keys: string[]): Promise<void> {
     "RSS/conn",
     "heap/conn",
     "external/conn",
+    "RSS/conn after GC",
+    "heap/conn after GC",
   ]];
   for (const key of keys) {
     const { name } = MEMORY_VARIANTS[key]!;
-    const [before, after] = await measure(key);
-    const per = (field: keyof Usage) =>
-      `${((after[field] - before[field]) / connections / KiB).toFixed(1)} KiB`;
+    const [before, after, collected] = await measure(key);
+    const per = (usage: Usage, field: keyof Usage) =>
+      `${((usage[field] - before[field]) / connections / KiB).toFixed(1)} KiB`;
     rows.push([
       name,
       mib(before.rss),
       mib(after.rss),
-      per("rss"),
-      per("heapUsed"),
-      per("external"),
+      per(after, "rss"),
+      per(after, "heapUsed"),
+      per(after, "external"),
+      per(collected, "rss"),
+      per(collected, "heapUsed"),
     ]);
   }
   printTable(rows);
 }
 
-/** Runs one server child and one client child; returns the server's usage. */
-async function measure(key: string): Promise<[Usage, Usage]> {
+/**
+ * Runs one server child and one client child; returns the server's usage
+ * before, after (no forced GC) and after a GC.
+ */
+async function measure(key: string): Promise<[Usage, Usage, Usage]> {
   const server = spawnChild(["--child", "server", "--variant", key]);
   const serverLines = lines(server.stdout);
   const started = JSON.parse(await nextLine(serverLines, "server")) as {
@@ -180,7 +190,8 @@ async function measure(key: string): Promise<[Usage, Usage]> {
     ]);
     await stop(client);
     await stop(server);
-    return [started.usage, (JSON.parse(after) as { usage: Usage }).usage];
+    const measured = JSON.parse(after) as { usage: Usage; collected: Usage };
+    return [started.usage, measured.usage, measured.collected];
   } catch (error) {
     for (const child of [client, server]) {
       try {
@@ -236,10 +247,11 @@ async function runServer(key: string): Promise<void> {
   await warm.write(new Uint8Array(1));
   await warm.read(new Uint8Array(1));
   warm.close();
-  report({ port: server.port, usage: await usage() });
+  report({ port: server.port, usage: await usage(true) });
   await connected;
   await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-  report({ usage: await usage() });
+  const idle = await usage(false);
+  report({ usage: idle, collected: await usage(true) });
   await untilStdinCloses();
   server.close();
   Deno.exit(0);
@@ -271,9 +283,10 @@ async function runClient(port: number): Promise<void> {
   Deno.exit(0);
 }
 
-async function usage(): Promise<Usage> {
+/** The process's memory now, after a forced GC if `collect`. */
+async function usage(collect: boolean): Promise<Usage> {
   const gc = (globalThis as { gc?: () => void }).gc;
-  for (let i = 0; i < 2; i++) {
+  for (let i = 0; collect && i < 2; i++) {
     gc?.();
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

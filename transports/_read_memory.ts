@@ -7,20 +7,21 @@
  *   connection keeps pending (4 KiB, 16 KiB over TLS) takes a fixed slot
  *   that goes back in any order, so however the reads of many connections
  *   interleave, pending probes stay packed in few slabs.
- * - **Arenas** ({@linkcode Arena}): other reads are carved out of 1 MiB
- *   slabs, so a pending read pins only the bytes it asked for and pages an
- *   idle read never fills are never touched. Small reads (up to 16 KiB) and
- *   large ones use separate arenas, so a quiet connection's pending read
- *   never keeps delivered data alive. A large result is handed out as a
- *   view with no copy.
- * - **The chunk pool** ({@linkcode ChunkPool}): small results are copied
- *   into a 64 KiB pool, as Node's Buffer pool does, so that their room is
- *   reused and a chunk the protocol keeps pins at most 64 KiB.
- * - **Lent blocks** ({@linkcode BlockLender}): a protocol that declares
- *   `transientData` gets large reads in blocks that are lent, not given: a
- *   block goes back to a free list once `dataReceived` has returned and
- *   every write queue that took a view of it has written that view. Busy
- *   connections then reuse warm memory, as a raw loop's one buffer does.
+ * - **The small arena** ({@linkcode Arena}): other reads up to 16 KiB are
+ *   carved out of 1 MiB slabs, so a pending read pins only the bytes it
+ *   asked for; every byte goes back when the read ends.
+ * - **Blocks** ({@linkcode BlockLender}): large reads land in warm blocks
+ *   kept on a free list per size, as a raw loop's one buffer. A protocol
+ *   that owns its data gets an exact-size copy of what was read, and the
+ *   block goes back at once: copying into memory of the result's size
+ *   costs far less than fresh memory for every read (large fresh buffers
+ *   are zeroed and page-faulting, and freeing them keeps the GC busy). A
+ *   protocol that declares `transientData` gets the block itself, lent: it
+ *   goes back once `dataReceived` has returned and every write queue that
+ *   took a view of it has written that view.
+ * - **The chunk pool** ({@linkcode ChunkPool}): results up to 16 KiB are
+ *   copied into a 64 KiB pool, as Node's Buffer pool does, so that their
+ *   room is reused and a chunk the protocol keeps pins at most 64 KiB.
  */
 
 /** The read a connection makes once a read came back short: the socket was drained. */
@@ -31,7 +32,7 @@ export const TLS_PROBE_READ_SIZE = 16 * 1024;
 export const MAX_READ_SIZE = 256 * 1024;
 /** Reservations up to this size come from the small arena; results up to it go to the pool. */
 export const SMALL_MAX = 16 * 1024;
-/** Large reads that return at most this many bytes are copied out. */
+/** Lent large reads that return at most this many bytes are copied out. */
 const COPY_MAX = 4 * 1024;
 
 /** A bump allocator over one slab, replaced by a fresh one when full. */
@@ -226,16 +227,17 @@ const probes = new ProbeSlots(PROBE_READ_SIZE, 256 * 1024);
 const tlsProbes = new ProbeSlots(TLS_PROBE_READ_SIZE, 256 * 1024);
 /** Other pending reads up to `SMALL_MAX`; every byte is given back on commit. */
 const small = new Arena(1024 * 1024);
-/** Pending reads over `SMALL_MAX`; large results stay here as views. */
-const large = new Arena(1024 * 1024);
 const pool = new ChunkPool();
 const lender = new BlockLender();
 
-/** Returns `size` free bytes for one read. */
+/**
+ * Returns `size` free bytes for one read: a probe slot, room in the small
+ * arena, or a warm block for a large read.
+ */
 export function reserve(size: number): Uint8Array {
   if (size === PROBE_READ_SIZE) return probes.take();
   if (size === TLS_PROBE_READ_SIZE) return tlsProbes.take();
-  return size <= SMALL_MAX ? small.take(size) : large.take(size);
+  return size <= SMALL_MAX ? small.take(size) : lender.reserve(size);
 }
 
 /** Gives back all of a reservation that read nothing. */
@@ -244,21 +246,21 @@ export function release(view: Uint8Array): void {
   if (size === PROBE_READ_SIZE) probes.give(view);
   else if (size === TLS_PROBE_READ_SIZE) tlsProbes.give(view);
   else if (size <= SMALL_MAX) small.release(view, 0);
-  else large.release(view, 0);
+  else lender.release(view);
 }
 
 /**
  * Ends the read that `view` was reserved for: returns the `nbytes` it read
- * as a chunk the reader owns, and frees what the chunk does not use.
+ * as a chunk the reader owns, copied into memory of its exact size (from
+ * the pool up to 16 KiB), and gives the reservation back for the next
+ * read. A large read thus lands in warm memory, and the copy of what it
+ * got costs less than fresh memory for every read would: a large fresh
+ * buffer per read means zeroed, page-faulting memory.
  */
 export function commit(view: Uint8Array, nbytes: number): Uint8Array {
-  if (view.byteLength <= SMALL_MAX || nbytes <= COPY_MAX) {
-    const chunk = pool.copyOut(view, nbytes);
-    release(view);
-    return chunk;
-  }
-  large.release(view, nbytes);
-  return view.subarray(0, nbytes);
+  const chunk = pool.copyOut(view, nbytes);
+  release(view);
+  return chunk;
 }
 
 /** Copies the first `nbytes` of `view` into memory the caller owns. */

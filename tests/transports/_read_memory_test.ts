@@ -70,12 +70,16 @@ Deno.test("commit: a small result is a copy and its reservation is reused", () =
   release(next);
 });
 
-Deno.test("commit: a large result is a view that later reads never overwrite", () => {
+Deno.test("commit: a large result is a copy of its size, and the warm reservation is reused", () => {
   const view = reserve(64 * KiB);
   view.fill(7);
   const chunk = commit(view, 32 * KiB);
-  assert.equal(chunk.buffer, view.buffer);
+  assert.notEqual(chunk.buffer, view.buffer);
   assert.equal(chunk.byteLength, 32 * KiB);
+  assert.equal(chunk.buffer.byteLength, 32 * KiB);
+  const again = reserve(64 * KiB);
+  assert.equal(again.buffer, view.buffer, "the same block, warm");
+  release(again);
   const later = [];
   for (let i = 0; i < 40; i++) {
     const next = reserve(64 * KiB);
