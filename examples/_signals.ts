@@ -4,6 +4,10 @@
  * at once. Once the graceful stop is done, the listeners are removed, so
  * the process exits by itself when nothing else is left to run.
  *
+ * Call these before printing that a server listens: until a listener is
+ * added, SIGINT and SIGTERM end the process at once, so one sent by
+ * whoever read that line would find nothing to stop gracefully.
+ *
  * @module
  */
 import type { Server } from "@aio/protocols";
@@ -30,7 +34,7 @@ const SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
  *
  * @param target What to stop.
  * @returns Resolves once `shutdown()` has resolved and the signal listeners
- * are removed.
+ * are removed; the listeners are added before it returns.
  */
 export async function stopOnSignals(target: Stoppable): Promise<void> {
   const stopped = Promise.withResolvers<void>();
@@ -38,10 +42,10 @@ export async function stopOnSignals(target: Stoppable): Promise<void> {
   const onSignal = (): void => {
     signals++;
     if (signals === 1) {
-      console.log("shutting down; a second signal aborts");
+      console.error("shutting down; a second signal aborts");
       target.shutdown().then(stopped.resolve, stopped.reject);
     } else if (signals === 2) {
-      console.log("aborting what is still open");
+      console.error("aborting what is still open");
       target.abort();
     } else {
       Deno.exit(1);

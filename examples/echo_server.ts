@@ -128,7 +128,8 @@ if (import.meta.main) {
       port: Number(values.port),
     })
     : await createUnixServer(factory, { path: values.unix });
+  const stopped = shutdownOnSignals(server); // Before saying it listens.
   console.log("echo server listening on", describe(server.addrs[0]!));
-  await shutdownOnSignals(server);
+  await stopped;
   console.log("echo server closed");
 }

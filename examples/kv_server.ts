@@ -525,7 +525,8 @@ if (import.meta.main) {
     ...(timeout > 0 ? { idleTimeout: timeout } : {}),
   });
   const addr = server.addrs[0]!;
+  const stopped = shutdownOnSignals(server); // Before saying it listens.
   console.log(`key-value server on ${addr.hostname}:${addr.port}`);
-  await shutdownOnSignals(server);
+  await stopped;
   console.log("key-value server closed");
 }

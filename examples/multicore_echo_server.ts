@@ -194,12 +194,13 @@ if (self.name?.startsWith("echo-worker-")) {
     port,
   });
   const { hostname, port: bound } = workers.addr;
-  console.log(
-    `echo server: ${count} workers on ${hostname}:${bound}; Ctrl-C stops`,
-  );
-  await stopOnSignals({
+  const stopped = stopOnSignals({
     shutdown: () => workers.shutdown(GRACE_PERIOD_MS),
     abort: () => workers.abort(),
   });
+  console.log(
+    `echo server: ${count} workers on ${hostname}:${bound}; Ctrl-C stops`,
+  );
+  await stopped;
   console.log("echo server closed");
 }

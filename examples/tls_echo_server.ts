@@ -51,7 +51,8 @@ if (import.meta.main) {
     },
     onError: (error, context) => console.error(context.message, error),
   });
+  const stopped = shutdownOnSignals(server); // Before saying it listens.
   console.log("TLS echo server listening on", describe(server.addrs[0]!));
-  await shutdownOnSignals(server);
+  await stopped;
   console.log("TLS echo server closed");
 }

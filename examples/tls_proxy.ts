@@ -195,14 +195,15 @@ if (import.meta.main) {
     onError: (error, context) =>
       console.error(`${context.message}: ${message(error)}`),
   });
+  const stopped = stopOnSignals({
+    shutdown: () => forwarder.shutdown(server, GRACE_PERIOD_MS),
+    abort: () => forwarder.abort(server),
+  });
   console.log(
     `TLS proxy on ${
       describe(server.addrs[0])
     } to ${backend.hostname}:${backend.port}`,
   );
-  await stopOnSignals({
-    shutdown: () => forwarder.shutdown(server, GRACE_PERIOD_MS),
-    abort: () => forwarder.abort(server),
-  });
+  await stopped;
   console.log("TLS proxy closed");
 }

@@ -66,13 +66,14 @@ if (import.meta.main) {
       localAddr: { hostname: values.hostname, port: Number(values.port) },
     });
   const addr = transport.getExtraInfo("sockname")!;
-  console.log(`UDP echo on ${addr.hostname}:${addr.port}; Ctrl-C stops`);
-  await stopOnSignals({
+  const stopped = stopOnSignals({
     shutdown: () => {
       transport.close();
       return echo.closed.promise;
     },
     abort: () => transport.abort(),
   });
+  console.log(`UDP echo on ${addr.hostname}:${addr.port}; Ctrl-C stops`);
+  await stopped;
   console.log("UDP echo closed");
 }

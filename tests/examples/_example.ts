@@ -5,26 +5,78 @@ const ROOT = new URL("../../", import.meta.url);
 /** How long an example may take to start and print its address. */
 const START_MS = 30_000;
 
+/** The lines of a child's output stream, as they come. */
+export class Lines {
+  /** Every line so far. */
+  readonly lines: string[] = [];
+  /** Settles once the stream has ended. */
+  readonly done: Promise<void>;
+  #what: string;
+  #waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+
+  constructor(stream: ReadableStream<Uint8Array>, what: string) {
+    this.#what = what;
+    this.done = this.#read(stream);
+  }
+
+  /**
+   * Resolves with the match of the first line (so far or later) that
+   * matches `pattern`; fails after `ms`.
+   */
+  waitFor(pattern: RegExp, ms: number = START_MS): Promise<RegExpMatchArray> {
+    for (const line of this.lines) {
+      const match = line.match(pattern);
+      if (match !== null) return Promise.resolve(match);
+    }
+    const found = new Promise<RegExpMatchArray>((resolve) =>
+      this.#waiters.push({ pattern, resolve })
+    );
+    return within(found, `a line matching ${pattern} on ${this.#what}`, ms);
+  }
+
+  async #read(stream: ReadableStream<Uint8Array>): Promise<void> {
+    let rest = "";
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      const lines = (rest + text).split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) this.#add(line);
+    }
+    if (rest !== "") this.#add(rest);
+  }
+
+  #add(line: string): void {
+    this.lines.push(line);
+    this.#waiters = this.#waiters.filter(({ pattern, resolve }) => {
+      const match = line.match(pattern);
+      if (match === null) return true;
+      resolve(match);
+      return false;
+    });
+  }
+}
+
 /**
  * An example running as a child process, started as a user would start
  * it: its output is read line by line, its memory comes from /proc, and a
- * signal stops it. `await using` kills it if it still runs and waits for
- * it, so that no process or pipe outlives the test.
+ * signal stops it. `await using` kills it if it still runs (and then
+ * shows what it printed on stderr) and waits for it, so that no process
+ * or pipe outlives the test.
  */
 export class Example implements AsyncDisposable {
   /** The child process. */
   readonly child: Deno.ChildProcess;
-  /** Every line it printed on stdout so far. */
-  readonly lines: string[] = [];
+  /** What it prints on stdout. */
+  readonly stdout: Lines;
+  /** What it prints on stderr. */
+  readonly stderr: Lines;
   /** The exit status, once the child has exited. */
   status: Deno.CommandStatus | undefined;
-  #output: Promise<void>;
-  #waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
 
   private constructor(child: Deno.ChildProcess) {
     this.child = child;
     child.status.then((status) => this.status = status);
-    this.#output = this.#readLines();
+    this.stdout = new Lines(child.stdout, "stdout");
+    this.stderr = new Lines(child.stderr, "stderr");
   }
 
   /**
@@ -47,7 +99,7 @@ export class Example implements AsyncDisposable {
       cwd: ROOT.pathname,
       stdin: "null",
       stdout: "piped",
-      stderr: "inherit",
+      stderr: "piped",
     }).spawn();
     return new Example(child);
   }
@@ -57,27 +109,9 @@ export class Example implements AsyncDisposable {
     return this.child.pid;
   }
 
-  /**
-   * Resolves with the match of the first line (printed so far or later)
-   * that matches `pattern`.
-   */
-  waitForLine(
-    pattern: RegExp,
-    ms: number = START_MS,
-  ): Promise<RegExpMatchArray> {
-    for (const line of this.lines) {
-      const match = line.match(pattern);
-      if (match !== null) return Promise.resolve(match);
-    }
-    const found = new Promise<RegExpMatchArray>((resolve) =>
-      this.#waiters.push({ pattern, resolve })
-    );
-    return within(found, `a line matching ${pattern} from the example`, ms);
-  }
-
   /** Resolves with the port of the first `127.0.0.1:<port>` it printed. */
   async port(): Promise<number> {
-    const [, port] = await this.waitForLine(/127\.0\.0\.1:(\d+)/);
+    const [, port] = await this.stdout.waitFor(/127\.0\.0\.1:(\d+)/);
     return Number(port);
   }
 
@@ -113,30 +147,15 @@ export class Example implements AsyncDisposable {
         // It has just exited.
       }
     }
-    await this.child.status;
-    await this.#output;
-  }
-
-  async #readLines(): Promise<void> {
-    let rest = "";
-    for await (
-      const text of this.child.stdout.pipeThrough(new TextDecoderStream())
-    ) {
-      const lines = (rest + text).split("\n");
-      rest = lines.pop()!;
-      for (const line of lines) this.#add(line);
+    const status = await this.child.status;
+    await Promise.all([this.stdout.done, this.stderr.done]);
+    if (!status.success && this.stderr.lines.length > 0) {
+      console.error(
+        `The example ended with ${status.signal ?? status.code}; its stderr:\n${
+          this.stderr.lines.join("\n")
+        }`,
+      );
     }
-    if (rest !== "") this.#add(rest);
-  }
-
-  #add(line: string): void {
-    this.lines.push(line);
-    this.#waiters = this.#waiters.filter(({ pattern, resolve }) => {
-      const match = line.match(pattern);
-      if (match === null) return true;
-      resolve(match);
-      return false;
-    });
   }
 
   /**

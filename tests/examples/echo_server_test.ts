@@ -52,7 +52,7 @@ Deno.test("examples/echo_server.ts stays within a few MiB while a client sends 6
       }
       server.kill("SIGTERM");
       assert.equal((await server.exited()).code, 0);
-      assert.ok(server.lines.includes("echo server closed"));
+      assert.ok(server.stdout.lines.includes("echo server closed"));
     });
   }
 });
@@ -117,7 +117,7 @@ Deno.test("examples/echo_server.ts stops listening on SIGTERM, and a second SIGT
     assert.ok(await writer.stalled(STALL_MS), "the writes should block");
 
     server.kill("SIGTERM");
-    await server.waitForLine(/^shutting down/, 5_000);
+    await server.stderr.waitFor(/^shutting down/, 5_000);
     await within(refused(port), "the listener to close");
     assert.equal(server.status, undefined, "it waits for the client");
 

@@ -137,7 +137,7 @@ Deno.test("examples/kv_server.ts answers RESP requests, pipelined and split at a
 
   server.kill("SIGTERM");
   assert.equal((await server.exited()).code, 0);
-  assert.ok(server.lines.includes("key-value server closed"));
+  assert.ok(server.stdout.lines.includes("key-value server closed"));
 });
 
 Deno.test("examples/kv_server.ts answers inline commands, with quoted words", async () => {

@@ -199,7 +199,9 @@ Deno.test("examples/tls_proxy.ts moves 64 MiB each way byte-exact between a TLS 
     growth <= MAX_GROWTH,
     `the proxy grew by ${mib(growth)} (more than ${mib(MAX_GROWTH)})`,
   );
-  await proxy.waitForLine(new RegExp(`${TOTAL} bytes in, ${TOTAL} bytes out`));
+  await proxy.stdout.waitFor(
+    new RegExp(`${TOTAL} bytes in, ${TOTAL} bytes out`),
+  );
 
   proxy.kill("SIGTERM");
   assert.equal((await proxy.exited()).code, 0);
@@ -223,6 +225,7 @@ Deno.test("examples/tls_proxy.ts drops a client when the backend cannot be reach
   } finally {
     conn.close();
   }
+  await proxy.stderr.waitFor(/^cannot reach the backend: .*refused/i, 5_000);
   proxy.kill("SIGTERM");
   assert.equal((await proxy.exited()).code, 0);
 });
@@ -239,11 +242,13 @@ Deno.test("examples/tls_proxy.ts closes its relays on SIGTERM, and a second SIGT
   try {
     const writer = new BackgroundWriter({
       async write(p) {
+        if (transport.isClosing()) throw new Error("Closed by the proxy");
         transport.write(p);
         await client.drain();
         return p.byteLength;
       },
     }, UP.subarray(0, 32 * MiB));
+    writer.done.catch(() => {}); // Ends when the proxy closes the client.
     assert.ok(await writer.stalled(500), "the client's writes should block");
 
     proxy.kill("SIGTERM");
