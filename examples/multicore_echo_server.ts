@@ -9,10 +9,14 @@
  * deno run --unstable-net --allow-net --allow-read examples/multicore_echo_server.ts --port 8888 --workers 2
  * ```
  *
+ * Ctrl-C (or SIGTERM) tells every worker to stop listening and close its
+ * connections, which get 10 s to flush; a second Ctrl-C aborts them at once.
+ *
  * @module
  */
 import { parseArgs } from "node:util";
 import { createServer, type Protocol, type Transport } from "@aio/protocols";
+import { GRACE_PERIOD_MS, stopOnSignals } from "./_signals.ts";
 
 /**
  * Writes back each chunk as it arrives, and stops reading while the peer
@@ -45,49 +49,96 @@ interface WorkerOptions {
 /** What the main thread sends each worker: where to listen, where to answer. */
 interface WorkerStart {
   options: WorkerOptions;
-  /** Gets `{ listening: Deno.NetAddr }` once the server listens. */
+  /**
+   * Gets `{ listening: Deno.NetAddr }` once the server listens, and
+   * `{ closed: true }` once it has shut down; takes the main thread's
+   * {@linkcode WorkerCommand}s.
+   */
   port: MessagePort;
 }
 
-/** Runs one server in this worker, until the worker is terminated. */
+/** What the main thread tells a serving worker. */
+type WorkerCommand = { shutdown: number } | { abort: true };
+
+/**
+ * Runs one server in this worker until told to shut down (with a grace
+ * period) or to abort its connections.
+ */
 async function serveInWorker({ options, port }: WorkerStart): Promise<void> {
   const server = await createServer(echo, { ...options, reusePort: true });
+  port.onmessage = async (event: MessageEvent<WorkerCommand>) => {
+    const command = event.data;
+    if ("abort" in command) {
+      server.abortClients();
+      return;
+    }
+    await server.shutdown({ gracePeriod: command.shutdown });
+    port.postMessage({ closed: true });
+    port.close();
+  };
   port.postMessage({ listening: server.addrs[0] });
-  port.close();
-  await server.waitClosed();
+}
+
+/** Workers serving on one port, and how to stop them. */
+export interface EchoWorkers {
+  /** The address they all listen on. */
+  addr: Deno.NetAddr;
+  /**
+   * Shuts every worker's server down: each stops listening and closes its
+   * connections, aborting those still open after `gracePeriod` ms. Resolves
+   * once all are done and the workers are terminated.
+   */
+  shutdown(gracePeriod: number): Promise<void>;
+  /** Aborts every connection still open, during a shutdown. */
+  abort(): void;
 }
 
 /**
- * Starts `count` workers serving on one port, and resolves with them and
- * the address once all listen. With port 0, the first worker picks a free
- * port and the others join it.
+ * Starts `count` workers serving on one port, and resolves once all
+ * listen. With port 0, the first worker picks a free port and the others
+ * join it.
  */
 export async function startWorkers(
   count: number,
   options: WorkerOptions,
-): Promise<{ workers: Worker[]; addr: Deno.NetAddr }> {
-  const workers: Worker[] = [];
+): Promise<EchoWorkers> {
+  const workers: {
+    worker: Worker;
+    port: MessagePort;
+    closed: Promise<void>;
+  }[] = [];
+  const terminate = () => {
+    for (const { worker, port } of workers) {
+      port.close();
+      worker.terminate();
+    }
+  };
+  const tell = (command: WorkerCommand) => {
+    for (const { port } of workers) port.postMessage(command);
+  };
   const start = (workerOptions: WorkerOptions) => {
     const worker = new Worker(import.meta.url, {
       type: "module",
       name: `echo-worker-${workers.length}`,
     });
-    workers.push(worker);
     const { port1, port2 } = new MessageChannel();
-    const listening = new Promise<Deno.NetAddr>((resolve, reject) => {
-      port1.onmessage = (event) => {
-        port1.close();
-        resolve(event.data.listening);
-      };
-      worker.onerror = (event) => {
-        event.preventDefault();
-        port1.close();
-        reject(new Error(`echo worker failed: ${event.message}`));
-      };
-    });
+    const listening = Promise.withResolvers<Deno.NetAddr>();
+    const closed = Promise.withResolvers<void>();
+    port1.onmessage = (event) => {
+      if ("listening" in event.data) listening.resolve(event.data.listening);
+      else closed.resolve();
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      const error = new Error(`echo worker failed: ${event.message}`);
+      listening.reject(error);
+      closed.reject(error);
+    };
+    closed.promise.catch(() => {}); // Rejected only alongside listening.
+    workers.push({ worker, port: port1, closed: closed.promise });
     const message: WorkerStart = { options: workerOptions, port: port2 };
     worker.postMessage(message, [port2]);
-    return listening;
+    return listening.promise;
   };
   try {
     const addr = await start(options);
@@ -96,9 +147,20 @@ export async function startWorkers(
       rest.push(start({ ...options, port: addr.port }));
     }
     await Promise.all(rest);
-    return { workers, addr };
+    return {
+      addr,
+      async shutdown(gracePeriod) {
+        tell({ shutdown: gracePeriod });
+        try {
+          await Promise.all(workers.map(({ closed }) => closed));
+        } finally {
+          terminate();
+        }
+      },
+      abort: () => tell({ abort: true }),
+    };
   } catch (error) {
-    for (const worker of workers) worker.terminate();
+    terminate();
     throw error;
   }
 }
@@ -127,17 +189,18 @@ if (self.name?.startsWith("echo-worker-")) {
     );
     Deno.exit(2);
   }
-  const { workers, addr } = await startWorkers(count, {
+  const workers = await startWorkers(count, {
     hostname: values.hostname,
     port,
   });
+  const { hostname, port: bound } = workers.addr;
+  const stopped = stopOnSignals({
+    shutdown: () => workers.shutdown(GRACE_PERIOD_MS),
+    abort: () => workers.abort(),
+  });
   console.log(
-    `echo server: ${count} workers on ${addr.hostname}:${addr.port}; Ctrl-C stops`,
+    `echo server: ${count} workers on ${hostname}:${bound}; Ctrl-C stops`,
   );
-  const stop = () => {
-    for (const worker of workers) worker.terminate();
-    Deno.exit(0);
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
+  await stopped;
+  console.log("echo server closed");
 }

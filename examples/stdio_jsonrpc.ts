@@ -32,6 +32,7 @@ import {
   type ReadTransport,
   type WriteTransport,
 } from "@aio/protocols";
+import { stopOnSignals } from "./_signals.ts";
 
 /** The largest message accepted: 1 MiB. */
 const MAX_MESSAGE = 1024 * 1024;
@@ -76,9 +77,12 @@ class Output extends BaseProtocolBase<WriteTransport> {
     this.transport?.writelines([header, body]);
   }
 
+  /** Resolves once stdout is closed, with what it was lost with. */
+  readonly closed = Promise.withResolvers<Error | undefined>();
+
   override connectionLost(exc: Error | undefined): void {
     super.connectionLost(exc);
-    Deno.exit(exc === undefined ? 0 : 1);
+    this.closed.resolve(exc);
   }
 
   override pauseWriting(): void {
@@ -208,4 +212,15 @@ if (import.meta.main) {
   const [, output] = await connectWritePipe(() => new Output(), Deno.stdout);
   const [input] = await connectReadPipe(() => new Input(output), Deno.stdin);
   output.input = input;
+  // SIGINT or SIGTERM: read no more, answer what was read, then exit.
+  stopOnSignals({
+    shutdown: async () => {
+      input.close(); // Closes stdout once flushed.
+      await output.closed.promise;
+    },
+    abort: () => output.transport?.abort(),
+  });
+  const exc = await output.closed.promise;
+  // A read of stdin may still be pending: end the process here.
+  Deno.exit(exc === undefined ? 0 : 1);
 }

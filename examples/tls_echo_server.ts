@@ -12,37 +12,19 @@
  * Try it with
  * `openssl s_client -connect 127.0.0.1:8443 -CAfile tests/testdata/ca.pem`.
  * A client may half-close (close_notify): the server sends back what is
- * still buffered, then closes. Ctrl-C stops it.
+ * still buffered, then closes. The protocol is the plain echo server's
+ * (`examples/echo_server.ts`), flow control included: a client that does
+ * not read its echo is not read either.
+ *
+ * Ctrl-C (or SIGTERM) stops listening and closes the connections, which
+ * get 10 s to flush; a second Ctrl-C aborts them at once.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { createServer, ProtocolBase, type Transport } from "@aio/protocols";
-
-/** Writes back each chunk as it arrives; says which ALPN protocol it got. */
-class Echo extends ProtocolBase {
-  override connectionMade(transport: Transport): void {
-    super.connectionMade(transport);
-    const peer = transport.getExtraInfo("peername");
-    const from = peer?.transport === "tcp"
-      ? `${peer.hostname}:${peer.port}`
-      : "?";
-    const alpn = transport.getExtraInfo("alpnProtocol");
-    console.log(
-      `TLS connection from ${from}`,
-      alpn === null ? "" : `(ALPN: ${alpn})`,
-    );
-  }
-
-  override dataReceived(data: Uint8Array): void {
-    this.transport?.write(data);
-  }
-
-  override connectionLost(exc: Error | undefined): void {
-    super.connectionLost(exc);
-    console.log("connection closed", exc?.message ?? "");
-  }
-}
+import { createServer } from "@aio/protocols";
+import { shutdownOnSignals } from "./_signals.ts";
+import { describe, Echo } from "./echo_server.ts";
 
 function fixture(name: string): string {
   return new URL(`../tests/testdata/${name}`, import.meta.url).pathname;
@@ -69,13 +51,8 @@ if (import.meta.main) {
     },
     onError: (error, context) => console.error(context.message, error),
   });
-  const addr = server.addrs[0]!;
-  console.log(`TLS echo server listening on ${addr.hostname}:${addr.port}`);
-  Deno.addSignalListener("SIGINT", () => {
-    server.close();
-    server.closeClients();
-  });
-  await server.serveForever();
+  const stopped = shutdownOnSignals(server); // Before saying it listens.
+  console.log("TLS echo server listening on", describe(server.addrs[0]!));
+  await stopped;
   console.log("TLS echo server closed");
-  Deno.exit(0);
 }

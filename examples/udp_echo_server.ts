@@ -7,20 +7,49 @@
  * ```
  *
  * Deno's UDP API needs `--unstable-net` (inside this project, deno.json
- * sets it).
+ * sets it). While the send queue is over its high-water mark, the server
+ * reads no more datagrams (the kernel drops what does not fit in the
+ * socket's buffer, as UDP does), so a flood cannot grow the queue without
+ * bound.
+ *
+ * Ctrl-C (or SIGTERM) closes the endpoint once the queued replies are
+ * sent; a second Ctrl-C drops them.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { createDatagramEndpoint, DatagramProtocolBase } from "@aio/protocols";
+import {
+  createDatagramEndpoint,
+  DatagramProtocolBase,
+  type DatagramTransport,
+} from "@aio/protocols";
+import { stopOnSignals } from "./_signals.ts";
 
 /** Sends each datagram back where it came from. */
 class Echo extends DatagramProtocolBase {
+  readonly closed = Promise.withResolvers<void>();
+
   override datagramReceived(data: Uint8Array, addr: Deno.NetAddr): void {
     this.transport?.sendto(data, addr);
   }
+
   override errorReceived(exc: Error): void {
     console.error("datagram error:", exc.message);
+  }
+
+  override pauseWriting(): void {
+    super.pauseWriting();
+    this.transport?.pauseReading();
+  }
+
+  override resumeWriting(): void {
+    super.resumeWriting();
+    this.transport?.resumeReading();
+  }
+
+  override connectionLost(exc: Error | undefined): void {
+    super.connectionLost(exc);
+    this.closed.resolve();
   }
 }
 
@@ -32,13 +61,19 @@ if (import.meta.main) {
       port: { type: "string", default: "9999" },
     },
   });
-  const [transport] = await createDatagramEndpoint(() => new Echo(), {
-    localAddr: { hostname: values.hostname, port: Number(values.port) },
-  });
+  const [transport, echo]: [DatagramTransport, Echo] =
+    await createDatagramEndpoint(() => new Echo(), {
+      localAddr: { hostname: values.hostname, port: Number(values.port) },
+    });
   const addr = transport.getExtraInfo("sockname")!;
-  console.log(`UDP echo on ${addr.hostname}:${addr.port}; Ctrl-C stops`);
-  Deno.addSignalListener("SIGINT", () => {
-    transport.close();
-    Deno.exit(0);
+  const stopped = stopOnSignals({
+    shutdown: () => {
+      transport.close();
+      return echo.closed.promise;
+    },
+    abort: () => transport.abort(),
   });
+  console.log(`UDP echo on ${addr.hostname}:${addr.port}; Ctrl-C stops`);
+  await stopped;
+  console.log("UDP echo closed");
 }

@@ -102,3 +102,17 @@ Deno.test("examples/stdio_jsonrpc.ts answers every one of many pipelined request
   }
   assert.equal(await within(child.wait(), "the exit"), 0);
 });
+
+Deno.test("examples/stdio_jsonrpc.ts exits 0 on SIGTERM, once its answers are written", async () => {
+  const child = await start();
+  child.stdin!.write(frame({ jsonrpc: "2.0", id: 1, method: "ping" }));
+  assert.deepEqual(await within(receive(child), "ping"), {
+    jsonrpc: "2.0",
+    id: 1,
+    result: "pong",
+  });
+  child.terminate();
+  assert.equal(await within(child.wait(), "the exit"), 0);
+  child.stdin!.close();
+  assert.equal((await child.stdout!.read()).byteLength, 0);
+});
