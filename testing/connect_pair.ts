@@ -107,10 +107,13 @@ export async function connectPair<
   const pump = async (): Promise<boolean> => {
     // Let writes already made reach their sink first.
     await settle();
+    // What each side wrote before the round moves in it; what the moved
+    // bytes make the other side write waits for the next round.
+    const taken = directions.map((direction) => direction.take());
     let moved = false;
-    for (const direction of directions) {
-      if (direction.move(cut)) moved = true;
-    }
+    directions.forEach((direction, i) => {
+      if (direction.deliver(taken[i]!, cut)) moved = true;
+    });
     await settle();
     return moved;
   };
@@ -137,16 +140,23 @@ class Direction {
     this.#to = to;
   }
 
-  /** Moves what waits; `true` if anything moved. */
-  move(cut: (length: number) => number[]): boolean {
-    if (this.#ended) return false;
+  /** Takes what waits to move, if the receiving side reads. */
+  take(): Uint8Array | undefined {
+    if (this.#ended) return undefined;
+    // Writes reach the peer only while it reads.
+    const reading = this.#to.isReading();
+    this.#from.setPeerReading(reading);
+    return reading ? this.#from.written({ clear: true }) : undefined;
+  }
+
+  /** Delivers what was taken, then EOF or the end; `true` if anything moved. */
+  deliver(
+    data: Uint8Array | undefined,
+    cut: (length: number) => number[],
+  ): boolean {
+    if (data === undefined || this.#ended) return false;
     const from = this.#from;
     const to = this.#to;
-    // Writes reach the peer only while it reads.
-    const reading = to.isReading();
-    from.setPeerReading(reading);
-    if (!reading) return false;
-    const data = from.written({ clear: true });
     let offset = 0;
     for (const size of cut(data.byteLength)) {
       to.receive(data.subarray(offset, offset + size));

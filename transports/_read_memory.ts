@@ -230,6 +230,17 @@ const small = new Arena(1024 * 1024);
 const pool = new ChunkPool();
 const lender = new BlockLender();
 
+/** Takes a probe slot of `size` (4 KiB, or 16 KiB over TLS) to keep. */
+export function takeProbe(size: number): Uint8Array {
+  return size === TLS_PROBE_READ_SIZE ? tlsProbes.take() : probes.take();
+}
+
+/** Gives back a slot from {@linkcode takeProbe}. */
+export function giveProbe(view: Uint8Array): void {
+  if (view.byteLength === TLS_PROBE_READ_SIZE) tlsProbes.give(view);
+  else probes.give(view);
+}
+
 /**
  * Returns `size` free bytes for one read: a probe slot, room in the small
  * arena, or a warm block for a large read.

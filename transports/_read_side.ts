@@ -3,7 +3,9 @@ import type { Protocol } from "../protocols/protocol.ts";
 import { FAILED, type ProtocolCaller } from "./_protocol_caller.ts";
 import {
   commit,
+  copyOut,
   drop,
+  giveProbe,
   hold,
   lendBlock,
   type Loan,
@@ -13,6 +15,7 @@ import {
   reserve,
   reserveBlock,
   SMALL_MAX,
+  takeProbe,
 } from "./_read_memory.ts";
 import { describeValue, toError } from "./_report.ts";
 import type { StreamProtocol } from "./transport.ts";
@@ -113,6 +116,20 @@ const BUFFERED: ReadKind = {
   }),
 };
 
+/**
+ * Probe reads, for a `Protocol` of either kind: into the side's own probe
+ * slot, kept while it lives; what a probe read gets is copied out.
+ */
+const PROBE: ReadKind = {
+  reserve: (side) => side.probeSlot(),
+  unreserve: () => {},
+  deliver: (side, buffer, nbytes) => side.dataReceived(copyOut(buffer, nbytes)),
+  hold: (_protocol, buffer, nbytes) => ({
+    data: copyOut(buffer, nbytes),
+    loan: undefined,
+  }),
+};
+
 function kindOf(protocol: StreamProtocol): ReadKind {
   if (isBuffered(protocol)) return BUFFERED;
   return protocol.transientData === true ? LENT : OWNED;
@@ -149,6 +166,10 @@ export class ReadSide {
   #held: Held | undefined;
   /** A side with no source: EOF was pushed and waits behind held data. */
   #eofPending = false;
+  /** The size of a probe read. */
+  #probeSize: number;
+  /** The side's own probe slot, once it made a probe read. */
+  #probe: Uint8Array | undefined;
 
   /**
    * @param source What to read from, or `undefined` for a side fed by
@@ -167,6 +188,7 @@ export class ReadSide {
     this.#caller = caller;
     this.#owner = owner;
     this.#sizer = new ReadSizer(probe);
+    this.#probeSize = probe;
     this.#kind = kindOf(caller.protocol);
   }
 
@@ -249,11 +271,24 @@ export class ReadSide {
   /** Stops reading for good and drops what is held. */
   stop(): void {
     this.#stopped = true;
+    if (!this.#pending) this.#releaseProbe();
     const held = this.#held;
     this.#held = undefined;
     if (held !== undefined && held !== EOF && "loan" in held && held.loan) {
       drop(held.loan);
     }
+  }
+
+  /** The side's probe slot, taken at its first probe read. */
+  probeSlot(): Uint8Array {
+    return this.#probe ??= takeProbe(this.#probeSize);
+  }
+
+  /** Gives the probe slot back, once no read can write into it. */
+  #releaseProbe(): void {
+    if (this.#probe === undefined) return;
+    giveProbe(this.#probe);
+    this.#probe = undefined;
   }
 
   /** The protocol was switched: later reads follow its kind. */
@@ -285,9 +320,12 @@ export class ReadSide {
         return;
       }
       while (!this.#stopped && !this.#paused && !this.#eof) {
-        const kind = this.#kind;
+        const size = this.#sizer.size;
+        const kind = size === this.#probeSize && this.#kind !== BUFFERED
+          ? PROBE
+          : this.#kind;
         const protocol = this.#caller.protocol;
-        const buffer = kind.reserve(this, protocol, this.#sizer.size);
+        const buffer = kind.reserve(this, protocol, size);
         if (buffer === undefined) return;
         let nbytes: number | null;
         this.#pending = true;
@@ -322,6 +360,7 @@ export class ReadSide {
       }
     } finally {
       this.#loop = undefined;
+      if (this.#stopped) this.#releaseProbe();
     }
   }
 
