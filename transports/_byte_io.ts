@@ -1,3 +1,4 @@
+import { isLent } from "./_read_memory.ts";
 import type { ByteSource } from "./_read_side.ts";
 import type { ByteSink } from "./_write_side.ts";
 
@@ -40,7 +41,8 @@ export class ReadableSource implements ByteSource {
 
 /**
  * A `WritableStream` as a {@linkcode ByteSink}: each write is written
- * whole. `closeWrite()` closes the stream; `close()` aborts it.
+ * whole. `closeWrite()` closes the stream; `close()` aborts it. A view of
+ * a lent read block is copied first: a stream's sink may keep its chunks.
  */
 export class WritableSink implements ByteSink {
   #writer: WritableStreamDefaultWriter<Uint8Array>;
@@ -52,7 +54,7 @@ export class WritableSink implements ByteSink {
 
   /** Writes all of `p`. */
   async write(p: Uint8Array): Promise<number> {
-    await this.#writer.write(p);
+    await this.#writer.write(isLent(p) ? p.slice() : p);
     return p.byteLength;
   }
 

@@ -200,6 +200,11 @@ export class BlockLender {
     return loan;
   }
 
+  /** Returns `true` if `data` is a view of a block lent now. */
+  isLent(data: Uint8Array): boolean {
+    return this.#outstanding > 0 && this.#loans.has(data.buffer);
+  }
+
   /** Removes a holder; the last one gives the block back. */
   drop(loan: Loan): void {
     if (--loan.refs > 0) return;
@@ -323,6 +328,11 @@ export function hold(data: Uint8Array): Loan | undefined {
 /** Removes a holder; the last one gives the block back. */
 export function drop(loan: Loan): void {
   lender.drop(loan);
+}
+
+/** Returns `true` if `data` is a view of a block lent now. */
+export function isLent(data: Uint8Array): boolean {
+  return lender.isLent(data);
 }
 
 /** Returns the number of loans not yet ended, for tests. */

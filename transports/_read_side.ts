@@ -14,7 +14,6 @@ import {
   releaseBlock,
   reserve,
   reserveBlock,
-  SMALL_MAX,
   takeProbe,
 } from "./_read_memory.ts";
 import { describeValue, toError } from "./_report.ts";
@@ -76,16 +75,15 @@ const OWNED: ReadKind = {
   }),
 };
 
-/** Reads for a `transientData` protocol: large ones in lent blocks. */
+/**
+ * Reads for a `transientData` protocol: into blocks that are lent, not
+ * given, whatever their size (TLS records included), so that nothing is
+ * copied but results of at most 4 KiB.
+ */
 const LENT: ReadKind = {
-  reserve: (_side, _protocol, size) =>
-    size > SMALL_MAX ? reserveBlock(size) : reserve(size),
-  unreserve: (buffer) =>
-    buffer.byteLength > SMALL_MAX ? releaseBlock(buffer) : release(buffer),
+  reserve: (_side, _protocol, size) => reserveBlock(size),
+  unreserve: (buffer) => releaseBlock(buffer),
   deliver(side, buffer, nbytes) {
-    if (buffer.byteLength <= SMALL_MAX) {
-      return side.dataReceived(commit(buffer, nbytes));
-    }
     const lent = lendBlock(buffer, nbytes);
     if (lent instanceof Uint8Array) return side.dataReceived(lent);
     const more = side.dataReceived(buffer.subarray(0, nbytes));
@@ -93,9 +91,6 @@ const LENT: ReadKind = {
     return more;
   },
   hold(_protocol, buffer, nbytes) {
-    if (buffer.byteLength <= SMALL_MAX) {
-      return { data: commit(buffer, nbytes), loan: undefined };
-    }
     const lent = lendBlock(buffer, nbytes);
     return lent instanceof Uint8Array
       ? { data: lent, loan: undefined }
@@ -117,8 +112,8 @@ const BUFFERED: ReadKind = {
 };
 
 /**
- * Probe reads, for a `Protocol` of either kind: into the side's own probe
- * slot, kept while it lives; what a probe read gets is copied out.
+ * Probe reads, for a `Protocol` that keeps its chunks: into the side's own
+ * probe slot, kept while it lives; what a probe read gets is copied out.
  */
 const PROBE: ReadKind = {
   reserve: (side) => side.probeSlot(),
@@ -321,7 +316,7 @@ export class ReadSide {
       }
       while (!this.#stopped && !this.#paused && !this.#eof) {
         const size = this.#sizer.size;
-        const kind = size === this.#probeSize && this.#kind !== BUFFERED
+        const kind = size === this.#probeSize && this.#kind === OWNED
           ? PROBE
           : this.#kind;
         const protocol = this.#caller.protocol;

@@ -47,8 +47,8 @@ export class WriteSide {
   #what: string;
   #queue = new WriteQueue();
   #flow: WriteFlowControl;
-  /** The pump runs: a write (or EOF) is in flight. */
-  #pumping = false;
+  /** The pump, while it runs. */
+  #pump: Promise<void> | undefined;
   /** `writeEof()` was called: no more writes; the pump sends EOF last. */
   #eof = false;
   /** `close()` was called: writes are dropped; `flushed()` once written. */
@@ -59,13 +59,6 @@ export class WriteSide {
   #stopped = false;
   /** Flushing for a hand-over: `flushed()` is not called. */
   #detaching = false;
-  /** EOF went out: `writeEof()` is done. */
-  #eofDone = false;
-  /** Whoever waits for the pump to end. */
-  #idleWaiter: PromiseWithResolvers<void> | undefined;
-  /** The chunk being written, and how much of it is. */
-  #chunk: Uint8Array | undefined;
-  #offset = 0;
   #dropped = 0;
 
   /**
@@ -105,8 +98,7 @@ export class WriteSide {
 
   /** Settles once no write is in flight. */
   get idle(): Promise<void> {
-    if (!this.#pumping) return Promise.resolve();
-    return (this.#idleWaiter ??= Promise.withResolvers<void>()).promise;
+    return this.#pump ?? Promise.resolve();
   }
 
   /**
@@ -126,14 +118,14 @@ export class WriteSide {
       warnDroppedWrites(++this.#dropped, `${this.#what} write()`);
     } else if (data.byteLength > 0) {
       const sink = this.#sink;
-      if (sink.tryWrite !== undefined && !this.#pumping) {
+      if (sink.tryWrite !== undefined && this.#pump === undefined) {
         const written = sink.tryWrite(data);
         if (written > 0) this.#owner.active();
         if (written === data.byteLength) return true;
         data = data.subarray(written);
       }
       this.#queue.push(data);
-      if (!this.#pumping) this.#run();
+      this.#pump ??= this.#run();
       this.#flow.grew(this.#queue.size);
     }
     return this.#queue.size <= this.#flow.high;
@@ -148,7 +140,7 @@ export class WriteSide {
   writeEof(): void {
     if (this.#closing || this.#stopped || this.#eof) return;
     this.#eof = true;
-    if (!this.#pumping) this.#run();
+    this.#pump ??= this.#run();
   }
 
   /**
@@ -161,8 +153,8 @@ export class WriteSide {
     if (this.#stopped) return;
     if (sendEof && !this.#eof) {
       this.#eofOnClose = true;
-      if (!this.#pumping) this.#run();
-    } else if (!this.#pumping) {
+      this.#pump ??= this.#run();
+    } else if (this.#pump === undefined) {
       this.#owner.flushed();
     }
   }
@@ -187,7 +179,7 @@ export class WriteSide {
   async detach(): Promise<boolean> {
     this.#closing = true;
     this.#detaching = true;
-    await this.idle;
+    await this.#pump;
     return !this.#stopped;
   }
 
@@ -201,89 +193,36 @@ export class WriteSide {
     this.#flow.setLimits(limits, this.#queue.size);
   }
 
-  /**
-   * Starts the pump after the current task, so that every write the task
-   * makes goes out in one sink write (a reply written in pieces must not
-   * go out in pieces: over a connection with Nagle's algorithm on, as a
-   * TLS server's is, the second piece would wait for the peer's delayed
-   * ACK). The pump is a chain of callbacks rather than an async function,
-   * so a burst costs no more than its writes.
-   */
-  #run(): void {
-    this.#pumping = true;
-    queueMicrotask(this.#next);
-  }
-
-  /** Writes the next chunk, or ends the pump. */
-  #next = (): void => {
+  async #run(): Promise<void> {
+    // Start after the current task, so that every write it makes is
+    // coalesced into the first sink write.
+    await undefined;
     const queue = this.#queue;
-    if (this.#stopped) return this.#end();
-    if (!queue.empty) {
-      this.#chunk = queue.take();
-      this.#offset = 0;
-      this.#write(this.#chunk);
-      return;
-    }
-    if ((this.#eof || this.#eofOnClose) && !this.#eofDone) {
-      let closing: Promise<void>;
-      try {
-        closing = this.#sink.closeWrite();
-      } catch (error) {
-        return this.#failed(error);
-      }
-      closing.then(this.#eofSent, this.#failed);
-      return;
-    }
-    this.#end();
-  };
-
-  #write(chunk: Uint8Array): void {
-    let writing: Promise<number>;
     try {
-      writing = this.#sink.write(chunk);
+      while (!queue.empty) {
+        const chunk = queue.take();
+        let offset = 0;
+        while (offset < chunk.byteLength) {
+          const written = await this.#sink.write(
+            offset === 0 ? chunk : chunk.subarray(offset),
+          );
+          if (this.#stopped) return;
+          this.#owner.active();
+          offset += written;
+          queue.wrote(written);
+          this.#flow.shrank(queue.size);
+        }
+        queue.done();
+      }
+      if (this.#eof || this.#eofOnClose) await this.#sink.closeWrite();
     } catch (error) {
-      return this.#failed(error);
-    }
-    writing.then(this.#wrote, this.#failed);
-  }
-
-  #wrote = (written: number): void => {
-    if (this.#stopped) return this.#end();
-    this.#owner.active();
-    const queue = this.#queue;
-    const chunk = this.#chunk!;
-    this.#offset += written;
-    queue.wrote(written);
-    this.#flow.shrank(queue.size);
-    if (this.#offset < chunk.byteLength) {
-      this.#write(chunk.subarray(this.#offset));
+      if (!this.#stopped) {
+        this.stop();
+        this.#owner.failed(toError(error));
+      }
       return;
     }
-    this.#chunk = undefined;
-    queue.done();
-    this.#next();
-  };
-
-  #eofSent = (): void => {
-    this.#eofDone = true;
-    this.#end();
-  };
-
-  #failed = (error: unknown): void => {
-    if (!this.#stopped) {
-      this.stop();
-      this.#owner.failed(toError(error));
-    }
-    this.#end();
-  };
-
-  /** The pump is done: no write in flight. */
-  #end(): void {
-    this.#pumping = false;
-    this.#chunk = undefined;
-    const idle = this.#idleWaiter;
-    this.#idleWaiter = undefined;
-    idle?.resolve();
+    this.#pump = undefined;
     if (this.#closing && !this.#stopped && !this.#detaching) {
       this.#owner.flushed();
     }

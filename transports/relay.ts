@@ -111,6 +111,12 @@ class RelayHalf implements Protocol {
   }
 
   dataReceived(data: Uint8Array): void {
+    if (this.#other.isClosing()) {
+      // The other side is closing (closed here, or lost): what this side
+      // sends has nowhere to go, so stop reading it rather than drop it.
+      this.#self.pauseReading();
+      return;
+    }
     this.#state.counts[this.#direction] += data.byteLength;
     this.#other.write(data);
   }

@@ -1,6 +1,9 @@
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
+import { drop, lendBlock, releaseBlock, reserveBlock } from "./_read_memory.ts";
+import { StreamTransport } from "./_stream_transport.ts";
+import { MemoryTransport } from "./memory_transport.ts";
 import type { WriteTransport } from "./transport.ts";
 
 /** How much of the file one read takes. */
@@ -27,7 +30,8 @@ export interface SendfileSource {
  * control: asyncio's `loop.sendfile()`. It reads 256 KiB at a time and
  * waits whenever the transport's write buffer is over its high-water mark,
  * so it never holds more than the write buffer and one chunk, whatever the
- * file's size.
+ * file's size. Over this module's transports the chunks are reused memory,
+ * taken back once written.
  *
  * While it runs, the transport's protocol is wrapped: every callback still
  * reaches it, and `sendfile` also learns of `pauseWriting`,
@@ -77,15 +81,42 @@ export async function sendfile(
   const original = transport.getProtocol();
   const watch = new FlowWatch(transport);
   transport.setProtocol(wrap(original, watch));
+  // This module's transports hold a lent block until they have written
+  // it: reads then go into warm, reused memory.
+  const lending = transport instanceof StreamTransport ||
+    transport instanceof MemoryTransport;
   let sent = 0;
   try {
     while (sent < count) {
       await watch.writable();
-      const chunk = new Uint8Array(Math.min(CHUNK_SIZE, count - sent));
-      const nbytes = await file.read(chunk);
-      if (nbytes === null) break;
-      watch.throwIfLost();
-      transport.write(chunk.subarray(0, nbytes));
+      const size = Math.min(CHUNK_SIZE, count - sent);
+      const chunk = lending ? reserveBlock(size) : new Uint8Array(size);
+      let nbytes: number | null;
+      try {
+        nbytes = await file.read(chunk);
+      } catch (error) {
+        if (lending) releaseBlock(chunk);
+        throw error;
+      }
+      if (nbytes === null) {
+        if (lending) releaseBlock(chunk);
+        break;
+      }
+      if (watch.lost || transport.isClosing()) {
+        if (lending) releaseBlock(chunk);
+        watch.throwIfLost();
+      }
+      if (!lending) {
+        transport.write(chunk.subarray(0, nbytes));
+      } else {
+        const lent = lendBlock(chunk, nbytes);
+        if (lent instanceof Uint8Array) {
+          transport.write(lent);
+        } else {
+          transport.write(chunk.subarray(0, nbytes));
+          drop(lent);
+        }
+      }
       sent += nbytes;
     }
     await watch.writable();

@@ -309,7 +309,11 @@ Deno.test("ChildProcessTransport closes with the error a protocol callback throw
       assert.equal(protocol.count("pipeDataReceived(1)"), 1);
       assert.equal(protocol.count("processExited"), 0);
       assert.equal(protocol.lostWith, error);
-      assert.equal(transport.getReturncode(), -9);
+      // Killed (SIGKILL), or ended by SIGPIPE first when its stdout closed.
+      assert.ok(
+        [-9, -13].includes(transport.getReturncode()!),
+        `returncode ${transport.getReturncode()}`,
+      );
       assert.equal(errors.length, 1);
     },
   );
@@ -340,7 +344,11 @@ Deno.test("ChildProcessTransport closes with the error a protocol callback throw
         "connectionLost",
       ]);
       assert.equal(protocol.lostWith, error);
-      assert.equal(transport.getReturncode(), -9);
+      // Killed (SIGKILL), or ended by SIGPIPE first when its stdout closed.
+      assert.ok(
+        [-9, -13].includes(transport.getReturncode()!),
+        `returncode ${transport.getReturncode()}`,
+      );
       assert.equal(errors.length, 1);
       assert.match(errors[0]!.context.message, /pipeConnectionLost/);
     },
