@@ -135,3 +135,37 @@ Deno.test("relay() ends both when one side fails, and rejects bad arguments", as
     assert.throws(() => relay({} as never, {} as never), TypeError);
   });
 });
+
+Deno.test("relay() stops reading a side whose other side is closed here, and counts only what it passed on", async () => {
+  using backend = Deno.listen(LOCAL);
+  let clientSide: Transport | undefined;
+  const results: Promise<RelayResult>[] = [];
+  await using server = await createServer((): Protocol => ({
+    connectionMade(client: Transport) {
+      clientSide = client;
+      client.pauseReading();
+      results.push(
+        createConnection(() => ({ dataReceived() {} }), {
+          port: backend.addr.port,
+        }).then(([backendTransport]) => relay(client, backendTransport)),
+      );
+    },
+    dataReceived() {},
+  }), LOCAL);
+  const client = await Deno.connect({ port: server.addrs[0]!.port });
+  const conn = await backend.accept();
+  // The backend streams far more than the client will read.
+  const streaming = writeAll(conn, pattern(64 * 1024 * 1024, 5)).catch(
+    () => {},
+  );
+  const first = await within(readExactly(client, 1024 * 1024), "the first MiB");
+  assertBytes(first, pattern(64 * 1024 * 1024, 5).subarray(0, 1024 * 1024));
+  clientSide!.close();
+  const rest = await within(readUntilClosed(client), "the client's end");
+  client.close();
+  const result = await within(results[0]!, "the relay's end");
+  // Every byte counted was written to the client, and it got them all.
+  assert.equal(result.bToA, first.byteLength + rest.byteLength);
+  conn.close();
+  await streaming;
+});
