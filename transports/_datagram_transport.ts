@@ -276,7 +276,7 @@ export class DatagramEndpoint implements DatagramTransport {
   /** Checks `addr` against `remoteAddr`; returns where to send. */
   #destination(addr: Deno.NetAddr | undefined): Deno.NetAddr {
     const cannot = "Cannot send datagram";
-    if (addr !== undefined) {
+    if (addr !== undefined && !isUdpAddress(addr)) {
       const { hostname, port } = checkAddress(addr, cannot);
       addr = { transport: "udp", hostname, port };
     }
@@ -400,8 +400,8 @@ export class DatagramEndpoint implements DatagramTransport {
   // Send side.
 
   async #runPump(): Promise<void> {
-    // Start after the current task, as a stream transport's pump does.
-    await undefined;
+    // Sends at once: datagrams are never joined, so waiting for the rest
+    // of the task would gain nothing.
     while (this.#queueHead < this.#queue.length) {
       const outgoing = this.#queue[this.#queueHead]!;
       this.#queue[this.#queueHead++] = undefined;
@@ -458,6 +458,16 @@ function checkProtocol(protocol: unknown): void {
       }`,
     );
   }
+}
+
+/**
+ * `true` for a well-formed UDP address, such as the sender Deno reports:
+ * it can be used as it is.
+ */
+function isUdpAddress(addr: Deno.NetAddr): boolean {
+  const port = addr.port;
+  return addr.transport === "udp" && typeof addr.hostname === "string" &&
+    Number.isInteger(port) && port >= 0 && port <= 65535;
 }
 
 /** Checks an address; `hostname` may be missing only when `local`. */
