@@ -109,12 +109,9 @@ export class DatagramEndpoint implements DatagramTransport {
     this.#caller = new ProtocolCaller(options.facade ?? this, protocol, {
       onError: options.onError,
       events: options.events,
-      fatal: (exc) => this.#finish(exc),
+      owner: { fatal: (exc) => this.#finish(exc) },
     });
-    this.#flow = new WriteFlowControl(
-      () => this.#caller.flowControl("pauseWriting"),
-      () => this.#caller.flowControl("resumeWriting"),
-    );
+    this.#flow = new WriteFlowControl(this.#caller);
     if (options.immediate) {
       this.#started = Promise.resolve();
       this.#made();

@@ -3,6 +3,12 @@ import type { WriteBufferLimits } from "./transport.ts";
 /** The default high-water mark, as asyncio: 64 KiB. */
 export const DEFAULT_HIGH_WATER = 64 * 1024;
 
+/** Who hears of a pause and a resume: a transport's protocol caller. */
+export interface FlowListener {
+  /** The buffer went strictly over high, or back to low or below. */
+  flowControl(callback: "pauseWriting" | "resumeWriting"): void;
+}
+
 /**
  * Write-side flow control with asyncio's exact rules: pause strictly over
  * `high`, resume at or below `low`, strict pairs. Every transport kind holds
@@ -12,12 +18,11 @@ export class WriteFlowControl {
   #high = DEFAULT_HIGH_WATER;
   #low = DEFAULT_HIGH_WATER / 4;
   #paused = false;
-  #onPause: () => void;
-  #onResume: () => void;
+  #listener: FlowListener;
 
-  constructor(onPause: () => void, onResume: () => void) {
-    this.#onPause = onPause;
-    this.#onResume = onResume;
+  /** @param listener Hears of each pause and resume. */
+  constructor(listener: FlowListener) {
+    this.#listener = listener;
   }
 
   /** `true` between a pause and its resume. */
@@ -54,7 +59,7 @@ export class WriteFlowControl {
   grew(size: number): void {
     if (size > this.#high && !this.#paused) {
       this.#paused = true;
-      this.#onPause();
+      this.#listener.flowControl("pauseWriting");
     }
   }
 
@@ -62,7 +67,7 @@ export class WriteFlowControl {
   shrank(size: number): void {
     if (this.#paused && size <= this.#low) {
       this.#paused = false;
-      this.#onResume();
+      this.#listener.flowControl("resumeWriting");
     }
   }
 }

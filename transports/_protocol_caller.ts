@@ -32,6 +32,12 @@ export interface ProtocolCallerOptions {
   onError?: ErrorHandler | undefined;
   /** Who made the transport. */
   events?: TransportEvents | undefined;
+  /** The transport's side of the caller. */
+  owner: CallerOwner;
+}
+
+/** What a {@linkcode ProtocolCaller} tells the transport that holds it. */
+export interface CallerOwner {
   /** Closes the transport at once with `exc`: a callback failed. */
   fatal(exc: Error): void;
 }
@@ -66,7 +72,7 @@ export class ProtocolCaller<P extends BaseProtocol> {
   readonly #transport: BaseTransport;
   readonly #onError: ErrorHandler;
   readonly #events: TransportEvents | undefined;
-  readonly #fatal: (exc: Error) => void;
+  readonly #owner: CallerOwner;
 
   /**
    * @param transport The transport the callbacks are about.
@@ -82,7 +88,7 @@ export class ProtocolCaller<P extends BaseProtocol> {
     this.protocol = protocol;
     this.#onError = options.onError ?? reportToStderr;
     this.#events = options.events;
-    this.#fatal = options.fatal;
+    this.#owner = options.owner;
   }
 
   /** Receives errors no caller can catch. */
@@ -154,7 +160,7 @@ export class ProtocolCaller<P extends BaseProtocol> {
     this.#failure ??= exc;
     this.#report(error, `Fatal error: protocol.${callback}() call failed`);
     this.stopped = true;
-    this.#fatal(exc);
+    this.#owner.fatal(exc);
   }
 
   /**

@@ -25,7 +25,7 @@
  */
 
 /** The read a connection makes once a read came back short: the socket was drained. */
-export const PROBE_READ_SIZE = 4 * 1024;
+export const PROBE_READ_SIZE = 1024;
 /** The probe over TLS: one whole record (16 KiB of plaintext at most). */
 export const TLS_PROBE_READ_SIZE = 16 * 1024;
 /** The largest read, as asyncio's `max_size` and uvloop's. */

@@ -2,10 +2,19 @@ import { closeQuietly } from "./_conn.ts";
 import { IdleTimer } from "./_idle_timer.ts";
 import { ProtocolCaller, type TransportEvents } from "./_protocol_caller.ts";
 import { PROBE_READ_SIZE, TLS_PROBE_READ_SIZE } from "./_read_memory.ts";
-import { type ByteSource, isBuffered, ReadSide } from "./_read_side.ts";
+import {
+  type ByteSource,
+  isBuffered,
+  ReadSide,
+  type ReadSideOwner,
+} from "./_read_side.ts";
 import { describeValue } from "./_report.ts";
 import { isTlsConn } from "./_tls.ts";
-import { type ByteSink, WriteSide } from "./_write_side.ts";
+import {
+  type ByteSink,
+  WriteSide,
+  type WriteSideOwner,
+} from "./_write_side.ts";
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import type {
   ErrorHandler,
@@ -96,6 +105,36 @@ export interface DetachedConn {
  * and failures close at once; `connectionLost` once nothing is in flight.
  */
 export class StreamTransport implements Transport {
+  /** What the caller and the sides tell the transport. */
+  static #Owner = class implements ReadSideOwner, WriteSideOwner {
+    #transport: StreamTransport;
+
+    constructor(transport: StreamTransport) {
+      this.#transport = transport;
+    }
+
+    fatal(exc: Error): void {
+      this.#transport.#finish(exc);
+    }
+
+    eof(keepOpen: boolean): void {
+      const transport = this.#transport;
+      if (!keepOpen || transport.#writer === undefined) transport.close();
+    }
+
+    flushed(): void {
+      this.#transport.#finish(undefined);
+    }
+
+    failed(error: Error): void {
+      this.#transport.#finish(error);
+    }
+
+    active(): void {
+      this.#transport.#idle?.touch();
+    }
+  };
+
   #conn: Deno.Conn | undefined;
   #source: (ByteSource & { close(): void }) | undefined;
   #sink: ByteSink | undefined;
@@ -103,7 +142,8 @@ export class StreamTransport implements Transport {
   #reader: ReadSide | undefined;
   #writer: WriteSide | undefined;
   #extra: Record<string, unknown> | undefined;
-  #idle: IdleTimer;
+  /** The idle timer, once an idle timeout was set. */
+  #idle: IdleTimer | undefined;
   #protocolOwner: StreamTransportOptions["protocolOwner"];
   /** Settles once `connectionMade` has run (or was skipped). */
   #started: Promise<void>;
@@ -126,20 +166,14 @@ export class StreamTransport implements Transport {
     this.#sink = ends.conn ?? ends.sink;
     this.#extra = options.extra;
     this.#protocolOwner = options.protocolOwner;
+    // One small object answers the caller and both sides, so that an
+    // idle connection holds no closure per event.
+    const owner = new StreamTransport.#Owner(this);
     this.#caller = new ProtocolCaller(options.facade ?? this, protocol, {
       onError: options.onError,
       events: options.events,
-      fatal: (exc) => this.#finish(exc),
+      owner,
     });
-    this.#idle = new IdleTimer(() => this.#idleTimedOut());
-    const owner = {
-      eof: (keepOpen: boolean) => {
-        if (!keepOpen || this.#writer === undefined) this.close();
-      },
-      flushed: () => this.#finish(undefined),
-      failed: (error: Error) => this.#finish(error),
-      active: () => this.#idle.touch(),
-    };
     if (this.#source !== undefined || ends.pushed) {
       const probe = ends.conn !== undefined && isTlsConn(ends.conn)
         ? TLS_PROBE_READ_SIZE
@@ -161,7 +195,7 @@ export class StreamTransport implements Transport {
     } else {
       this.#started = this.#start(options.upgraded === true);
     }
-    if (options.idleTimeout) this.#idle.set(options.idleTimeout);
+    if (options.idleTimeout) this.setIdleTimeout(options.idleTimeout);
   }
 
   /**
@@ -308,7 +342,9 @@ export class StreamTransport implements Transport {
    * @throws {RangeError} Unless `ms` is a number from 0 to 2^31 - 1.
    */
   setIdleTimeout(ms: number): void {
-    if (!this.#caller.ending) this.#idle.set(ms);
+    if (this.#caller.ending) return;
+    this.#idle ??= new IdleTimer(() => this.#idleTimedOut());
+    this.#idle.set(ms);
   }
 
   /**
@@ -343,8 +379,8 @@ export class StreamTransport implements Transport {
       throw new TypeError(`${cannot}: the connection was lost while flushing`);
     }
     this.#caller.end();
-    const idleTimeout = this.#idle.ms;
-    this.#idle.clear();
+    const idleTimeout = this.#idle?.ms ?? 0;
+    this.#idle?.clear();
     this.#caller.stop();
     await reader.idle;
     return {
@@ -405,7 +441,7 @@ export class StreamTransport implements Transport {
   #finish(exc: Error | undefined): void {
     if (!this.#caller.end()) return;
     this.#closing = true;
-    this.#idle.clear();
+    this.#idle?.clear();
     this.#reader?.stop();
     this.#writer?.stop();
     if (this.#source !== undefined) closeQuietly(this.#source);

@@ -80,9 +80,11 @@ export class ChildProcessTransport implements SubprocessTransport {
     this.#caller = new ProtocolCaller(this, protocol, {
       onError: options.onError,
       events: options.events,
-      fatal: (exc) => {
-        this.#failure ??= exc;
-        this.close();
+      owner: {
+        fatal: (exc) => {
+          this.#failure ??= exc;
+          this.close();
+        },
       },
     });
     // Queued first, so that connectionMade comes before any pipe callback.

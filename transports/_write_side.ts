@@ -79,10 +79,7 @@ export class WriteSide {
     this.#caller = caller;
     this.#owner = owner;
     this.#what = what;
-    this.#flow = new WriteFlowControl(
-      () => caller.flowControl("pauseWriting"),
-      () => caller.flowControl("resumeWriting"),
-    );
+    this.#flow = new WriteFlowControl(caller);
     if (limits !== undefined) this.#flow.setLimits(limits, 0);
   }
 

@@ -8,10 +8,10 @@ import type { WriteBufferLimits } from "../../transports/transport.ts";
 /** A flow control that records "pause" and "resume" in `events`. */
 function recording(): { flow: WriteFlowControl; events: string[] } {
   const events: string[] = [];
-  const flow = new WriteFlowControl(
-    () => events.push("pause"),
-    () => events.push("resume"),
-  );
+  const flow = new WriteFlowControl({
+    flowControl: (callback) =>
+      void events.push(callback === "pauseWriting" ? "pause" : "resume"),
+  });
   return { flow, events };
 }
 
@@ -128,9 +128,11 @@ Deno.test("WriteFlowControl.grew() pauses only strictly over the high mark", asy
 
   await t.step("pauses synchronously, inside the call", () => {
     let pausedInside = false;
-    const flow = new WriteFlowControl(() => {
-      pausedInside = true;
-    }, () => {});
+    const flow = new WriteFlowControl({
+      flowControl: (callback) => {
+        if (callback === "pauseWriting") pausedInside = true;
+      },
+    });
     flow.setLimits({ high: 10 }, 0);
     flow.grew(11);
     assert.equal(pausedInside, true);

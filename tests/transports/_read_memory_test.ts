@@ -17,9 +17,14 @@ import {
 
 const KiB = 1024;
 
+Deno.test("ReadSizer: the default probe is 1 KiB, small enough for an idle connection's pending read", () => {
+  assert.equal(PROBE_READ_SIZE, 1024);
+  assert.equal(new ReadSizer().size, PROBE_READ_SIZE);
+});
+
 Deno.test("ReadSizer: starts with a probe and grows four times per full read", () => {
-  const sizer = new ReadSizer();
-  assert.equal(sizer.size, PROBE_READ_SIZE);
+  const sizer = new ReadSizer(4 * KiB);
+  assert.equal(sizer.size, 4 * KiB);
   const sizes = [sizer.size];
   for (let i = 0; i < 5; i++) {
     sizer.update(sizer.size, sizer.size);
@@ -36,22 +41,22 @@ Deno.test("ReadSizer: starts with a probe and grows four times per full read", (
 });
 
 Deno.test("ReadSizer: probes after a short read and returns to the burst size", () => {
-  const sizer = new ReadSizer();
+  const sizer = new ReadSizer(4 * KiB);
   for (let i = 0; i < 3; i++) sizer.update(sizer.size, sizer.size);
   assert.equal(sizer.size, 256 * KiB);
   sizer.update(100 * KiB, 256 * KiB);
-  assert.equal(sizer.size, PROBE_READ_SIZE);
-  sizer.update(PROBE_READ_SIZE, PROBE_READ_SIZE);
+  assert.equal(sizer.size, 4 * KiB);
+  sizer.update(4 * KiB, 4 * KiB);
   assert.equal(sizer.size, 256 * KiB);
 });
 
 Deno.test("ReadSizer: a quiet connection halves its burst size down to the probe", () => {
-  const sizer = new ReadSizer();
+  const sizer = new ReadSizer(4 * KiB);
   for (let i = 0; i < 3; i++) sizer.update(sizer.size, sizer.size);
   const bursts = [];
   for (let i = 0; i < 8; i++) {
     sizer.update(10, sizer.size);
-    sizer.update(PROBE_READ_SIZE, PROBE_READ_SIZE);
+    sizer.update(4 * KiB, 4 * KiB);
     bursts.push(sizer.size);
   }
   assert.deepEqual(bursts.slice(0, 3), [128 * KiB, 64 * KiB, 32 * KiB]);
