@@ -70,6 +70,11 @@ const MEMORY_VARIANTS: Record<string, MemoryVariant> = {
     variant: "raw",
     bufferSize: 4 * KiB,
   },
+  raw1: {
+    name: "raw Deno.Conn, pending read, 1 KiB buffer",
+    variant: "raw",
+    bufferSize: 1 * KiB,
+  },
   node: { name: "node:net", variant: "node" },
 };
 
