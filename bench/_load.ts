@@ -99,15 +99,18 @@ export function recordWindow(
 
 /**
  * Reads the CPU time (user + system, every thread) a process has used.
+ * Deno reads `/proc/<pid>/` only with `--allow-all`.
  *
  * @param pid The process id.
- * @returns Clock ticks from `/proc/<pid>/stat`, or `null` if unreadable.
+ * @returns Clock ticks from `/proc/<pid>/stat`, or `null` if unreadable
+ *   (the reason goes to stderr).
  */
 export function processCpuTicks(pid: number): number | null {
   let stat: string;
   try {
     stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
+  } catch (error) {
+    console.error(`Cannot read the server's CPU time: ${error}`);
     return null;
   }
   // The command name, field 2, is in parentheses and may hold spaces; utime

@@ -26,14 +26,15 @@
  * payload, counted in one direction, plus the CPU time this process used
  * meanwhile; with `--server-pid PID`, also the CPU time that process used
  * meanwhile, from `/proc/PID/stat` (Linux; `--clock-ticks`, default 100, is
- * `getconf CLK_TCK`). `--json` prints it as one JSON line
- * ({@linkcode LoadResult}).
+ * `getconf CLK_TCK`; Deno reads `/proc/PID/` only with `--allow-all`).
+ * `--json` prints it as one JSON line ({@linkcode LoadResult}).
  *
  * `--tls` speaks TLS, trusting `--ca FILE` (default: the test CA in
  * `tests/testdata/`) for the name `--server-name` (default `localhost`).
  *
  * It uses `Deno.connect` (and `Deno.startTls`) only, sets TCP_NODELAY, and
- * needs `--allow-net`, and `--allow-read` for `--tls` and `--server-pid`.
+ * needs `--allow-net`, `--allow-read` for `--tls`, and `--allow-all` for
+ * `--server-pid`.
  *
  * @module
  */
@@ -97,6 +98,11 @@ export interface LoadResult extends Window {
   roundTripsPerSecond: number;
   /** Echoed payload per second, one direction, in MiB. */
   mibPerSecond: number;
+  /**
+   * The mean size of a read of the echo while streaming, which shows how
+   * the server batched its writes; `null` for batches.
+   */
+  bytesPerRead: number | null;
   /** Connections that failed before the end (reset by the server, say). */
   failedConnections: number;
   /** Connections still waiting for an echo two seconds after the end. */
@@ -134,6 +140,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       conns.map((conn) => driveSafely(conn, drive, clock)),
     );
     const bytes = outcomes.reduce((sum, { bytes }) => sum + bytes, 0);
+    const reads = outcomes.reduce((sum, { reads }) => sum + reads, 0);
     const roundTrips = bytes / options.size;
     return {
       connections: options.connections,
@@ -145,6 +152,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       roundTrips,
       roundTripsPerSecond: roundTrips / options.duration,
       mibPerSecond: bytes / MiB / options.duration,
+      bytesPerRead: reads === 0 ? null : bytes / reads,
       ...await window,
       failedConnections: count(outcomes, "failed"),
       stalledConnections: count(outcomes, "stalled"),
@@ -184,10 +192,8 @@ async function connectAll(options: LoadOptions): Promise<Deno.Conn[]> {
   return conns;
 }
 
-/** How one connection's run ended, and how many bytes it counted. */
-interface Outcome {
-  /** Echoed bytes that arrived while counting. */
-  bytes: number;
+/** How one connection's run ended, and what it counted. */
+interface Outcome extends Counted {
   /** `"failed"` before the end, `"stalled"` past it, or `"done"`. */
   end: "done" | "failed" | "stalled";
 }
@@ -196,8 +202,14 @@ interface Outcome {
 type Drive = (
   conn: Deno.Conn,
   clock: Clock,
-  counted: { bytes: number },
+  counted: Counted,
 ) => Promise<void>;
+
+/** What one connection counted: echoed bytes, and the reads they took. */
+interface Counted {
+  bytes: number;
+  reads: number;
+}
 
 /** Drives one connection until the end, or until it fails. */
 async function driveSafely(
@@ -205,14 +217,14 @@ async function driveSafely(
   drive: Drive,
   clock: Clock,
 ): Promise<Outcome> {
-  const counted = { bytes: 0 };
+  const counted = { bytes: 0, reads: 0 };
   try {
     await drive(conn, clock, counted);
-    return { bytes: counted.bytes, end: "done" };
+    return { ...counted, end: "done" };
   } catch (error) {
-    if (clock.cutOff) return { bytes: counted.bytes, end: "stalled" };
+    if (clock.cutOff) return { ...counted, end: "stalled" };
     console.error(`Connection failed: ${error}`);
-    return { bytes: counted.bytes, end: "failed" };
+    return { ...counted, end: "failed" };
   }
 }
 
@@ -262,7 +274,10 @@ function stream(size: number, window: number): Drive {
             );
           }
           received += nbytes;
-          if (counts(clock, performance.now())) counted.bytes += nbytes;
+          if (counts(clock, performance.now())) {
+            counted.bytes += nbytes;
+            counted.reads++;
+          }
           wake?.();
           settleIfDone();
         }
@@ -390,7 +405,9 @@ function describe(options: LoadOptions, result: LoadResult): string {
       : "");
   const how = result.window === null
     ? `pipeline ${result.pipeline}`
-    : `${result.window} B in flight`;
+    : `${result.window} B in flight, ${
+      Math.round(result.bytesPerRead ?? 0)
+    } B per read`;
   return `${options.hostname}:${options.port}${result.tls ? " (TLS)" : ""}, ` +
     `${result.connections} connections × ${result.size} B, ${how}: ` +
     `${rate} round trips/s, ${result.mibPerSecond.toFixed(1)} MiB/s over ` +

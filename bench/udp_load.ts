@@ -25,7 +25,7 @@
  * ({@linkcode UdpLoadResult}).
  *
  * It needs `--allow-net` and `--unstable-net` (`Deno.listenDatagram`), and
- * `--allow-read` for `--server-pid`.
+ * `--allow-all` for `--server-pid`.
  *
  * @module
  */
