@@ -11,9 +11,8 @@ import type { LoadResult } from "./load.ts";
 
 /** The project root, where children run so that they find deno.json. */
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-/** Permissions every child process runs with. */
-const CHILD_FLAGS = [
-  "run",
+/** Permissions every child process runs with, unless `allowAll`. */
+const CHILD_PERMISSIONS = [
   "--allow-net",
   "--allow-read",
   "--allow-env",
@@ -30,6 +29,11 @@ const running = new Set<Deno.ChildProcess>();
 export interface SpawnOptions {
   /** Extra `deno run` flags, before the script. */
   flags?: string[];
+  /**
+   * Run with `--allow-all` instead of the child permissions: Deno reads
+   * `/proc/<pid>/` only with it.
+   */
+  allowAll?: boolean;
   /** Run on this CPU only, with `taskset -c` (see {@linkcode canPin}). */
   cpu?: number;
 }
@@ -47,7 +51,13 @@ export function spawnDeno(
   args: string[],
   options: SpawnOptions = {},
 ): Deno.ChildProcess {
-  const deno = [...CHILD_FLAGS, ...options.flags ?? [], script, ...args];
+  const deno = [
+    "run",
+    ...options.allowAll ? ["--allow-all"] : CHILD_PERMISSIONS,
+    ...options.flags ?? [],
+    script,
+    ...args,
+  ];
   // taskset runs the command in its own process: the pid stays the child's.
   const [command, commandArgs] = options.cpu === undefined
     ? [Deno.execPath(), deno]
@@ -65,14 +75,15 @@ export function spawnDeno(
 }
 
 /**
- * Tells whether `taskset` can pin a child to a CPU here.
+ * Tells whether `taskset` can pin a child to `cpu` here.
  *
- * @returns `true` if `taskset -c 0 true` runs and succeeds.
+ * @param cpu The CPU's number.
+ * @returns `true` if `taskset -c <cpu> true` runs and succeeds.
  */
-export async function canPin(): Promise<boolean> {
+export async function canPin(cpu: number): Promise<boolean> {
   try {
     const { success } = await new Deno.Command("taskset", {
-      args: ["-c", "0", "true"],
+      args: ["-c", `${cpu}`, "true"],
       stdout: "null",
       stderr: "null",
     }).output();
