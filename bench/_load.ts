@@ -92,8 +92,8 @@ export function recordWindow(
           measureStart,
           measureEnd: Date.now(),
         });
-      }, clock.end - performance.now());
-    }, clock.countFrom - now);
+      }, Math.max(0, clock.end - performance.now()));
+    }, Math.max(0, clock.countFrom - now));
   });
 }
 

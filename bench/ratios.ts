@@ -40,10 +40,13 @@
  * `bench/udp_echo_server.ts`), driven by a Deno load generator in another
  * process (`bench/load.ts`, `bench/udp_load.ts`). Where `taskset` can, the
  * servers run on CPU 0 and the load generators on CPU 1. The servers stay
- * up for every round of their workload; each measurement starts a load
- * generator, which runs `--warmup` seconds (default 0.5) and then counts
- * `--duration` seconds (default 1), and reads the server's CPU time from
- * `/proc/<pid>/stat` as it starts and stops counting (so it runs with
+ * up for every round of their workload. A fresh server can take seconds
+ * of load to reach its speed (a streams echo server about 5 s), so each
+ * is loaded first, uncounted: 5 s for `echo`, 2 s for `tls`, 1 s for the
+ * others, or `--server-warmup` seconds for all. Then each measurement
+ * starts a load generator, which runs `--warmup` seconds (default 0.3),
+ * counts `--duration` seconds (default 1), and reads the server's CPU time
+ * from `/proc/<pid>/stat` as it starts and stops counting (so it runs with
  * `--allow-all`: Deno reads `/proc/<pid>/` with nothing less). These rows
  * have two ratios: of throughput, and of throughput per server CPU-second.
  * On a shared machine the second is usually the steadier: a neighbour
@@ -103,8 +106,13 @@ interface ServerRow extends Row {
 /** A workload whose servers and load generator run in child processes. */
 interface ProcessWorkload {
   kind: "process";
-  /** Over UDP, the servers accept no connections to wait for. */
-  transport: "tcp" | "udp";
+  /** Over TLS and UDP, no plain TCP connection shows that a server is up. */
+  transport: "tcp" | "tls" | "udp";
+  /**
+   * Seconds of load each server gets, uncounted, before the first round:
+   * a fresh server can take seconds of load to reach its speed.
+   */
+  serverWarmup: number;
   /** What the table calls it, with its unit. */
   title: string;
   /** The load generator, relative to the project root. */
@@ -174,6 +182,7 @@ const WORKLOADS: Record<string, ProcessWorkload | InProcessWorkload> = {
   echo: {
     kind: "process",
     transport: "tcp",
+    serverWarmup: 5,
     title: "TCP echo, 8 conns × 64 KiB writes, 256 KiB in flight (MiB/s)",
     loader: "bench/load.ts",
     loaderArgs: STREAM_LOAD,
@@ -193,6 +202,7 @@ const WORKLOADS: Record<string, ProcessWorkload | InProcessWorkload> = {
   "ping-pong": {
     kind: "process",
     transport: "tcp",
+    serverWarmup: 1,
     title: "ping-pong, 32 conns × 64 B (round trips/s)",
     loader: "bench/load.ts",
     loaderArgs: ["--connections", "32", "--size", "64"],
@@ -211,6 +221,7 @@ const WORKLOADS: Record<string, ProcessWorkload | InProcessWorkload> = {
   udp: {
     kind: "process",
     transport: "udp",
+    serverWarmup: 1,
     title: "UDP echo, 32 clients × 64 B, window 2 (datagrams/s)",
     loader: "bench/udp_load.ts",
     loaderArgs: ["--clients", "32", "--size", "64", "--window", "2"],
@@ -234,7 +245,8 @@ const WORKLOADS: Record<string, ProcessWorkload | InProcessWorkload> = {
   },
   tls: {
     kind: "process",
-    transport: "tcp",
+    transport: "tls",
+    serverWarmup: 2,
     title: "TLS echo, 8 conns × 64 KiB writes, 256 KiB in flight (MiB/s)",
     loader: "bench/load.ts",
     loaderArgs: ["--tls", ...STREAM_LOAD],
@@ -293,6 +305,8 @@ interface Settings {
   rounds: number;
   duration: number;
   warmup: number;
+  /** Overrides every workload's `serverWarmup`. */
+  serverWarmup?: number;
   workloads: string[];
   /** Whether servers and load generators are pinned with `taskset`. */
   pinned: boolean;
@@ -314,7 +328,8 @@ function parseRatioArgs(
     options: {
       rounds: { type: "string", default: "7" },
       duration: { type: "string", default: "1" },
-      warmup: { type: "string", default: "0.5" },
+      warmup: { type: "string", default: "0.3" },
+      "server-warmup": { type: "string" },
       workloads: { type: "string", default: Object.keys(WORKLOADS).join() },
     },
   });
@@ -341,7 +356,19 @@ function parseRatioArgs(
       );
     }
   }
-  return { rounds, duration, warmup, workloads };
+  const serverWarmup = values["server-warmup"] === undefined
+    ? undefined
+    : Number(values["server-warmup"]);
+  if (serverWarmup !== undefined && !(serverWarmup >= 0)) {
+    throw new RangeError("Cannot run: --server-warmup must be >= 0 seconds");
+  }
+  return {
+    rounds,
+    duration,
+    warmup,
+    workloads,
+    ...serverWarmup === undefined ? {} : { serverWarmup },
+  };
 }
 
 /** Returns `getconf CLK_TCK`, or 100 (Linux's) if that fails. */
@@ -374,10 +401,13 @@ interface RunningServer {
   port: number;
 }
 
-/** Starts one server of a process workload and waits until it listens. */
+/**
+ * Starts one server of a process workload and waits until it listens;
+ * with `probe`, until it accepts a TCP connection too.
+ */
 async function startServer(
   row: ServerRow,
-  udp: boolean,
+  probe: boolean,
   settings: Settings,
 ): Promise<RunningServer> {
   const child = spawnDeno(
@@ -390,7 +420,7 @@ async function startServer(
   );
   try {
     const port = await readPort(child, HOSTNAME);
-    if (!udp) await waitUntilAccepting(HOSTNAME, port, child.status);
+    if (probe) await waitUntilAccepting(HOSTNAME, port, child.status);
     return { child, port };
   } catch (error) {
     await stopChild(child);
@@ -398,20 +428,30 @@ async function startServer(
   }
 }
 
-/** Runs the load generator once against `server`; `undefined` if it fails. */
+/**
+ * Runs the load generator once against `server`.
+ *
+ * @param workload What the load generator does.
+ * @param server The server to load.
+ * @param settings Timing and pinning.
+ * @param timing How long to warm up and count (default: from `settings`).
+ * @returns What it measured, or `undefined` if it failed.
+ */
 async function load(
   workload: ProcessWorkload,
   server: RunningServer,
   settings: Settings,
+  timing: { duration: number; warmup: number } = settings,
 ): Promise<Sample | undefined> {
+  const { duration, warmup } = timing;
   const child = spawnDeno(workload.loader, [
     ...["--hostname", HOSTNAME, "--port", `${server.port}`],
     ...workload.loaderArgs,
-    ...["--duration", `${settings.duration}`, "--warmup", `${settings.warmup}`],
+    ...["--duration", `${duration}`, "--warmup", `${warmup}`],
     ...["--server-pid", `${server.child.pid}`],
     ...["--clock-ticks", `${settings.clockTicks}`, "--json"],
   ], { allowAll: true, ...settings.pinned ? { cpu: LOAD_CPU } : {} });
-  const limit = (settings.warmup + settings.duration) * 1000 + LOAD_SLACK_MS;
+  const limit = (warmup + duration) * 1000 + LOAD_SLACK_MS;
   try {
     const output = await withTimeout(child.output(), limit);
     if (output === undefined) {
@@ -447,11 +487,24 @@ async function measureProcesses(
   workload: ProcessWorkload,
   settings: Settings,
 ): Promise<Samples> {
-  const udp = workload.transport === "udp";
   const servers = new Map<string, RunningServer>();
   try {
     for (const row of workload.rows) {
-      servers.set(row.key, await startServer(row, udp, settings));
+      servers.set(
+        row.key,
+        await startServer(row, workload.transport === "tcp", settings),
+      );
+    }
+    const serverWarmup = settings.serverWarmup ?? workload.serverWarmup;
+    if (serverWarmup > 0) {
+      for (const row of workload.rows) {
+        const server = servers.get(row.key)!;
+        await load(workload, server, settings, {
+          duration: serverWarmup,
+          warmup: 0,
+        });
+      }
+      console.error(`${key}: servers warmed up for ${serverWarmup} s each`);
     }
     const samples: Samples = new Map(workload.rows.map((row) => [row.key, []]));
     for (let round = 1; round <= settings.rounds; round++) {
@@ -647,9 +700,18 @@ function printHeader(settings: Settings): void {
     "bench/ratios.ts",
     ...["--rounds", `${settings.rounds}`],
     ...["--duration", `${settings.duration}`, "--warmup", `${settings.warmup}`],
+    ...settings.serverWarmup === undefined
+      ? []
+      : ["--server-warmup", `${settings.serverWarmup}`],
     ...["--workloads", settings.workloads.join(",")],
   ].join(" ");
   console.log(`Command: \`${command}\` (every setting, defaults included)`);
+  const serverWarmups = settings.serverWarmup === undefined
+    ? settings.workloads.flatMap((key) => {
+      const entry = WORKLOADS[key]!;
+      return entry.kind === "process" ? [`${key} ${entry.serverWarmup} s`] : [];
+    }).join(", ")
+    : `${settings.serverWarmup} s`;
   console.log(
     `Date: ${new Date().toISOString()}; Deno ${Deno.version.deno}, ` +
       `${Deno.build.os} ${Deno.build.arch}, ` +
@@ -664,8 +726,10 @@ function printHeader(settings: Settings): void {
       "once, in a shuffled order. Rows not marked in-process: each server " +
       "alone in its own process (bench/echo_server.ts, " +
       "bench/udp_echo_server.ts), driven by a Deno load generator in " +
-      "another (bench/load.ts, bench/udp_load.ts); per measurement, " +
-      `${settings.warmup} s of warm-up, then ${settings.duration} s counted. ` +
+      "another (bench/load.ts, bench/udp_load.ts). Before the first " +
+      `round each server is loaded, uncounted (${serverWarmups}); then ` +
+      `each measurement has ${settings.warmup} s of warm-up and ` +
+      `${settings.duration} s counted. ` +
       '"throughput" and "server / load CPU" (the cores each used while ' +
       "counting, from /proc/<pid>/stat) are medians over the rounds. " +
       '"ratio" is the throughput over the baseline\'s in the same round, ' +
