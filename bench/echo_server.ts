@@ -1,7 +1,7 @@
 /**
  * A standalone echo server, for load generators in another process or on
- * another machine to drive (`bench/load.ts`, `bench/ratios.ts`,
- * `bench/memory.ts`...).
+ * another machine to drive (`bench/load.ts`, which `bench/ratios.ts` and
+ * `bench/multicore.ts` run against it, or any other).
  *
  * ```sh
  * deno task bench:echo-server --port 7000 --protocol buffered

@@ -378,7 +378,9 @@ export function parseLoadArgs(
   };
   if (values.window !== undefined) {
     if (values.pipeline !== "1") {
-      throw new TypeError("Cannot run load: --window streams, --pipeline not");
+      throw new TypeError(
+        "Cannot run load: --window and --pipeline exclude each other",
+      );
     }
     options.window = integerIn("window", values.window, options.size);
   }
