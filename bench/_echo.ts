@@ -12,7 +12,10 @@
  * back-pressure as its API intends, and then waits until the bytes it
  * expects back have arrived.
  *
- * Every connection sets TCP_NODELAY, as `StreamTransport` does by default.
+ * Every TCP connection sets TCP_NODELAY, as `StreamTransport` does by
+ * default. Servers other than `node:net` also serve TLS (`tls` in
+ * {@linkcode ServeOptions}), and {@linkcode serveStreams} serves the echo
+ * with asyncio-style streams.
  *
  * @module
  */
@@ -23,6 +26,11 @@ import {
   createConnection,
   createServer,
   ProtocolBase,
+  type Server,
+  startServer,
+  type StreamReader,
+  type StreamWriter,
+  type TlsServerOptions,
   type Transport,
 } from "../mod.ts";
 
@@ -82,6 +90,8 @@ export interface ServeOptions {
   bufferSize?: number;
   /** Called for each connection once it is set up and reading. */
   onConnection?: () => void;
+  /** Serve TLS with this certificate and key (not for `"node"`). */
+  tls?: TlsServerOptions;
 }
 
 /** A server of one variant. */
@@ -119,12 +129,16 @@ export async function serve(
   const hostname = options.hostname ?? HOSTNAME;
   const port = options.port ?? 0;
   const onConnection = options.onConnection ?? (() => {});
+  const tls = options.tls;
   switch (variant) {
     case "raw":
     case "raw256": {
       const size = options.bufferSize ??
         (variant === "raw" ? 64 * KiB : 256 * KiB);
-      return serveRaw(hostname, port, (conn) => {
+      const listener = tls === undefined
+        ? Deno.listen({ hostname, port })
+        : Deno.listenTls({ hostname, port, ...tls });
+      return serveRaw(listener, (conn) => {
         onConnection();
         return kind === "echo"
           ? rawEcho(conn, size)
@@ -149,18 +163,61 @@ export async function serve(
         const protocol = factory();
         protocol.onConnection = onConnection;
         return protocol;
-      }, { hostname, port });
-      return {
-        port: server.addrs[0]!.port,
-        close() {
-          server.close();
-          server.abortClients();
-        },
-      };
+      }, tls === undefined ? { hostname, port } : { hostname, port, tls });
+      return closeable(server);
     }
     case "node":
+      if (tls !== undefined) {
+        throw new TypeError("Cannot serve: the node variant serves no TLS");
+      }
       return await serveNode(hostname, port, kind, onConnection);
   }
+}
+
+/** The echo size of {@linkcode serveStreams}: one `reader.read()` at most. */
+export const STREAMS_READ_SIZE = 64 * KiB;
+
+/**
+ * Starts an echo server with asyncio-style streams: `startServer`, and a
+ * handler that reads with `reader.read(65536)`, writes what it got and
+ * awaits `drain()`. Its `bufferSize` option is not used.
+ *
+ * @param options Where to listen, TLS, and a connection callback.
+ * @returns The server, once it listens.
+ */
+export async function serveStreams(
+  options: ServeOptions = {},
+): Promise<BenchServer> {
+  const hostname = options.hostname ?? HOSTNAME;
+  const port = options.port ?? 0;
+  const onConnection = options.onConnection ?? (() => {});
+  const echo = async (reader: StreamReader, writer: StreamWriter) => {
+    onConnection();
+    for (;;) {
+      const data = await reader.read(STREAMS_READ_SIZE);
+      if (data.byteLength === 0) break;
+      writer.write(data);
+      await writer.drain();
+    }
+    writer.close();
+  };
+  const tls = options.tls;
+  const server = await startServer(
+    echo,
+    tls === undefined ? { hostname, port } : { hostname, port, tls },
+  );
+  return closeable(server);
+}
+
+/** A {@linkcode BenchServer} over one of our servers. */
+function closeable(server: Server<Deno.NetAddr>): BenchServer {
+  return {
+    port: server.addrs[0]!.port,
+    close() {
+      server.close();
+      server.abortClients();
+    },
+  };
 }
 
 /**
@@ -267,11 +324,9 @@ class Arrivals {
 // Raw Deno.Conn.
 
 function serveRaw(
-  hostname: string,
-  port: number,
+  listener: Deno.Listener<Deno.Conn, Deno.NetAddr>,
   handle: (conn: Deno.Conn) => Promise<void>,
 ): BenchServer {
-  const listener = Deno.listen({ hostname, port });
   const conns = new Set<Deno.Conn>();
   (async () => {
     for (;;) {
@@ -284,7 +339,8 @@ function serveRaw(
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
-      (conn as Deno.TcpConn).setNoDelay(true);
+      // A TLS connection has no setNoDelay().
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       conns.add(conn);
       handle(conn)
         .catch(() => {})

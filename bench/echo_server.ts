@@ -1,34 +1,50 @@
 /**
  * A standalone echo server, for load generators in another process or on
- * another machine to drive (tcpkali, a Go client, `bench/memory.ts`...).
+ * another machine to drive (`bench/load.ts`, which `bench/ratios.ts` and
+ * `bench/multicore.ts` run against it, or any other).
  *
  * ```sh
  * deno task bench:echo-server --port 7000 --protocol buffered
  * deno task bench:echo-server --port 7001 --protocol plain
  * deno task bench:echo-server --port 7002 --protocol raw     # baseline
  * deno task bench:echo-server --port 7003 --protocol node    # node:net
+ * deno task bench:echo-server --port 7004 --protocol plain --tls
  * ```
  *
  * `--protocol` is one of `buffered` (StreamTransport + BufferedProtocol,
- * the default), `plain` (StreamTransport + Protocol), `raw` (a `Deno.Conn`
+ * the default), `plain` (StreamTransport + Protocol), `transient` (the same,
+ * with `transientData`), `streams` (`startServer` with a `StreamReader` and
+ * `StreamWriter`: `read(65536)`, `write()`, `drain()`), `raw` (a `Deno.Conn`
  * loop with 64 KiB reads), `raw256` (the same with 256 KiB reads) or `node`
  * (`node:net`). `--hostname` defaults to 127.0.0.1 and `--port` to 0 (a
  * free port, printed on start). `--buffer-size BYTES` sets the read buffer
- * of `buffered`, `raw` and `raw256`. SIGINT or SIGTERM stops the server.
+ * of `buffered`, `raw` and `raw256`. `--tls` serves TLS (not with `node`)
+ * with the test certificate for `localhost` from `tests/testdata/`, or with
+ * `--cert FILE` and `--key FILE`. SIGINT or SIGTERM stops the server.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { HOSTNAME, serve, type ServeOptions, type Variant } from "./_echo.ts";
+import {
+  HOSTNAME,
+  serve,
+  type ServeOptions,
+  serveStreams,
+  type Variant,
+} from "./_echo.ts";
 
-const PROTOCOLS: Record<string, Variant> = {
+const PROTOCOLS: Record<string, Variant | "streams"> = {
   buffered: "buffered",
   plain: "protocol",
+  transient: "transient",
+  streams: "streams",
   raw: "raw",
   raw256: "raw256",
   node: "node",
 };
+
+const TESTDATA = new URL("../tests/testdata/", import.meta.url);
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -37,6 +53,9 @@ const { values } = parseArgs({
     port: { type: "string", default: "0" },
     protocol: { type: "string", default: "buffered" },
     "buffer-size": { type: "string" },
+    tls: { type: "boolean", default: false },
+    cert: { type: "string" },
+    key: { type: "string" },
   },
 });
 
@@ -66,10 +85,26 @@ if (values["buffer-size"] !== undefined) {
   }
   options.bufferSize = size;
 }
+if (values.tls) {
+  options.tls = {
+    cert: await Deno.readTextFile(
+      values.cert ?? new URL("server.pem", TESTDATA),
+    ),
+    key: await Deno.readTextFile(
+      values.key ?? new URL("server_key.pem", TESTDATA),
+    ),
+  };
+} else if (values.cert !== undefined || values.key !== undefined) {
+  throw new TypeError("Cannot start echo server: --cert and --key need --tls");
+}
 
-const server = await serve(variant, "echo", options);
+const server = variant === "streams"
+  ? await serveStreams(options)
+  : await serve(variant, "echo", options);
 console.log(
-  `Echo server (${values.protocol}) listening on ${values.hostname}:${server.port}`,
+  `Echo server (${values.protocol}${
+    values.tls ? ", TLS" : ""
+  }) listening on ${values.hostname}:${server.port}`,
 );
 
 await new Promise<void>((resolve) => {

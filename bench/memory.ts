@@ -11,7 +11,9 @@
  * after all connections are established and idle, as a user's server
  * would see it: **without** forcing a GC; and then once more after a
  * forced GC, as a second figure. The script prints the differences divided
- * by the number of connections.
+ * by the number of connections, and for each of our variants whether it
+ * meets the target: at most 8 KiB of RSS per idle connection without a
+ * forced GC. The raw loops and `node:net` are there for reference.
  *
  * ```sh
  * deno task bench:memory                      # 2,000 connections
@@ -42,7 +44,12 @@ interface MemoryVariant {
   name: string;
   variant: Variant;
   bufferSize?: number;
+  /** A raw loop or `node:net`: shown for reference, with no target. */
+  reference?: boolean;
 }
+
+/** The target: server RSS growth per idle connection, without a forced GC. */
+const TARGET_KIB = 8;
 
 const MEMORY_VARIANTS: Record<string, MemoryVariant> = {
   protocol: { name: "StreamTransport + Protocol", variant: "protocol" },
@@ -64,18 +71,21 @@ const MEMORY_VARIANTS: Record<string, MemoryVariant> = {
     name: "raw Deno.Conn, pending read, 64 KiB buffer",
     variant: "raw",
     bufferSize: 64 * KiB,
+    reference: true,
   },
   raw4: {
     name: "raw Deno.Conn, pending read, 4 KiB buffer",
     variant: "raw",
     bufferSize: 4 * KiB,
+    reference: true,
   },
   raw1: {
     name: "raw Deno.Conn, pending read, 1 KiB buffer",
     variant: "raw",
     bufferSize: 1 * KiB,
+    reference: true,
   },
-  node: { name: "node:net", variant: "node" },
+  node: { name: "node:net", variant: "node", reference: true },
 };
 
 /** What a server child reports, in bytes. */
@@ -143,8 +153,18 @@ async function runParent(keys: string[]): Promise<void> {
     }
   }
   console.log(
+    `Command: \`bench/memory.ts --connections ${connections} --greet ${greet} ` +
+      `--variants ${keys.join(",")}\` (every setting, defaults included)`,
+  );
+  console.log(
+    `Date: ${new Date().toISOString()}; Deno ${Deno.version.deno}, ` +
+      `${Deno.build.os} ${Deno.build.arch}\n`,
+  );
+  console.log(
     `Server memory for ${connections} idle connections over loopback` +
-      (greet > 0 ? `, each after one ${greet}-byte echo` : "") + "\n",
+      (greet > 0 ? `, each after one ${greet}-byte echo` : "") +
+      `. Target: ≤ ${TARGET_KIB} KiB of RSS per idle connection without a ` +
+      "forced GC (RSS/conn); raw loops and node:net are for reference.\n",
   );
   const rows: string[][] = [[
     "server",
@@ -155,12 +175,16 @@ async function runParent(keys: string[]): Promise<void> {
     "external/conn",
     "RSS/conn after GC",
     "heap/conn after GC",
+    "target",
   ]];
   for (const key of keys) {
-    const { name } = MEMORY_VARIANTS[key]!;
+    const { name, reference } = MEMORY_VARIANTS[key]!;
     const [before, after, collected] = await measure(key);
+    const perKiB = (usage: Usage, field: keyof Usage) =>
+      (usage[field] - before[field]) / connections / KiB;
     const per = (usage: Usage, field: keyof Usage) =>
-      `${((usage[field] - before[field]) / connections / KiB).toFixed(1)} KiB`;
+      `${perKiB(usage, field).toFixed(1)} KiB`;
+    const rss = perKiB(after, "rss");
     rows.push([
       name,
       mib(before.rss),
@@ -170,6 +194,9 @@ async function runParent(keys: string[]): Promise<void> {
       per(after, "external"),
       per(collected, "rss"),
       per(collected, "heapUsed"),
+      reference
+        ? "reference"
+        : `≤ ${TARGET_KIB} KiB: ${rss <= TARGET_KIB ? "met" : "missed"}`,
     ]);
   }
   printTable(rows);

@@ -42,10 +42,18 @@
  */
 
 import os from "node:os";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { LoadResult } from "./load.ts";
-import { lines, printTable } from "./_text.ts";
+import {
+  killChildren,
+  parseLoadOutput,
+  readPort,
+  spawnDeno,
+  stopChild,
+  waitUntilAccepting,
+  withTimeout,
+} from "./_children.ts";
+import { printTable } from "./_text.ts";
 
 /** A server to measure, and how to start it. */
 interface Setup {
@@ -89,28 +97,12 @@ interface Measurement {
 
 /** The key of the setup every ratio is taken against. */
 const REFERENCE = "plain";
-/** The project root, where children run so that they find deno.json. */
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-/** Permissions every child process runs with. */
-const CHILD_FLAGS = [
-  "run",
-  "--allow-net",
-  "--allow-read",
-  "--allow-env",
-  "--allow-sys",
-];
-/** How long a server may take to print its address and accept. */
-const START_TIMEOUT_MS = 30_000;
-/** How long a server may take to exit after SIGTERM before SIGKILL. */
-const STOP_TIMEOUT_MS = 5_000;
 /** How long a load generator may overrun its warm-up and duration. */
 const LOAD_SLACK_MS = 30_000;
 /** How far inside the counting time the busy cores are sampled. */
 const SAMPLE_MARGIN_MS = 500;
 /** Below this overlap of the load generators' counting, print a warning. */
 const MIN_OVERLAP = 0.95;
-/** Child processes still running, killed if this script is interrupted. */
-const running = new Set<Deno.ChildProcess>();
 
 /**
  * Builds the setups that can be measured.
@@ -214,145 +206,6 @@ function positiveNumber(name: string, text: string, zeroOk = false): number {
 }
 
 /**
- * Starts a child `deno run` process with the child permissions.
- *
- * @param flags Extra `deno run` flags, before the script.
- * @param script The script, relative to the project root.
- * @param args The script's arguments.
- * @returns The running child, with stdout piped.
- */
-function spawnDeno(
-  flags: string[],
-  script: string,
-  args: string[],
-): Deno.ChildProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...CHILD_FLAGS, ...flags, script, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  running.add(child);
-  child.status.finally(() => running.delete(child));
-  return child;
-}
-
-/** Sends `signal` to `child`, unless it has exited already. */
-function signalChild(child: Deno.ChildProcess, signal: Deno.Signal): void {
-  try {
-    child.kill(signal);
-  } catch {
-    // It has exited already.
-  }
-}
-
-/**
- * Stops a child with SIGTERM, or SIGKILL if it does not exit in time, and
- * waits until it has exited.
- *
- * @param child The child to stop.
- */
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
-  signalChild(child, "SIGTERM");
-  const exited = await withTimeout(child.status, STOP_TIMEOUT_MS);
-  if (exited === undefined) {
-    signalChild(child, "SIGKILL");
-    await child.status;
-  }
-}
-
-/**
- * Resolves as `promise` does, or with `undefined` after `ms` milliseconds.
- *
- * @param promise What to wait for.
- * @param ms How long to wait at most.
- * @returns The value of `promise`, or `undefined` on timeout.
- */
-async function withTimeout<T>(
-  promise: Promise<T>,
-  ms: number,
-): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Reads the server's first line of output and finds the port in it; keeps
- * reading the rest so that the server never blocks on a full pipe.
- *
- * @param child The server.
- * @param hostname The address it listens on, as it prints it.
- * @returns The port it printed.
- */
-async function readPort(
-  child: Deno.ChildProcess,
-  hostname: string,
-): Promise<number> {
-  const output = lines(child.stdout);
-  const first = await withTimeout(output.next(), START_TIMEOUT_MS);
-  if (first === undefined) {
-    throw new Error("Cannot start server: it printed no address in time");
-  }
-  if (first.done) {
-    throw new Error("Cannot start server: it exited before listening");
-  }
-  (async () => {
-    for await (const _ of output) {
-      // Nothing more is expected; drain it.
-    }
-  })();
-  const match = first.value.match(new RegExp(`${escape(hostname)}:(\\d+)`));
-  if (match === null) {
-    throw new Error(
-      `Cannot start server: no ${hostname}:port in "${first.value}"`,
-    );
-  }
-  return Number(match[1]);
-}
-
-/** Escapes `text` for use in a regular expression. */
-function escape(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-/**
- * Connects until the server accepts, then closes that connection.
- *
- * @param hostname The server's address.
- * @param port The server's port.
- * @param exited Settles if the server exits meanwhile.
- */
-async function waitUntilAccepting(
-  hostname: string,
-  port: number,
-  exited: Promise<unknown>,
-): Promise<void> {
-  let gone = false;
-  exited.finally(() => gone = true);
-  const deadline = performance.now() + START_TIMEOUT_MS;
-  while (!gone && performance.now() < deadline) {
-    try {
-      const conn = await Deno.connect({ hostname, port });
-      conn.close();
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  throw new Error(
-    `Cannot start server: ${hostname}:${port} did not accept connections`,
-  );
-}
-
-/**
  * Runs the load generators against one server at once.
  *
  * @param options The workload.
@@ -371,7 +224,7 @@ async function runLoaders(
   ];
   const children = Array.from(
     { length: options.loaders },
-    () => spawnDeno([], "bench/load.ts", args),
+    () => spawnDeno("bench/load.ts", args),
   );
   const limit = (options.warmup + options.duration) * 1000 + LOAD_SLACK_MS;
   const stopSampling = new AbortController();
@@ -442,17 +295,6 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Parses the JSON line a load generator printed. */
-function parseLoadOutput(output: Deno.CommandOutput): LoadResult {
-  const text = new TextDecoder().decode(output.stdout).trim();
-  if (!output.success || text === "") {
-    throw new Error(
-      `Cannot measure: a load generator exited with code ${output.code}`,
-    );
-  }
-  return JSON.parse(text.split("\n").at(-1)!) as LoadResult;
-}
-
 /**
  * Sums what the load generators measured.
  *
@@ -466,8 +308,15 @@ function sum(
   busyCores: number,
   duration: number,
 ): Measurement {
-  const total = (field: keyof LoadResult) =>
-    results.reduce((sum, result) => sum + result[field], 0);
+  const total = (
+    field:
+      | "roundTripsPerSecond"
+      | "mibPerSecond"
+      | "cpuSeconds"
+      | (
+        "failedConnections" | "stalledConnections"
+      ),
+  ) => results.reduce((sum, result) => sum + result[field], 0);
   const start = Math.max(...results.map((result) => result.measureStart));
   const end = Math.min(...results.map((result) => result.measureEnd));
   return {
@@ -493,10 +342,11 @@ async function measure(
 ): Promise<Measurement> {
   const { hostname } = options;
   // `reusePort` needs the flag; the other servers ignore it.
-  const server = spawnDeno(["--unstable-net"], setup.script, [
-    ...["--hostname", hostname, "--port", "0"],
-    ...setup.args,
-  ]);
+  const server = spawnDeno(
+    setup.script,
+    ["--hostname", hostname, "--port", "0", ...setup.args],
+    { flags: ["--unstable-net"] },
+  );
   try {
     const port = await readPort(server, hostname);
     await waitUntilAccepting(hostname, port, server.status);
@@ -602,7 +452,7 @@ function warnAbout(setup: Setup, measured: Measurement): void {
 
 /** Kills every child still running, then exits; for SIGINT and SIGTERM. */
 function exitOnSignal(): void {
-  for (const child of running) signalChild(child, "SIGKILL");
+  killChildren();
   Deno.exit(130);
 }
 
