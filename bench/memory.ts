@@ -13,7 +13,8 @@
  * forced GC, as a second figure. The script prints the differences divided
  * by the number of connections, and for each of our variants whether it
  * meets the target: at most 8 KiB of RSS per idle connection without a
- * forced GC. The raw loops and `node:net` are there for reference.
+ * forced GC. The raw loops, `node:net` and `BufferedProtocol` with a 64 KiB
+ * buffer (which holds that buffer by design) are there for reference.
  *
  * ```sh
  * deno task bench:memory                      # 2,000 connections
@@ -66,6 +67,7 @@ const MEMORY_VARIANTS: Record<string, MemoryVariant> = {
     name: "StreamTransport + BufferedProtocol, 64 KiB buffer",
     variant: "buffered",
     bufferSize: 64 * KiB,
+    reference: true,
   },
   raw: {
     name: "raw Deno.Conn, pending read, 64 KiB buffer",
@@ -164,7 +166,8 @@ async function runParent(keys: string[]): Promise<void> {
     `Server memory for ${connections} idle connections over loopback` +
       (greet > 0 ? `, each after one ${greet}-byte echo` : "") +
       `. Target: ≤ ${TARGET_KIB} KiB of RSS per idle connection without a ` +
-      "forced GC (RSS/conn); raw loops and node:net are for reference.\n",
+      "forced GC (RSS/conn); raw loops, node:net and the 64 KiB buffer are " +
+      "for reference.\n",
   );
   const rows: string[][] = [[
     "server",
