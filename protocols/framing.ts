@@ -1,4 +1,4 @@
-import { indexOfNeedle, startsWith } from "../_bytes.ts";
+import { concat, indexOfNeedle, startsWith } from "../_bytes.ts";
 import { FrameTooLongError } from "../transports/errors.ts";
 import type { Transport } from "../transports/transport.ts";
 import { ProtocolBase } from "./protocol.ts";
@@ -43,8 +43,13 @@ const encoder = new TextEncoder();
  * by default throws {@linkcode FrameTooLongError} and so closes the
  * connection with it; an override that returns instead drops the line up to
  * its delimiter and goes on. A last line without a delimiter at EOF is not
- * delivered. Every complete line in a chunk is delivered, even after
- * `pauseReading()`; pausing stops the next chunk.
+ * delivered.
+ *
+ * To stop between lines, call the protocol's own
+ * {@linkcode LineProtocol.pauseReading} (not the transport's, which stops
+ * only the next chunk): the lines already read wait with the transport
+ * paused, and {@linkcode LineProtocol.resumeReading} delivers them, then
+ * reads again.
  *
  * Lines are the protocol's to keep, unless the subclass declares
  * `transientData` (then a line is valid only during `lineReceived`).
@@ -74,6 +79,8 @@ export abstract class LineProtocol extends ProtocolBase {
   #partLength = 0;
   /** Dropping an over-long line until its delimiter. */
   #discarding = false;
+  /** Lines held while paused. */
+  readonly #pause: Pause = new Pause(this, (data) => this.#split(data));
 
   /**
    * Makes a line splitter.
@@ -123,8 +130,30 @@ export abstract class LineProtocol extends ProtocolBase {
     ]);
   }
 
+  /**
+   * Stops delivering lines after the current one, and pauses the
+   * transport; the rest of the chunk waits for `resumeReading()`.
+   */
+  pauseReading(): void {
+    this.#pause.pause();
+  }
+
+  /**
+   * Delivers the lines held by `pauseReading()`, from within this call,
+   * then resumes the transport unless a line paused it again. A callback
+   * that throws here aborts the connection, and the error is thrown from
+   * this call.
+   */
+  resumeReading(): void {
+    this.#pause.resume();
+  }
+
   /** Splits `data` into lines; keeps what has no delimiter yet. */
   override dataReceived(data: Uint8Array): void {
+    this.#pause.receive(data);
+  }
+
+  #split(data: Uint8Array): void {
     const delimiter = this.delimiter;
     let from = 0;
     let scan = 0;
@@ -134,6 +163,7 @@ export abstract class LineProtocol extends ProtocolBase {
         const end = this.#partLength - (delimiter.byteLength - across);
         if (!this.#endLine(this.#joinParts().subarray(0, end))) return;
         from = scan = across;
+        if (this.#pause.stopsAt(data, from)) return;
       }
     }
     for (;;) {
@@ -144,6 +174,7 @@ export abstract class LineProtocol extends ProtocolBase {
         : data.subarray(from, at);
       from = scan = at + delimiter.byteLength;
       if (!this.#endLine(line)) return;
+      if (this.#pause.stopsAt(data, from)) return;
     }
     this.#keep(data.subarray(from));
   }
@@ -265,6 +296,11 @@ export interface LengthPrefixedProtocolOptions {
  * override that returns instead skips the frame and goes on. Memory stays
  * bounded by `maxFrameLength` whatever the peer sends.
  *
+ * To stop between frames, call the protocol's own
+ * {@linkcode LengthPrefixedProtocol.pauseReading} (not the transport's,
+ * which stops only the next chunk); {@linkcode
+ * LengthPrefixedProtocol.resumeReading} delivers the frames held meanwhile.
+ *
  * @example Frames of up to 64 KiB with a 2-byte prefix
  * ```ts
  * import { LengthPrefixedProtocol } from "@aio/protocols";
@@ -300,6 +336,8 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
   #frameFilled = 0;
   /** Bytes of an over-long frame still to skip. */
   #skip = 0;
+  /** Frames held while paused. */
+  readonly #pause: Pause = new Pause(this, (data) => this.#split(data));
 
   /**
    * Makes a frame splitter.
@@ -353,8 +391,30 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
     return connected(this.transport, "send frame").writelines([prefix, frame]);
   }
 
+  /**
+   * Stops delivering frames after the current one, and pauses the
+   * transport; the rest of the chunk waits for `resumeReading()`.
+   */
+  pauseReading(): void {
+    this.#pause.pause();
+  }
+
+  /**
+   * Delivers the frames held by `pauseReading()`, from within this call,
+   * then resumes the transport unless a frame paused it again. A callback
+   * that throws here aborts the connection, and the error is thrown from
+   * this call.
+   */
+  resumeReading(): void {
+    this.#pause.resume();
+  }
+
   /** Splits `data` into frames; keeps a partial prefix or frame. */
   override dataReceived(data: Uint8Array): void {
+    this.#pause.receive(data);
+  }
+
+  #split(data: Uint8Array): void {
     let offset = 0;
     while (offset < data.byteLength) {
       if (this.#skip > 0) {
@@ -369,6 +429,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
         if (this.#frameLength !== 0) continue;
         this.#frameLength = -1;
         if (!this.#deliver(EMPTY)) return;
+        if (this.#pause.stopsAt(data, offset)) return;
         continue;
       }
       const length = this.#frameLength;
@@ -379,6 +440,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
         const view = data.subarray(offset, offset + length);
         offset += length;
         if (!this.#deliver(view)) return;
+        if (this.#pause.stopsAt(data, offset)) return;
         continue;
       }
       const frame = this.#frame ??= new Uint8Array(length);
@@ -391,6 +453,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
         this.#frame = undefined;
         this.#frameFilled = 0;
         if (!this.#deliver(frame)) return;
+        if (this.#pause.stopsAt(data, offset)) return;
       }
     }
   }
@@ -430,6 +493,84 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * A framing protocol's own pause: between two messages of a chunk, not only
+ * between chunks. While paused, the transport is paused too, and the bytes
+ * not yet split are held (copied if the protocol's data is transient).
+ */
+class Pause {
+  readonly #protocol: ProtocolBase;
+  /** Splits bytes into messages and delivers them. */
+  readonly #split: (data: Uint8Array) => void;
+  #paused = false;
+  /** Bytes read and not yet split, while paused. */
+  #held: Uint8Array | undefined;
+  /** Set while `#split` runs. */
+  #splitting = false;
+
+  constructor(protocol: ProtocolBase, split: (data: Uint8Array) => void) {
+    this.#protocol = protocol;
+    this.#split = split;
+  }
+
+  pause(): void {
+    this.#paused = true;
+    this.#protocol.transport?.pauseReading();
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    const held = this.#held;
+    if (held !== undefined && !this.#splitting) {
+      this.#held = undefined;
+      try {
+        this.receive(held);
+      } catch (error) {
+        this.#protocol.transport?.abort();
+        throw error;
+      }
+    }
+    if (!this.#paused) this.#protocol.transport?.resumeReading();
+  }
+
+  /** Splits `data` after what is held, or holds it all while paused. */
+  receive(data: Uint8Array): void {
+    const held = this.#held;
+    if (held !== undefined) {
+      this.#held = undefined;
+      data = concat([held, data]);
+    } else if (this.#paused) {
+      data = this.#own(data);
+    }
+    if (this.#paused) {
+      this.#held = data;
+      return;
+    }
+    this.#splitting = true;
+    try {
+      this.#split(data);
+    } finally {
+      this.#splitting = false;
+    }
+  }
+
+  /**
+   * Called after each message: `true` if paused, holding `data` from
+   * `from` on.
+   */
+  stopsAt(data: Uint8Array, from: number): boolean {
+    if (!this.#paused) return false;
+    if (from < data.byteLength) this.#held = this.#own(data.subarray(from));
+    return true;
+  }
+
+  /** Returns bytes the protocol may keep past `dataReceived`. */
+  #own(data: Uint8Array): Uint8Array {
+    return this.#protocol.transientData ? data.slice() : data;
+  }
+}
 
 function checkLimit(value: unknown, name: string): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {

@@ -188,7 +188,6 @@ class SkippingFrames extends Frames {
   }
 }
 
-/** A transport with no I/O: only `close()` and `isClosing()` matter. */
 /** Writes `lines` to `conn`, each with `"\n"`, and reads the echo back. */
 async function echoLines(conn: Deno.Conn, lines: string[]): Promise<string> {
   const sent = bytes(lines.map((line) => `${line}\n`).join(""));
@@ -796,6 +795,171 @@ Deno.test("LineProtocol and LengthPrefixedProtocol reject bad options", async (t
       );
     },
   );
+});
+
+// Pausing between messages.
+
+Deno.test("LineProtocol.pauseReading() stops between two lines of a chunk, and resumeReading() delivers the rest", async (t) => {
+  /** Pauses after each line named in `pauseAfter`. */
+  class Pausing extends Lines {
+    constructor(readonly pauseAfter: string[], options?: LineProtocolOptions) {
+      super(options);
+    }
+    override lineReceived(line: Uint8Array): void {
+      super.lineReceived(line);
+      if (this.pauseAfter.includes(text(line))) this.pauseReading();
+    }
+  }
+
+  await t.step("one chunk, paused twice", () => {
+    const protocol = new Pausing(["b", "c"]);
+    const transport = new MemoryTransport(protocol);
+    transport.receive(bytes("a\nb\nc\nd\npart"));
+    assert.deepEqual(protocol.lines, ["a", "b"]);
+    assert.equal(transport.isReading(), false);
+    protocol.resumeReading();
+    assert.deepEqual(protocol.lines, ["a", "b", "c"]);
+    assert.equal(transport.isReading(), false);
+    protocol.resumeReading();
+    assert.deepEqual(protocol.lines, ["a", "b", "c", "d"]);
+    assert.equal(transport.isReading(), true);
+    transport.receive(bytes("ial\n"));
+    assert.deepEqual(protocol.lines, ["a", "b", "c", "d", "partial"]);
+  });
+
+  await t.step(
+    "a chunk that arrives while paused waits behind the held lines",
+    () => {
+      const protocol = new Pausing(["a"], { delimiter: "\r\n" });
+      const transport = new MemoryTransport(protocol);
+      transport.receive(bytes("a\r\nb\r"));
+      // The transport was paused: resumeReading() on it alone delivers the
+      // chunk to the protocol, which holds it behind the held bytes.
+      transport.resumeReading();
+      transport.receive(bytes("\nc\r\n"));
+      assert.deepEqual(protocol.lines, ["a"]);
+      protocol.resumeReading();
+      assert.deepEqual(protocol.lines, ["a", "b", "c"]);
+    },
+  );
+
+  await t.step(
+    "pausing and resuming within lineReceived goes on at once",
+    () => {
+      class Blink extends Lines {
+        override lineReceived(line: Uint8Array): void {
+          super.lineReceived(line);
+          this.pauseReading();
+          this.resumeReading();
+        }
+      }
+      const protocol = new Blink();
+      const transport = new MemoryTransport(protocol);
+      transport.receive(bytes("a\nb\nc\n"));
+      assert.deepEqual(protocol.lines, ["a", "b", "c"]);
+      assert.equal(transport.isReading(), true);
+    },
+  );
+
+  await t.step("held bytes of transient data are copied", () => {
+    const protocol = new (class extends TransientLines {
+      override lineReceived(line: Uint8Array): void {
+        super.lineReceived(line);
+        if (this.lines.length === 1) this.pauseReading();
+      }
+    })();
+    const transport = new MemoryTransport(protocol);
+    const chunk = bytes("a\nb\nc\n");
+    protocol.dataReceived(chunk);
+    chunk.fill(120); // the transport reuses its block: "xxxxxx"
+    protocol.resumeReading();
+    assert.deepEqual(protocol.lines, ["a", "b", "c"]);
+    assert.equal(transport.isReading(), true);
+  });
+
+  await t.step(
+    "a line that throws on resume aborts the connection and the error reaches the caller",
+    () => {
+      const protocol = new (class extends Pausing {
+        override lineReceived(line: Uint8Array): void {
+          if (text(line) === "b") throw new Error("bad line");
+          super.lineReceived(line);
+        }
+      })(["a"]);
+      const transport = new MemoryTransport(protocol);
+      transport.receive(bytes("a\nb\nc\n"));
+      assert.throws(() => protocol.resumeReading(), /bad line/);
+      assert.equal(transport.isClosing(), true);
+      assert.deepEqual(protocol.lines, ["a"]);
+    },
+  );
+
+  await t.step("resumeReading() without a pause does nothing", () => {
+    const protocol = new Lines();
+    const transport = new MemoryTransport(protocol);
+    protocol.resumeReading();
+    transport.receive(bytes("a\n"));
+    assert.deepEqual(protocol.lines, ["a"]);
+  });
+});
+
+Deno.test("LengthPrefixedProtocol.pauseReading() stops between two frames of a chunk", () => {
+  class Pausing extends Frames {
+    override frameReceived(frame: Uint8Array): void {
+      super.frameReceived(frame);
+      if (text(frame) !== "d") this.pauseReading();
+    }
+  }
+  const protocol = new Pausing({ prefixLength: 2 });
+  const transport = new MemoryTransport(protocol);
+  const stream = concat(["a", "", "c", "d"].map((f) => frame(bytes(f), 2)));
+  transport.receive(stream.subarray(0, stream.byteLength - 1));
+  assert.deepEqual(protocol.frames, ["a"]);
+  assert.equal(transport.isReading(), false);
+  protocol.resumeReading();
+  assert.deepEqual(protocol.frames, ["a", ""]);
+  protocol.resumeReading();
+  assert.deepEqual(protocol.frames, ["a", "", "c"]);
+  protocol.resumeReading();
+  assert.equal(transport.isReading(), true);
+  transport.receive(stream.subarray(stream.byteLength - 1));
+  assert.deepEqual(protocol.frames, ["a", "", "c", "d"]);
+});
+
+Deno.test("LineProtocol paused after every line answers 2,000 pipelined lines in order over a socket", async () => {
+  const count = 2000;
+  const done = Promise.withResolvers<void>();
+  let lost: Error | undefined;
+  class OneAtATime extends LineProtocol {
+    override lineReceived(line: Uint8Array): void {
+      // Answer each line a little later, as a server awaiting a lookup.
+      this.pauseReading();
+      Promise.resolve().then(() => {
+        if (this.transport?.isClosing()) return;
+        this.sendLine(line);
+        this.resumeReading();
+      });
+    }
+    override connectionLost(exc: Error | undefined): void {
+      lost = exc;
+      done.resolve();
+    }
+  }
+  await using server = await createServer(() => new OneAtATime(), {
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const { port } = server.addrs[0]!;
+  const lines = Array.from({ length: count }, (_, i) => `line ${i}`);
+  {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    assert.equal(
+      await within(echoLines(conn, lines), "echo"),
+      lines.map((l) => `${l}\n`).join(""),
+    );
+  }
+  await within(done.promise, "connectionLost");
+  assert.equal(lost, undefined);
 });
 
 // Closing.
