@@ -1,9 +1,20 @@
 /**
  * Byte helpers with the names and signatures of `@std/bytes`, so that
- * switching to it is an import change. Private to this package.
+ * switching to it is an import change, and {@linkcode copyOf}, which
+ * `@std/bytes` lacks. Private to this package.
  *
  * @module
  */
+
+/**
+ * Returns a copy of `view` in new memory of its exact size. The typed-array
+ * copy constructor lets V8 allocate without zeroing, where `slice()` zeroes
+ * the memory, then copies into it: for a large view, the zeroing is a third
+ * of the cost or more.
+ */
+export function copyOf(view: Uint8Array): Uint8Array {
+  return new Uint8Array(view);
+}
 
 /** Joins `buffers` into one new array. */
 export function concat(buffers: readonly Uint8Array[]): Uint8Array {

@@ -1,4 +1,4 @@
-import { concat, indexOfNeedle, startsWith } from "../_bytes.ts";
+import { concat, copyOf, indexOfNeedle, startsWith } from "../_bytes.ts";
 import { FrameTooLongError } from "../transports/errors.ts";
 import type { Transport } from "../transports/transport.ts";
 import { ProtocolBase } from "./protocol.ts";
@@ -236,7 +236,7 @@ export abstract class LineProtocol extends ProtocolBase {
       return;
     }
     this.#parts.push(
-      this.transientData ? rest.slice() : rest,
+      this.transientData ? copyOf(rest) : rest,
     );
     this.#partLength = length;
   }
@@ -568,7 +568,7 @@ class Pause {
 
   /** Returns bytes the protocol may keep past `dataReceived`. */
   #own(data: Uint8Array): Uint8Array {
-    return this.#protocol.transientData ? data.slice() : data;
+    return this.#protocol.transientData ? copyOf(data) : data;
   }
 }
 

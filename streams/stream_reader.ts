@@ -1,4 +1,4 @@
-import { concat } from "../_bytes.ts";
+import { concat, copyOf } from "../_bytes.ts";
 import {
   IncompleteReadError,
   LimitOverrunError,
@@ -439,7 +439,7 @@ class ByteBuffer {
   take(n: number): Uint8Array {
     const data = this.#adopted
       ? this.#bytes.subarray(this.#start, this.#start + n)
-      : this.#bytes.slice(this.#start, this.#start + n);
+      : copyOf(this.#bytes.subarray(this.#start, this.#start + n));
     this.skip(n);
     return data;
   }

@@ -1,3 +1,4 @@
+import { copyOf } from "../_bytes.ts";
 import { isLent } from "./_read_memory.ts";
 import type { ByteSource } from "./_read_side.ts";
 import type { ByteSink } from "./_write_side.ts";
@@ -54,7 +55,7 @@ export class WritableSink implements ByteSink {
 
   /** Writes all of `p`. */
   async write(p: Uint8Array): Promise<number> {
-    await this.#writer.write(isLent(p) ? p.slice() : p);
+    await this.#writer.write(isLent(p) ? copyOf(p) : p);
     return p.byteLength;
   }
 

@@ -24,6 +24,8 @@
  *   room is reused and a chunk the protocol keeps pins at most 64 KiB.
  */
 
+import { copyOf } from "../_bytes.ts";
+
 /** The read a connection makes once a read came back short: the socket was drained. */
 export const PROBE_READ_SIZE = 1024;
 /** The probe over TLS: one whole record (16 KiB of plaintext at most). */
@@ -136,7 +138,7 @@ export class ChunkPool {
 
   /** Copies the first `nbytes` of `view` into memory the caller owns. */
   copyOut(view: Uint8Array, nbytes: number): Uint8Array {
-    if (nbytes > SMALL_MAX) return view.slice(0, nbytes);
+    if (nbytes > SMALL_MAX) return copyOf(view.subarray(0, nbytes));
     const chunk = this.#pool.take(nbytes);
     chunk.set(view.subarray(0, nbytes));
     return chunk;

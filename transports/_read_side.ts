@@ -1,3 +1,4 @@
+import { copyOf } from "../_bytes.ts";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
 import { FAILED, type ProtocolCaller } from "./_protocol_caller.ts";
@@ -230,10 +231,10 @@ export class ReadSide {
       return;
     }
     if (held !== undefined || this.#paused || !this.#started) {
-      this.#held = held ?? { data: data.slice(), loan: undefined };
+      this.#held = held ?? { data: copyOf(data), loan: undefined };
       return;
     }
-    this.#feed(data.slice(), undefined);
+    this.#feed(copyOf(data), undefined);
   }
 
   /** Delivers EOF now (a side with no source), or once what is held is. */
@@ -379,7 +380,7 @@ export class ReadSide {
     if (held.protocol === this.#caller.protocol) {
       return this.bufferUpdated(held.nbytes);
     }
-    return this.#feed(held.buffer.slice(0, held.nbytes), undefined);
+    return this.#feed(copyOf(held.buffer.subarray(0, held.nbytes)), undefined);
   }
 
   /**
@@ -392,7 +393,7 @@ export class ReadSide {
     if (!isBuffered(protocol)) {
       const keeps = (protocol as Protocol).transientData !== true;
       return this.dataReceived(
-        loan !== undefined && keeps ? data.slice() : data,
+        loan !== undefined && keeps ? copyOf(data) : data,
       );
     }
     let offset = 0;
