@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  BlockLender,
   commit,
   drop,
   hold,
@@ -121,6 +122,28 @@ Deno.test("blocks: sized to a power of two and reused once given back", () => {
   const odd = reserveBlock(40 * KiB);
   assert.equal(odd.buffer.byteLength, 64 * KiB);
   releaseBlock(odd);
+});
+
+Deno.test("BlockLender: keeps as many free blocks as were in use at the busiest, and 1 MiB once none are", () => {
+  const lender = new BlockLender();
+  // Twelve connections each read into a 256 KiB block: 3 MiB in use.
+  const views = Array.from({ length: 12 }, () => lender.reserve(256 * KiB));
+  const buffers = new Set(views.map((view) => view.buffer));
+  const loans = views.map((view) => lender.lend(view));
+  // Each read is written, one after another, while the next ones are read:
+  // every block comes back to be reused, none from fresh memory.
+  for (const [i, loan] of loans.entries()) {
+    lender.drop(loan);
+    const next = lender.reserve(256 * KiB);
+    assert.ok(buffers.has(next.buffer), `read ${i} got a fresh block`);
+    views[i] = next;
+  }
+  // All twelve back but one: the twelve fit the lists (3 MiB).
+  for (const view of views.slice(1)) lender.release(view);
+  assert.equal(lender.freeBytes, 11 * 256 * KiB);
+  // None in use: the lists shrink back to 1 MiB.
+  lender.release(views[0]!);
+  assert.equal(lender.freeBytes, 1024 * KiB);
 });
 
 Deno.test("lendBlock: a result of 4 KiB or less is copied and the block is free at once", () => {
