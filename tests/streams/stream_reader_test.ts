@@ -448,7 +448,21 @@ Deno.test("StreamReader returns every byte once, in order, through mixed feeds a
       }
     }
     try {
-      out.push(await pending);
+      const got = await pending;
+      if (op >= 2) {
+        // A separator ends it, and none ends earlier (asyncio's rule).
+        const seps = op === 2 ? [separators[0]!] : separators;
+        const endsAt = (end: number) =>
+          seps.some((sep) =>
+            end >= sep.byteLength &&
+            sep.every((byte, k) => got[end - sep.byteLength + k] === byte)
+          );
+        assert.ok(endsAt(got.byteLength), "ends with a separator");
+        for (let end = 1; end < got.byteLength; end++) {
+          assert.ok(!endsAt(end), `a separator ends earlier, at ${end}`);
+        }
+      }
+      out.push(got);
     } catch (error) {
       if (error instanceof IncompleteReadError) {
         out.push(error.partial);
