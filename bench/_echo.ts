@@ -92,6 +92,11 @@ export interface ServeOptions {
   onConnection?: () => void;
   /** Serve TLS with this certificate and key (not for `"node"`). */
   tls?: TlsServerOptions;
+  /**
+   * A raw echo server reads each time into a fresh buffer, as a protocol
+   * that owns every chunk it gets needs: what fresh memory costs.
+   */
+  freshBuffers?: boolean;
 }
 
 /** A server of one variant. */
@@ -141,7 +146,7 @@ export async function serve(
       return serveRaw(listener, (conn) => {
         onConnection();
         return kind === "echo"
-          ? rawEcho(conn, size)
+          ? rawEcho(conn, size, options.freshBuffers ?? false)
           : rawSink(conn, size, kind.ackEvery);
       });
     }
@@ -359,9 +364,14 @@ function serveRaw(
   };
 }
 
-async function rawEcho(conn: Deno.Conn, size: number): Promise<void> {
-  const buffer = new Uint8Array(size);
+async function rawEcho(
+  conn: Deno.Conn,
+  size: number,
+  fresh: boolean,
+): Promise<void> {
+  let buffer = new Uint8Array(size);
   for (;;) {
+    if (fresh) buffer = new Uint8Array(size);
     const nbytes = await conn.read(buffer);
     if (nbytes === null) return;
     await writeAll(conn, buffer.subarray(0, nbytes));

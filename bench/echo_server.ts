@@ -15,10 +15,12 @@
  * the default), `plain` (StreamTransport + Protocol), `transient` (the same,
  * with `transientData`), `streams` (`startServer` with a `StreamReader` and
  * `StreamWriter`: `read(65536)`, `write()`, `drain()`), `raw` (a `Deno.Conn`
- * loop with 64 KiB reads), `raw256` (the same with 256 KiB reads) or `node`
- * (`node:net`). `--hostname` defaults to 127.0.0.1 and `--port` to 0 (a
- * free port, printed on start). `--buffer-size BYTES` sets the read buffer
- * of `buffered`, `raw` and `raw256`. `--tls` serves TLS (not with `node`)
+ * loop with 64 KiB reads), `raw256` (the same with 256 KiB reads),
+ * `rawfresh` (`raw256` reading into a fresh buffer each time, as a protocol
+ * that owns its chunks needs) or `node` (`node:net`). `--hostname` defaults
+ * to 127.0.0.1 and `--port` to 0 (a free port, printed on start).
+ * `--buffer-size BYTES` sets the read buffer of `buffered`, `raw`, `raw256`
+ * and `rawfresh`. `--tls` serves TLS (not with `node`)
  * with the test certificate for `localhost` from `tests/testdata/`, or with
  * `--cert FILE` and `--key FILE`. SIGINT or SIGTERM stops the server.
  *
@@ -41,6 +43,7 @@ const PROTOCOLS: Record<string, Variant | "streams"> = {
   streams: "streams",
   raw: "raw",
   raw256: "raw256",
+  rawfresh: "raw256",
   node: "node",
 };
 
@@ -73,7 +76,11 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
     `Cannot start echo server: --port (${values.port}) must be between 0 and 65535`,
   );
 }
-const options: ServeOptions = { hostname: values.hostname, port };
+const options: ServeOptions = {
+  hostname: values.hostname,
+  port,
+  freshBuffers: values.protocol === "rawfresh",
+};
 if (values["buffer-size"] !== undefined) {
   const size = Number(values["buffer-size"]);
   if (!Number.isInteger(size) || size <= 0) {

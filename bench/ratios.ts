@@ -19,7 +19,9 @@
  * - `echo`: TCP echo, 8 connections writing 64 KiB messages with 256 KiB in
  *   flight on each, in MiB/s. The raw `Deno.Conn` loop with 256 KiB reads
  *   is the baseline of `Protocol` (target ≥ 0.9x), `Protocol` with
- *   `transientData`, `BufferedProtocol` and `node:net`; streams
+ *   `transientData`, `BufferedProtocol`, `node:net`, and the same raw loop
+ *   reading into a fresh buffer each time (what fresh memory costs, which a
+ *   `Protocol` that owns its chunks pays); streams
  *   (`startServer`: `read(65536)`, `write`, `drain`) are measured against
  *   `Protocol` with `transientData` (target ≥ 0.9x).
  * - `ping-pong`: 32 connections, each sending 64 B and waiting for the
@@ -189,6 +191,9 @@ const WORKLOADS: Record<string, ProcessWorkload | InProcessWorkload> = {
     rate: (result) => (result as LoadResult).mibPerSecond,
     rows: [
       echoRow("raw256", "raw Deno.Conn, 256 KiB reads"),
+      echoRow("rawfresh", "raw loop, a fresh buffer per read", {
+        baseline: "raw256",
+      }),
       echoRow("plain", "Protocol", { baseline: "raw256", target: 0.9 }),
       echoRow("transient", "Protocol + transientData", { baseline: "raw256" }),
       echoRow("buffered", "BufferedProtocol", { baseline: "raw256" }),
