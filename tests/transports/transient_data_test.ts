@@ -3,6 +3,7 @@ import { ProtocolBase } from "../../protocols/protocol.ts";
 import {
   MAX_READ_SIZE,
   outstandingLoans,
+  PROBE_READ_SIZE,
   SMALL_MAX,
 } from "../../transports/_read_memory.ts";
 import { StreamTransport } from "../../transports/_stream_transport.ts";
@@ -241,9 +242,12 @@ class ProxyProtocol extends CheckingProtocol {
 }
 
 /**
- * A `CheckingProtocol` that pauses reading at each full read of the
- * largest size, at most `maxPauses` times: in `dataReceived` ("inside"),
- * or just after it returns ("after"), with the next read, lent, in flight.
+ * A `CheckingProtocol` that pauses reading after each read that filled its
+ * buffer (a chunk of the largest read size, or of the probe's size), at
+ * most `maxPauses` times: in `dataReceived` ("inside"), or just after it
+ * returns ("after"), with the next read, as large as the last burst (so
+ * lent), in flight. A filled probe comes after every short read, so pauses
+ * do not depend on whether the sender ever gets a whole 256 KiB ahead.
  */
 class PausingProtocol extends CheckingProtocol {
   pauses = new Counter();
@@ -259,8 +263,9 @@ class PausingProtocol extends CheckingProtocol {
 
   override dataReceived(data: Uint8Array): void {
     super.dataReceived(data);
-    const due = data.byteLength === MAX_READ_SIZE && !this.#pausing &&
-      this.pauses.count < this.maxPauses;
+    const full = data.byteLength === MAX_READ_SIZE ||
+      data.byteLength === PROBE_READ_SIZE;
+    const due = full && !this.#pausing && this.pauses.count < this.maxPauses;
     if (!due) return;
     const transport = this.transport!;
     const pause = () => {
@@ -280,8 +285,9 @@ class PausingProtocol extends CheckingProtocol {
 /**
  * A `CheckingProtocol` that hands its transport to `next`: in
  * `dataReceived` at its first large (so lent) chunk ("inside"), or just
- * after `dataReceived` returns at its first full read of the largest size
- * ("after"): the next read, lent, is then in flight.
+ * after `dataReceived` returns at its first read that filled its buffer
+ * (of the largest read size, or a probe once lent chunks came) ("after"):
+ * the next read, as large as the last burst (so lent), is then in flight.
  */
 class SwitchingProtocol extends CheckingProtocol {
   switched = false;
@@ -302,7 +308,8 @@ class SwitchingProtocol extends CheckingProtocol {
     super.dataReceived(data);
     const due = this.mode === "inside"
       ? data.byteLength > SMALL_MAX
-      : data.byteLength === MAX_READ_SIZE;
+      : data.byteLength === MAX_READ_SIZE ||
+        (data.byteLength === PROBE_READ_SIZE && this.largeChunks > 0);
     if (!due || this.#switching) return;
     this.#switching = true;
     const transport = this.transport!;
