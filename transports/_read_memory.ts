@@ -153,20 +153,21 @@ export interface Loan {
   refs: number;
 }
 
-/** Free blocks of one size are kept up to this many bytes, however busy. */
+/** Free blocks of each size are kept up to this many bytes, however quiet. */
 const FREE_MIN = 1024 * 1024;
-/** ... and up to the bytes in use, but never more than this. */
+/** Beyond that, free blocks of all sizes together up to the peak in use, but never more than this. */
 const FREE_MAX = 16 * 1024 * 1024;
 
 /**
  * Blocks lent to `transientData` protocols: sized to a power of two, so
  * that few sizes occur, and kept on a free list per size once every holder
- * has dropped them. A free list keeps as many bytes as were in use at the
- * busiest since the last quiet moment (1 MiB at least, 16 MiB at most):
- * busy connections each hold a block or two, reading and writing, and a
- * list smaller than that working set sent every few reads to fresh, zeroed
- * memory (8 echo connections: 2.4% of reads, 10% of the server's time in
- * `memset`). Once no block is in use, the lists shrink back to 1 MiB.
+ * has dropped them. The lists keep 1 MiB of each size, and beyond that as
+ * many bytes as were in use at the busiest since the last quiet moment (16
+ * MiB at most, all sizes together): busy connections each hold a block or
+ * two, reading and writing, and lists smaller than that working set sent
+ * every few reads to fresh, zeroed memory (8 echo connections: 2.4% of
+ * reads, 10% of the server's time in `memset`). Once no block is in use,
+ * each list shrinks back to 1 MiB.
  */
 export class BlockLender {
   /** Free blocks by size. */
@@ -175,6 +176,8 @@ export class BlockLender {
   #inUse = 0;
   /** The most bytes in use since none were. */
   #peak = 0;
+  /** Bytes on the free lists. */
+  #freeBytes = 0;
   /** Loans by block, so that a write of any view into a lent block holds it. */
   #loans = new WeakMap<ArrayBufferLike, Loan>();
   /** Loans not yet ended; while 0, `hold()` skips the lookup. */
@@ -190,11 +193,12 @@ export class BlockLender {
     const blockSize = 2 ** Math.ceil(Math.log2(size));
     this.#inUse += blockSize;
     if (this.#inUse > this.#peak) this.#peak = this.#inUse;
-    return new Uint8Array(
-      this.#freeList(blockSize).pop() ?? new ArrayBuffer(blockSize),
-      0,
-      size,
-    );
+    const block = this.#freeList(blockSize).pop();
+    if (block === undefined) {
+      return new Uint8Array(new ArrayBuffer(blockSize), 0, size);
+    }
+    this.#freeBytes -= blockSize;
+    return new Uint8Array(block, 0, size);
   }
 
   /** Gives back a block that was reserved and never lent. */
@@ -239,24 +243,28 @@ export class BlockLender {
 
   /** Keeps `block` for reuse, unless its free list is full. */
   #give(block: ArrayBufferLike): void {
-    this.#inUse -= block.byteLength;
-    const list = this.#freeList(block.byteLength);
-    const keep = Math.min(Math.max(this.#peak, FREE_MIN), FREE_MAX);
-    if ((list.length + 1) * block.byteLength <= keep) {
+    const size = block.byteLength;
+    this.#inUse -= size;
+    const list = this.#freeList(size);
+    if (
+      (list.length + 1) * size <= FREE_MIN ||
+      this.#freeBytes + size <= Math.min(this.#peak, FREE_MAX)
+    ) {
       list.push(block as ArrayBuffer);
+      this.#freeBytes += size;
     }
     if (this.#inUse > 0) return;
     this.#peak = 0;
     for (const [size, blocks] of this.#free) {
-      blocks.length = Math.min(blocks.length, Math.floor(FREE_MIN / size));
+      const keep = Math.min(blocks.length, Math.floor(FREE_MIN / size));
+      this.#freeBytes -= (blocks.length - keep) * size;
+      blocks.length = keep;
     }
   }
 
   /** The bytes kept on the free lists, for tests. */
   get freeBytes(): number {
-    let bytes = 0;
-    for (const [size, blocks] of this.#free) bytes += size * blocks.length;
-    return bytes;
+    return this.#freeBytes;
   }
 }
 

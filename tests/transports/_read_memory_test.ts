@@ -17,6 +17,7 @@ import {
 } from "../../transports/_read_memory.ts";
 
 const KiB = 1024;
+const MiB = 1024 * KiB;
 
 Deno.test("ReadSizer: the default probe is 1 KiB, small enough for an idle connection's pending read", () => {
   assert.equal(PROBE_READ_SIZE, 1024);
@@ -144,6 +145,23 @@ Deno.test("BlockLender: keeps as many free blocks as were in use at the busiest,
   // None in use: the lists shrink back to 1 MiB.
   lender.release(views[0]!);
   assert.equal(lender.freeBytes, 1024 * KiB);
+});
+
+Deno.test("BlockLender: keeps 16 MiB at most beyond 1 MiB of each size, however busy", () => {
+  const lender = new BlockLender();
+  const sizes = [64 * KiB, 128 * KiB, 256 * KiB];
+  // 32 MiB in use: 16 MiB of 256 KiB blocks, 8 MiB each of the others.
+  const views = sizes.flatMap((size) =>
+    Array.from(
+      { length: 8 * MiB / size * (size === 256 * KiB ? 2 : 1) },
+      () => lender.reserve(size),
+    )
+  );
+  for (const view of views.slice(1)) lender.release(view);
+  assert.ok(lender.freeBytes <= 16 * MiB + sizes.length * MiB);
+  assert.ok(lender.freeBytes >= 16 * MiB);
+  lender.release(views[0]!);
+  assert.equal(lender.freeBytes, sizes.length * MiB);
 });
 
 Deno.test("lendBlock: a result of 4 KiB or less is copied and the block is free at once", () => {
