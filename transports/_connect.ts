@@ -22,7 +22,7 @@ import type { StreamProtocol, Transport } from "./transport.ts";
 export async function connectTcp<P extends StreamProtocol>(
   factory: () => P,
   options: CreateConnectionOptions,
-  events?: TransportEvents,
+  events?: TransportEvents<Transport>,
 ): Promise<[Transport, P]> {
   checkFactory(factory, "create connection");
   const port = checkPort(options?.port, "create connection");
@@ -87,7 +87,7 @@ export function drive<P extends StreamProtocol>(
   conn: Deno.Conn,
   options: ConnectAcceptedConnOptions,
   extra: Record<string, unknown> | undefined,
-  events?: TransportEvents,
+  events?: TransportEvents<Transport>,
 ): Promise<[Transport, P]> {
   let transport: StreamTransport;
   let protocol: P;
@@ -110,7 +110,9 @@ export function drive<P extends StreamProtocol>(
           if (error === undefined) made.resolve([transport, protocol]);
           else made.reject(error);
         },
-        lost: events?.lost,
+        lost(lost) {
+          events?.lost?.(lost);
+        },
       },
     });
   } catch (error) {

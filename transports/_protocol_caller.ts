@@ -10,28 +10,24 @@ export const FAILED: unique symbol = Symbol("failed");
  * its connections, a connect call that resolves once the protocol is made.
  * Passed in when the transport is built.
  */
-export interface TransportEvents {
+export interface TransportEvents<T extends BaseTransport = BaseTransport> {
   /** `connectionMade` returned, or threw `error` (the transport then closes). */
-  made?:
-    | ((transport: BaseTransport, error: Error | undefined) => void)
-    | undefined;
+  made?(transport: T, error: Error | undefined): void;
   /** `connectionLost` returned: the transport is done. */
-  lost?: ((transport: BaseTransport) => void) | undefined;
+  lost?(transport: T): void;
   /**
    * `startTls` replaced `old` with `upgraded`, which reports to these
    * events from now on; `old` reports nothing more.
    */
-  replaced?:
-    | ((old: BaseTransport, upgraded: BaseTransport) => void)
-    | undefined;
+  replaced?(old: T, upgraded: T): void;
 }
 
 /** Options for {@linkcode ProtocolCaller}. */
-export interface ProtocolCallerOptions {
+export interface ProtocolCallerOptions<T extends BaseTransport> {
   /** Receives what callbacks throw; default: stderr. */
   onError?: ErrorHandler | undefined;
   /** Who made the transport. */
-  events?: TransportEvents | undefined;
+  events?: TransportEvents<T> | undefined;
   /** The transport's side of the caller. */
   owner: CallerOwner;
 }
@@ -56,7 +52,10 @@ export interface CallerOwner {
  * - `connectionLost` comes last and once; after {@linkcode stop} (abort,
  *   a failure, the transport finishing) nothing else is called.
  */
-export class ProtocolCaller<P extends BaseProtocol> {
+export class ProtocolCaller<
+  P extends BaseProtocol,
+  T extends BaseTransport = BaseTransport,
+> {
   /** The protocol that gets the callbacks. */
   protocol: P;
   /** `connectionMade` has returned. */
@@ -69,9 +68,9 @@ export class ProtocolCaller<P extends BaseProtocol> {
   /** The first error a callback failed with. */
   #failure: Error | undefined;
   #ending = false;
-  readonly #transport: BaseTransport;
+  readonly #transport: T;
   readonly #onError: ErrorHandler;
-  readonly #events: TransportEvents | undefined;
+  readonly #events: TransportEvents<T> | undefined;
   readonly #owner: CallerOwner;
 
   /**
@@ -79,11 +78,7 @@ export class ProtocolCaller<P extends BaseProtocol> {
    * @param protocol The protocol to call.
    * @param options Error reporting, the maker's events, and how to close.
    */
-  constructor(
-    transport: BaseTransport,
-    protocol: P,
-    options: ProtocolCallerOptions,
-  ) {
+  constructor(transport: T, protocol: P, options: ProtocolCallerOptions<T>) {
     this.#transport = transport;
     this.protocol = protocol;
     this.#onError = options.onError ?? reportToStderr;
@@ -97,7 +92,7 @@ export class ProtocolCaller<P extends BaseProtocol> {
   }
 
   /** The maker's events, to carry over to a transport that replaces this one. */
-  get events(): TransportEvents | undefined {
+  get events(): TransportEvents<T> | undefined {
     return this.#events;
   }
 

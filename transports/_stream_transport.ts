@@ -49,7 +49,7 @@ export interface StreamTransportOptions {
   /** Receives errors thrown by protocol callbacks; default: stderr. */
   onError?: ErrorHandler | undefined;
   /** Who made the transport and wants to know how it goes. */
-  events?: TransportEvents | undefined;
+  events?: TransportEvents<Transport> | undefined;
   /** More `getExtraInfo()` entries (`alpnProtocol`, `pipe`). */
   extra?: Record<string, unknown> | undefined;
   /** Takes over a protocol already made (after `startTls`): no `connectionMade`. */
@@ -84,7 +84,7 @@ export interface DetachedConn {
   /** The error hook, to carry over. */
   onError: ErrorHandler;
   /** The maker's events, to carry over. */
-  events: TransportEvents | undefined;
+  events: TransportEvents<Transport> | undefined;
   /** The idle timeout, to carry over. */
   idleTimeout: number;
   /** Ends the protocol's connection with `exc`, once, as the transport would. */
@@ -138,7 +138,7 @@ export class StreamTransport implements Transport {
   #conn: Deno.Conn | undefined;
   #source: (ByteSource & { close(): void }) | undefined;
   #sink: ByteSink | undefined;
-  #caller: ProtocolCaller<StreamProtocol>;
+  #caller: ProtocolCaller<StreamProtocol, Transport>;
   #reader: ReadSide | undefined;
   #writer: WriteSide | undefined;
   #extra: Record<string, unknown> | undefined;

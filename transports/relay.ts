@@ -153,11 +153,11 @@ class RelayHalf implements Protocol {
 }
 
 function checkTransport(transport: unknown, name: string): void {
-  const t = transport as Partial<Transport> | null;
   if (
-    typeof t !== "object" || t === null || typeof t.write !== "function" ||
-    typeof t.setProtocol !== "function" ||
-    typeof t.pauseReading !== "function"
+    typeof transport !== "object" || transport === null ||
+    !["write", "setProtocol", "pauseReading"].every((method) =>
+      typeof (transport as Record<string, unknown>)[method] === "function"
+    )
   ) {
     throw new TypeError(`Cannot relay: ${name} must be a stream transport`);
   }

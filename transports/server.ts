@@ -130,14 +130,14 @@ export class Server<A extends Deno.Addr = Deno.Addr>
   #signal: AbortSignal | undefined;
   #transports = new Set<Transport>();
   /** What every transport the server made tells it. */
-  #events: TransportEvents = {
+  #events: TransportEvents<Transport> = {
     lost: (transport) => {
-      this.#transports.delete(transport as Transport);
+      this.#transports.delete(transport);
       this.#checkClosed();
     },
     replaced: (old, upgraded) => {
-      this.#transports.delete(old as Transport);
-      this.#transports.add(upgraded as Transport);
+      this.#transports.delete(old);
+      this.#transports.add(upgraded);
     },
   };
   #handshakes = new Set<Deno.TlsConn>();
