@@ -244,16 +244,7 @@ export abstract class LineProtocol extends ProtocolBase {
   /** Returns the kept parts joined, and `more` after them. */
   #joinParts(more?: Uint8Array): Uint8Array {
     const parts = more === undefined ? this.#parts : [...this.#parts, more];
-    if (parts.length === 1) return parts[0]!;
-    const joined = new Uint8Array(
-      this.#partLength + (more?.byteLength ?? 0),
-    );
-    let offset = 0;
-    for (const part of parts) {
-      joined.set(part, offset);
-      offset += part.byteLength;
-    }
-    return joined;
+    return parts.length === 1 ? parts[0]! : concat(parts);
   }
 
   /** Returns the last `count` kept bytes (fewer if fewer are kept). */

@@ -1,3 +1,4 @@
+import { concat } from "../_bytes.ts";
 import assert from "node:assert/strict";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
@@ -290,18 +291,8 @@ export function pattern(length: number, seed = 1): Uint8Array {
   return out;
 }
 
-/** Joins chunks into one array. */
-export function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(
-    chunks.reduce((total, chunk) => total + chunk.byteLength, 0),
-  );
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
-}
+/** Joins chunks into one array (tests import it from here). */
+export { concat };
 
 /** An `onError` hook that keeps what it was given, for assertions. */
 export function errorCollector(): {

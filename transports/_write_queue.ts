@@ -63,7 +63,7 @@ export class WriteQueue {
     }
     const chunk = end - head === 1
       ? first
-      : concat(chunks.slice(head, end), total);
+      : joinPooled(chunks.slice(head, end), total);
     this.#taken += end - head;
     if (end === chunks.length) {
       chunks.length = 0;
@@ -115,8 +115,8 @@ export class WriteQueue {
   }
 }
 
-/** Returns the chunks joined into one new array of `total` bytes. */
-export function concat(chunks: Uint8Array[], total: number): Uint8Array {
+/** Returns the chunks joined into `total` bytes from the chunk pool (`@std/bytes`' `concat` allocates its own array). */
+function joinPooled(chunks: Uint8Array[], total: number): Uint8Array {
   const joined = allocate(total);
   let offset = 0;
   for (const chunk of chunks) {
@@ -166,5 +166,5 @@ export function joinLines(
     }
     total += chunk.byteLength;
   }
-  return list.length === 1 ? list[0]! : concat(list, total);
+  return list.length === 1 ? list[0]! : joinPooled(list, total);
 }

@@ -1,3 +1,4 @@
+import { concat } from "../_bytes.ts";
 import { resolveLimits } from "./_flow_control.ts";
 import { HeldWrites } from "./_held_writes.ts";
 import type { ByteSink } from "./_write_side.ts";
@@ -141,15 +142,7 @@ export class MemoryTransport implements Transport {
   written(options?: { clear?: boolean }): Uint8Array {
     const chunks = this.#sink.chunks.slice(this.#taken);
     if (options?.clear) this.#taken = this.#sink.chunks.length;
-    const joined = new Uint8Array(
-      chunks.reduce((total, chunk) => total + chunk.byteLength, 0),
-    );
-    let offset = 0;
-    for (const chunk of chunks) {
-      joined.set(chunk, offset);
-      offset += chunk.byteLength;
-    }
-    return joined;
+    return concat(chunks);
   }
 
   /** `true` once the protocol's EOF (`writeEof()`, or a pipe close) reached the peer. */
