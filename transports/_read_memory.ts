@@ -254,7 +254,14 @@ export class BlockLender {
       this.#freeBytes += size;
     }
     if (this.#inUse > 0) return;
+    // Quiet: lists grow past 1 MiB of a size only while the peak is over it.
+    const grown = this.#peak > FREE_MIN;
     this.#peak = 0;
+    if (grown) this.#shrink();
+  }
+
+  /** Shrinks each free list back to 1 MiB. */
+  #shrink(): void {
     for (const [size, blocks] of this.#free) {
       const keep = Math.min(blocks.length, Math.floor(FREE_MIN / size));
       this.#freeBytes -= (blocks.length - keep) * size;
