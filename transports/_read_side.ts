@@ -294,19 +294,14 @@ export class ReadSide {
 
   async #run(): Promise<void> {
     try {
-      const held = this.#held;
-      if (held !== undefined) {
-        this.#held = undefined;
-        // Deliver in a later task than the resumeReading() call.
+      if (this.#held !== undefined) {
+        // Deliver in a later task than the resumeReading() call; until
+        // then the read stays held, so that what is pushed meanwhile
+        // joins it rather than overtaking it. (`stop()` drops it.)
         await undefined;
-        if (this.#stopped) {
-          if (held !== EOF && "loan" in held && held.loan) drop(held.loan);
-          return;
-        }
-        if (this.#paused) {
-          this.#held = held;
-          return;
-        }
+        const held = this.#held;
+        if (held === undefined || this.#stopped || this.#paused) return;
+        this.#held = undefined;
         if (!this.#deliverHeld(held)) return;
       }
       if (this.#source === undefined) {

@@ -46,6 +46,25 @@ Deno.test("MemoryTransport.receive() delivers at once, holds while paused, and f
     },
   );
 
+  await t.step(
+    "what arrives right after resumeReading() waits behind what was held, and EOF comes last",
+    async () => {
+      const protocol = new RecordingProtocol();
+      const transport = new MemoryTransport(protocol);
+      transport.pauseReading();
+      transport.receive(bytes("A"));
+      transport.resumeReading();
+      transport.receive(bytes("B"));
+      transport.receiveEof();
+      await settle();
+      assert.equal(text(protocol.received()), "AB");
+      assert.deepEqual(protocol.calls.slice(-2), [
+        "eofReceived",
+        "connectionLost",
+      ]);
+    },
+  );
+
   await t.step("BufferedProtocol: copied into buffers of its size", () => {
     const chunks: string[] = [];
     class Small extends BufferedProtocolBase {
