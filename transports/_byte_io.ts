@@ -1,5 +1,6 @@
 import { copyOf } from "../_bytes.ts";
 import { isLent } from "./_read_memory.ts";
+import { describeValue } from "./_report.ts";
 import type { ByteSource } from "./_read_side.ts";
 import type { ByteSink } from "./_write_side.ts";
 
@@ -70,6 +71,64 @@ export class WritableSink implements ByteSink {
   }
 }
 
+/**
+ * Checks what a reader object's `read(p)` resolved with: `null` or `0` is
+ * its end (as a pipe's read of 0 bytes is in asyncio), anything else must
+ * be a whole count of at most `p.byteLength`. A bad count must never reach
+ * the shared read memory.
+ *
+ * @throws {TypeError} Unless `nbytes` is a number or `null`.
+ * @throws {RangeError} Unless it is an integer from 0 to `p.byteLength`.
+ */
+export function checkReadCount(
+  nbytes: unknown,
+  p: Uint8Array,
+  what: string,
+): number | null {
+  if (nbytes === null || nbytes === 0) return null;
+  if (typeof nbytes !== "number") {
+    throw new TypeError(
+      `${what}.read(p) must resolve with a number or null, not ${
+        describeValue(nbytes)
+      }`,
+    );
+  }
+  if (!Number.isInteger(nbytes) || nbytes < 0 || nbytes > p.byteLength) {
+    throw new RangeError(
+      `${what}.read(p) resolved with ${nbytes}: a count must be an integer from 0 to p.byteLength (${p.byteLength})`,
+    );
+  }
+  return nbytes;
+}
+
+/**
+ * Checks what a writer object's `write(p)` resolved with: a whole count
+ * from 1 to `p.byteLength` (a writer that makes no progress would be
+ * called for ever).
+ *
+ * @throws {TypeError} Unless `nbytes` is a number.
+ * @throws {RangeError} Unless it is an integer from 1 to `p.byteLength`.
+ */
+export function checkWriteCount(
+  nbytes: unknown,
+  p: Uint8Array,
+  what: string,
+): number {
+  if (typeof nbytes !== "number") {
+    throw new TypeError(
+      `${what}.write(p) must resolve with the number of bytes written, not ${
+        describeValue(nbytes)
+      }`,
+    );
+  }
+  if (!Number.isInteger(nbytes) || nbytes < 1 || nbytes > p.byteLength) {
+    throw new RangeError(
+      `${what}.write(p) resolved with ${nbytes}: a count must be an integer from 1 to p.byteLength (${p.byteLength})`,
+    );
+  }
+  return nbytes;
+}
+
 /** Something a read pipe can read: a reader object, or a web stream. */
 export type ByteSourceLike =
   | { read(p: Uint8Array): Promise<number | null>; close?(): void }
@@ -99,10 +158,10 @@ export function toByteSource(
       `${cannot}: the source needs read(p), or must be a ReadableStream`,
     );
   }
-  const read = reader.read as ByteSource["read"];
+  const read = reader.read as (p: Uint8Array) => Promise<unknown>;
   const close = reader.close as (() => void) | undefined;
   return {
-    read: (p) => read.call(reader, p),
+    read: async (p) => checkReadCount(await read.call(reader, p), p, "source"),
     close: () => close?.call(reader),
   };
 }
@@ -124,7 +183,7 @@ export function toByteSink(sink: unknown, cannot: string): ByteSink {
       `${cannot}: the sink needs write(p), or must be a WritableStream`,
     );
   }
-  const write = writer.write as ByteSink["write"];
+  const write = writer.write as (p: Uint8Array) => Promise<unknown>;
   const close = writer.close as (() => void) | undefined;
   let closed = false;
   const closeOnce = () => {
@@ -133,7 +192,7 @@ export function toByteSink(sink: unknown, cannot: string): ByteSink {
     close?.call(writer);
   };
   return {
-    write: (p) => write.call(writer, p),
+    write: async (p) => checkWriteCount(await write.call(writer, p), p, "sink"),
     closeWrite: () => Promise.resolve(closeOnce()),
     close: closeOnce,
   };

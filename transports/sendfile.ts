@@ -1,6 +1,7 @@
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
+import { checkReadCount } from "./_byte_io.ts";
 import { drop, lendBlock, releaseBlock, reserveBlock } from "./_read_memory.ts";
 import { StreamTransport } from "./_stream_transport.ts";
 import { MemoryTransport } from "./memory_transport.ts";
@@ -19,7 +20,10 @@ export interface SendfileOptions {
 
 /** A file `sendfile` can read: a `Deno.FsFile`, or anything like one. */
 export interface SendfileSource {
-  /** Reads into `p`; `null` at the end. */
+  /**
+   * Reads into `p`: the number of bytes read (an integer up to
+   * `p.byteLength`), or `null` (or 0) at the end.
+   */
   read(p: Uint8Array): Promise<number | null>;
   /** Moves to `offset` from the start. */
   seek(offset: number | bigint, whence: Deno.SeekMode): Promise<number>;
@@ -46,6 +50,10 @@ export interface SendfileSource {
  * @throws {TypeError} If the transport is closing.
  * @throws {RangeError} For an offset or count that is not a whole number
  * >= 0.
+ * @throws {TypeError} If `file.read()` resolves with something that is not
+ * a number or `null`.
+ * @throws {RangeError} If it resolves with a count that is not a whole
+ * number up to the size of the buffer it was given.
  * @throws The error the connection was lost with, if it is lost meanwhile.
  *
  * @example Serve a file to each client, then close
@@ -93,7 +101,7 @@ export async function sendfile(
       const chunk = lending ? reserveBlock(size) : new Uint8Array(size);
       let nbytes: number | null;
       try {
-        nbytes = await file.read(chunk);
+        nbytes = checkReadCount(await file.read(chunk), chunk, "file");
       } catch (error) {
         if (lending) releaseBlock(chunk);
         throw error;

@@ -189,3 +189,75 @@ Deno.test("connectReadPipe() and connectWritePipe() reject what they cannot use"
     TypeError,
   );
 });
+
+Deno.test("connectReadPipe(): a reader object's bad count fails only its own pipe, and leaves the shared read memory intact", async (t) => {
+  // A kept chunk from another pipe: a bad count must not reach the memory
+  // it lives in.
+  const kept = new RecordingProtocol();
+  await connectReadPipe(
+    () => kept,
+    ReadableStream.from([bytes("keep-me-intact")]),
+  );
+  await within(kept.waitFor("connectionLost"), "the good pipe's end");
+  const cases: [string, unknown, ErrorConstructor][] = [
+    ["negative", -8, RangeError],
+    ["NaN", NaN, RangeError],
+    ["not whole", 1.5, RangeError],
+    ["past the buffer", 1 << 30, RangeError],
+    ["a string", "5", TypeError],
+    ["nothing", undefined, TypeError],
+  ];
+  for (const [name, count, Class] of cases) {
+    await t.step(name, async () => {
+      const protocol = new RecordingProtocol();
+      await connectReadPipe(() => protocol, {
+        read: () => Promise.resolve(count as number),
+      });
+      await within(protocol.waitFor("connectionLost"), "the bad pipe's end");
+      assert.ok(protocol.lostWith instanceof Class, String(protocol.lostWith));
+      assert.equal(protocol.count("dataReceived"), 0);
+    });
+  }
+  const other = new RecordingProtocol();
+  await connectReadPipe(() => other, ReadableStream.from([bytes("after")]));
+  await within(other.waitFor("connectionLost"), "the last pipe's end");
+  assert.equal(text(other.received()), "after");
+  assert.equal(text(kept.received()), "keep-me-intact");
+});
+
+Deno.test("connectReadPipe(): a read of 0 bytes is the end, as in asyncio", async () => {
+  const protocol = new RecordingProtocol();
+  let reads = 0;
+  await connectReadPipe(() => protocol, {
+    read(p: Uint8Array) {
+      if (++reads > 1) return Promise.resolve(0);
+      p.set(bytes("last"));
+      return Promise.resolve(4);
+    },
+  });
+  await within(protocol.waitFor("connectionLost"), "the pipe's end");
+  assert.equal(text(protocol.received()), "last");
+  assert.deepEqual(protocol.calls.slice(-2), ["eofReceived", "connectionLost"]);
+  assert.equal(protocol.lostWith, undefined);
+  assert.equal(reads, 2);
+});
+
+Deno.test("connectWritePipe(): a writer object that resolves with no progress or a bad count fails its pipe instead of spinning", async (t) => {
+  const cases: [string, unknown, ErrorConstructor][] = [
+    ["zero", 0, RangeError],
+    ["negative", -1, RangeError],
+    ["more than it was given", 1000, RangeError],
+    ["nothing (a forgotten return)", undefined, TypeError],
+  ];
+  for (const [name, count, Class] of cases) {
+    await t.step(name, async () => {
+      const protocol = new RecordingProtocol();
+      const [transport] = await connectWritePipe(() => protocol, {
+        write: () => Promise.resolve(count as number),
+      });
+      transport.write(new Uint8Array(100));
+      await within(protocol.waitFor("connectionLost"), "the bad pipe's end");
+      assert.ok(protocol.lostWith instanceof Class, String(protocol.lostWith));
+    });
+  }
+});

@@ -119,3 +119,21 @@ Deno.test("sendfile() rejects when the connection is lost, and checks its argume
     await assert.rejects(sendfile(transport, file, { offset: -1 }), RangeError);
   });
 });
+
+Deno.test("sendfile(): a file whose read() resolves with a bad count rejects, and a read of 0 bytes is the end", async () => {
+  const protocol = new RecordingProtocol();
+  const [transport] = await connectWritePipe(() => protocol, {
+    write: (p: Uint8Array) => Promise.resolve(p.byteLength),
+  });
+  const file = (count: unknown) => ({
+    read: () => Promise.resolve(count as number),
+    seek: () => Promise.resolve(0),
+  });
+  await assert.rejects(sendfile(transport, file(-8)), RangeError);
+  await assert.rejects(sendfile(transport, file(NaN)), RangeError);
+  await assert.rejects(sendfile(transport, file("5")), TypeError);
+  assert.equal(await sendfile(transport, file(0)), 0);
+  assert.equal(transport.getProtocol(), protocol);
+  transport.close();
+  await within(protocol.waitFor("connectionLost"), "the pipe's end");
+});
