@@ -448,14 +448,25 @@ export class StreamTransport implements Transport {
     if (this.#sink !== undefined && this.#sink !== this.#conn) {
       closeQuietly(this.#sink);
     }
-    this.#caller.loseAfter(
-      this.#started.then(() =>
-        Promise.all([this.#reader?.idle, this.#writer?.idle])
-      ),
-      exc,
-      // No write is in flight now: lent blocks can be reused.
-      () => this.#writer?.release(),
-    );
+    // No write is in flight once the writer is idle: lent blocks can be
+    // reused.
+    const release = () => this.#writer?.release();
+    if (this.#conn !== undefined) {
+      // Closing a socket ends what is in flight on it at once.
+      this.#caller.loseAfter(
+        this.#started.then(() =>
+          Promise.all([this.#reader?.idle, this.#writer?.idle])
+        ),
+        exc,
+        release,
+      );
+      return;
+    }
+    // Closing a pipe may not end a read or write in flight on it (a write
+    // waits until the other end reads), so the loss does not wait for
+    // them: as asyncio, `abort()` ends a pipe at once.
+    this.#caller.loseAfter(this.#started, exc);
+    this.#started.then(() => this.#writer?.idle).then(release);
   }
 }
 

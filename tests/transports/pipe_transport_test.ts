@@ -261,3 +261,65 @@ Deno.test("connectWritePipe(): a writer object that resolves with no progress or
     });
   }
 });
+
+Deno.test("connectWritePipe(): abort() while a write is in flight ends the pipe at once, whatever the sink", async (t) => {
+  const never = () => new Promise<never>(() => {});
+  const sinks = {
+    "a WritableStream whose write never ends": () =>
+      new WritableStream<Uint8Array>({ write: never }),
+    "a writer object whose write never ends": () => ({ write: never }),
+  };
+  for (const [name, sink] of Object.entries(sinks)) {
+    await t.step(name, async () => {
+      const lost = Promise.withResolvers<Error | undefined>();
+      const [transport] = await connectWritePipe(() => ({
+        connectionLost: (exc: Error | undefined) => lost.resolve(exc),
+      }), sink());
+      transport.write(bytes("stuck"));
+      // The pump starts after this task: its write is in flight now.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      transport.abort();
+      assert.equal(
+        await within(lost.promise, "connectionLost after abort()"),
+        undefined,
+      );
+      assert.equal(transport.getWriteBufferSize(), 0);
+    });
+  }
+  await t.step("a child's stdin that the child does not read", async () => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "await new Promise((r) => setTimeout(r, 60_000));"],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn();
+    const lost = Promise.withResolvers<void>();
+    const [transport] = await connectWritePipe(() => ({
+      connectionLost: () => lost.resolve(),
+    }), child.stdin);
+    // More than the OS pipe holds: the write waits for the child.
+    transport.write(new Uint8Array(4 * 1024 * 1024));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    transport.abort();
+    try {
+      await within(lost.promise, "connectionLost after abort()");
+    } finally {
+      child.kill();
+      await child.status;
+    }
+  });
+});
+
+Deno.test("connectReadPipe(): close() while a read waits ends the pipe at once", async () => {
+  const protocol = new RecordingProtocol();
+  const [transport] = await connectReadPipe(() => protocol, {
+    read: () => new Promise<never>(() => {}),
+  });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  transport.close();
+  await within(
+    protocol.waitFor("connectionLost"),
+    "connectionLost after close()",
+  );
+  assert.deepEqual(protocol.calls, ["connectionMade", "connectionLost"]);
+});
