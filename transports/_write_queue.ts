@@ -148,12 +148,21 @@ export function checkBytes(
  * in one write; one chunk is returned as it is.
  *
  * @param cannot The start of the message, e.g. `"Cannot write lines to stdin"`.
- * @throws {TypeError} If a chunk is not a `Uint8Array`; nothing is joined.
+ * @throws {TypeError} If `chunks` is not iterable, or a chunk is not a
+ * `Uint8Array`; nothing is joined.
  */
 export function joinLines(
   chunks: Iterable<Uint8Array>,
   cannot: string,
 ): Uint8Array {
+  if (
+    typeof (chunks as Partial<Iterable<Uint8Array>> | null)
+      ?.[Symbol.iterator] !== "function"
+  ) {
+    throw new TypeError(
+      `${cannot}: chunks must be iterable, not ${describeValue(chunks)}`,
+    );
+  }
   const list = Array.from(chunks);
   let total = 0;
   for (const chunk of list) {

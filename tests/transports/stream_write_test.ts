@@ -38,6 +38,13 @@ Deno.test("StreamTransport.write() throws TypeError for anything but a Uint8Arra
         `writelines([..., ${what}])`,
       );
     }
+    for (const notIterable of [5, null, undefined, {}]) {
+      assert.throws(
+        () => transport.writelines(notIterable as never),
+        TypeError,
+        `writelines(${notIterable})`,
+      );
+    }
     assert.equal(transport.getWriteBufferSize(), 0);
     assert.equal(transport.isClosing(), false);
 
