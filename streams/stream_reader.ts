@@ -4,6 +4,7 @@ import {
   LimitOverrunError,
 } from "../transports/errors.ts";
 import type { ReadTransport } from "../transports/transport.ts";
+import { describeValue } from "./_checks.ts";
 import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
 
 export { DEFAULT_LIMIT };
@@ -140,8 +141,11 @@ export class StreamReader {
    * @param n The most bytes to read; negative: everything until EOF.
    * @param options `signal` cancels the read: it rejects with the signal's
    * reason and the reader stays usable, with no byte lost.
+   * @throws {TypeError} If `n` is not a number.
+   * @throws {RangeError} If `n` is not an integer.
    */
   async read(n = -1, options?: ReadOptions): Promise<Uint8Array> {
+    checkSize(n, "read", true);
     this.#throwIfFailed();
     const signal = options?.signal;
     signal?.throwIfAborted();
@@ -258,14 +262,11 @@ export class StreamReader {
    * emptied into `partial`.
    * @param n How many bytes.
    * @param options `signal` cancels the read, as for {@linkcode read}.
-   * @throws {RangeError} If `n` is negative.
+   * @throws {TypeError} If `n` is not a number.
+   * @throws {RangeError} If `n` is not an integer, or is negative.
    */
   async readexactly(n: number, options?: ReadOptions): Promise<Uint8Array> {
-    if (!Number.isInteger(n) || n < 0) {
-      throw new RangeError(
-        `readexactly() size must be a non-negative integer, not ${n}`,
-      );
-    }
+    checkSize(n, "readexactly", false);
     this.#throwIfFailed();
     const signal = options?.signal;
     signal?.throwIfAborted();
@@ -358,6 +359,30 @@ export class StreamReader {
       this.#paused = false;
       this.#transport?.resumeReading();
     }
+  }
+}
+
+/**
+ * Checks a read's byte count `n`.
+ *
+ * @param what The read, for the message.
+ * @param negative Whether `n` may be negative.
+ * @throws {TypeError} If `n` is not a number.
+ * @throws {RangeError} If `n` is not an integer, or is negative where it
+ * may not be.
+ */
+function checkSize(n: unknown, what: string, negative: boolean): void {
+  if (typeof n !== "number") {
+    throw new TypeError(
+      `Cannot ${what}(): n must be a number, not ${describeValue(n)}`,
+    );
+  }
+  if (!Number.isInteger(n) || (!negative && n < 0)) {
+    throw new RangeError(
+      `Cannot ${what}(): n must be ${
+        negative ? "an" : "a non-negative"
+      } integer, not ${n}`,
+    );
   }
 }
 
