@@ -1,3 +1,21 @@
+/**
+ * Checks that the argument `name` is a `Uint8Array`.
+ *
+ * @param cannot The start of the message, e.g. `"Cannot feed data"`.
+ * @throws {TypeError} Unless `value` is a `Uint8Array`.
+ */
+export function checkBytes(
+  value: unknown,
+  name: string,
+  cannot: string,
+): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new TypeError(
+      `${cannot}: ${name} must be a Uint8Array, not ${describeValue(value)}`,
+    );
+  }
+}
+
 /** Names a value's type for an error message: `null`, `string`, `Array`... */
 export function describeValue(value: unknown): string {
   if (value === null) return "null";

@@ -4,7 +4,7 @@ import {
   LimitOverrunError,
 } from "../transports/errors.ts";
 import type { ReadTransport } from "../transports/transport.ts";
-import { describeValue } from "./_checks.ts";
+import { checkBytes, describeValue } from "./_checks.ts";
 import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
 
 export { DEFAULT_LIMIT };
@@ -106,8 +106,11 @@ export class StreamReader {
   /**
    * Adds bytes to the buffer, as a protocol does when data arrives. The
    * reader owns `data` from now on: it may hand it out as it is.
+   *
+   * @throws {TypeError} If `data` is not a `Uint8Array`; nothing is added.
    */
   feedData(data: Uint8Array): void {
+    checkBytes(data, "data", "Cannot feed data");
     if (data.byteLength === 0) return;
     this.#buffer.append(data);
     this.#wake();
@@ -208,21 +211,18 @@ export class StreamReader {
    * @param options `signal` cancels the read, as for {@linkcode read}.
    * @throws {LimitOverrunError} If no separator is within `limit` bytes;
    * the data stays buffered.
+   * @throws {TypeError} Unless `separator` is a non-empty `Uint8Array`, or
+   * a non-empty array of them.
    */
   async readuntil(
     separator: Uint8Array | readonly Uint8Array[] = NEWLINE,
     options?: ReadOptions,
   ): Promise<Uint8Array> {
+    const separators = separator === NEWLINE
+      ? NEWLINE_ONLY
+      : checkSeparators(separator);
     const signal = options?.signal;
     signal?.throwIfAborted();
-    const separators = separator === NEWLINE ? NEWLINE_ONLY : sortByLength(
-      separator instanceof Uint8Array ? [separator] : [...separator],
-    );
-    if (
-      separators.length === 0 || separators.some((sep) => sep.byteLength === 0)
-    ) {
-      throw new TypeError("Separator must be at least one non-empty array");
-    }
     const longest = separators.at(-1)!.byteLength;
     let offset = 0;
     for (;;) {
@@ -386,9 +386,33 @@ function checkSize(n: unknown, what: string, negative: boolean): void {
   }
 }
 
-/** Sorts separators shortest first, as asyncio does. */
-function sortByLength(separators: Uint8Array[]): Uint8Array[] {
-  return separators.sort((a, b) => a.byteLength - b.byteLength);
+/**
+ * Checks `readuntil()`'s separator, one or an array; returns the
+ * separators sorted shortest first, as asyncio does.
+ *
+ * @throws {TypeError} Unless it is a non-empty `Uint8Array`, or a
+ * non-empty array of them.
+ */
+function checkSeparators(separator: unknown): Uint8Array[] {
+  const cannot = "Cannot readuntil()";
+  if (!(separator instanceof Uint8Array) && !Array.isArray(separator)) {
+    throw new TypeError(
+      `${cannot}: separator must be a Uint8Array or an array of them, not ${
+        describeValue(separator)
+      }`,
+    );
+  }
+  const separators: unknown[] = separator instanceof Uint8Array
+    ? [separator]
+    : [...separator];
+  for (const sep of separators) checkBytes(sep, "each separator", cannot);
+  const checked = separators as Uint8Array[];
+  if (checked.length === 0 || checked.some((sep) => sep.byteLength === 0)) {
+    throw new TypeError(
+      `${cannot}: separator must be at least one non-empty Uint8Array`,
+    );
+  }
+  return checked.sort((a, b) => a.byteLength - b.byteLength);
 }
 
 /** A growable byte buffer read from the front, as asyncio's `bytearray`. */

@@ -15,6 +15,7 @@ import {
   bytes,
   concat,
   errorCollector,
+  NOT_BYTES,
   pattern,
   text,
   within,
@@ -467,6 +468,46 @@ Deno.test("StreamReader, readuntil() and startServer() reject bad arguments", as
       assert.equal(text(await reader.read(10)), "data\n", "nothing consumed");
     },
   );
+
+  for (const [name, value] of NOT_BYTES) {
+    await t.step(
+      `feedData() with ${name} is a TypeError, and the reader goes on`,
+      async () => {
+        const reader = new StreamReader();
+        reader.feedData(bytes("kept "));
+        assert.throws(
+          () => reader.feedData(value as Uint8Array),
+          (error: Error) =>
+            error instanceof TypeError && /data/.test(error.message),
+        );
+        reader.feedData(bytes("and more"));
+        reader.feedEof();
+        assert.equal(text(await reader.read()), "kept and more");
+      },
+    );
+
+    await t.step(
+      `readuntil() with ${name} as a separator, alone or in an array, is a TypeError`,
+      async () => {
+        const reader = new StreamReader();
+        reader.feedData(bytes("data\n"));
+        // Alone, undefined is the default separator.
+        const alone = value === undefined ? [] : [value];
+        for (const separator of [...alone, [bytes("\n"), value]]) {
+          await assert.rejects(
+            reader.readuntil(separator as Uint8Array),
+            (error: Error) =>
+              error instanceof TypeError && /separator/.test(error.message),
+          );
+        }
+        assert.equal(
+          text(await reader.readline()),
+          "data\n",
+          "nothing consumed",
+        );
+      },
+    );
+  }
 
   await t.step(
     "startServer() and startUnixServer() with a callback that is not a function reject with TypeError",
