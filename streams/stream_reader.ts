@@ -316,6 +316,8 @@ export class StreamReader {
   }
 
   async #waitForData(what: string, signal?: AbortSignal): Promise<void> {
+    // Aborted since the read began or last woke: what arrived stays buffered.
+    signal?.throwIfAborted();
     if (this.#waiter !== undefined) {
       throw new TypeError(
         `Cannot ${what}(): another read is already waiting for data`,
