@@ -1,3 +1,5 @@
+import type { ErrorHandler } from "../transports/transport.ts";
+
 /**
  * Checks that the argument `name` is a `Uint8Array`.
  *
@@ -12,6 +14,23 @@ export function checkBytes(
   if (!(value instanceof Uint8Array)) {
     throw new TypeError(
       `${cannot}: ${name} must be a Uint8Array, not ${describeValue(value)}`,
+    );
+  }
+}
+
+/**
+ * Checks an `onError` option: a function, or `undefined` for the default.
+ *
+ * @param cannot The start of the message, e.g. `"Cannot start server"`.
+ * @throws {TypeError} Unless `onError` is a function or `undefined`.
+ */
+export function checkErrorHandler(
+  onError: unknown,
+  cannot: string,
+): asserts onError is ErrorHandler | undefined {
+  if (onError !== undefined && typeof onError !== "function") {
+    throw new TypeError(
+      `${cannot}: onError must be a function, not ${describeValue(onError)}`,
     );
   }
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   type ClientConnected,
   DEFAULT_LIMIT,
+  type ErrorHandler,
   openConnection,
   openUnixConnection,
   type Server,
@@ -253,6 +254,39 @@ Deno.test("startServer() reports what clientConnected throws or rejects with to 
       assert.equal(errors.length, 1);
       assert.equal(errors[0]!.error, boom);
       assert.match(errors[0]!.context.message, /clientConnected/);
+    });
+  }
+});
+
+Deno.test("startServer() with an onError that throws: both errors go to stderr, and the connection still closes", async (t) => {
+  for (const how of ["throws", "rejects"] as const) {
+    await t.step(`clientConnected ${how}`, async () => {
+      const boom = new Error(`boom: ${how}`);
+      const handlerFailure = new Error("onError failed");
+      const printed: unknown[][] = [];
+      const consoleError = console.error;
+      console.error = (...args: unknown[]) => void printed.push(args);
+      try {
+        await using server = await startServer((reader) => {
+          if (how === "throws") throw boom;
+          return reader.readline().then(() => Promise.reject(boom));
+        }, {
+          ...LOCAL,
+          onError: () => {
+            throw handlerFailure;
+          },
+        });
+        const [reader, writer] = await openConnection({ port: portOf(server) });
+        writer.write(bytes("go\n"));
+        const eof = await within(reader.read(), "the failed connection's EOF");
+        assert.equal(eof.byteLength, 0);
+        await closeClient(writer);
+      } finally {
+        console.error = consoleError;
+      }
+      assert.deepEqual(printed.map((args) => args[1]), [handlerFailure, boom]);
+      assert.match(String(printed[0]![0]), /onError/);
+      assert.match(String(printed[1]![0]), /clientConnected/);
     });
   }
 });
@@ -523,6 +557,41 @@ Deno.test("StreamReader, readuntil() and startServer() reject bad arguments", as
       } finally {
         await Deno.remove(dir, { recursive: true });
       }
+    },
+  );
+
+  await t.step(
+    "startServer(), startUnixServer(), openConnection() and openUnixConnection() with an onError that is not a function reject with TypeError before listening or connecting",
+    async () => {
+      const onError = 5 as unknown as ErrorHandler;
+      const namesOnError = (error: Error) =>
+        error instanceof TypeError && /onError/.test(error.message);
+      await assert.rejects(
+        () => startServer(echoLines, { ...LOCAL, onError }),
+        namesOnError,
+      );
+      const dir = await Deno.makeTempDir();
+      try {
+        const path = `${dir}/never.sock`;
+        await assert.rejects(
+          () => startUnixServer(echoLines, { path, onError }),
+          namesOnError,
+        );
+        await assert.rejects(Deno.lstat(path), Deno.errors.NotFound);
+        await assert.rejects(
+          () => openUnixConnection({ path, onError }),
+          namesOnError,
+        );
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+      const { server, errors } = await serve(echoLines);
+      await using _server = server;
+      await assert.rejects(
+        () => openConnection({ port: portOf(server), onError }),
+        namesOnError,
+      );
+      assert.deepEqual(errors, []);
     },
   );
 
