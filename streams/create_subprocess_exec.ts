@@ -220,8 +220,8 @@ class SubprocessStreamProtocol extends SubprocessProtocolBase
   override pipeConnectionLost(fd: 0 | 1 | 2, exc: Error | undefined): void {
     if (fd === 0) {
       this.#stdinLoss.lose(exc);
-      // Wake drain() waiters: they throw now.
-      this.resumeWriting();
+      // Wakes drain() waiters: they throw now.
+      super.pipeConnectionLost(fd, exc);
       return;
     }
     const reader = fd === 1 ? this.stdout : this.stderr;
