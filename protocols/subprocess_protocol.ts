@@ -36,7 +36,12 @@ export interface SubprocessProtocol extends BaseProtocol {
 }
 
 /**
- * A {@linkcode SubprocessProtocol} whose callbacks all do nothing.
+ * A {@linkcode SubprocessProtocol} whose callbacks do nothing except
+ * bookkeeping: it keeps the transport as `this.transport`, and its
+ * `drain()` waits while writing to the child's stdin is paused.
+ *
+ * Subclasses that override a callback should call `super`, so that
+ * `transport` and `drain()` stay right.
  *
  * @example Collect stdout
  * ```ts
@@ -58,10 +63,37 @@ export interface SubprocessProtocol extends BaseProtocol {
 export class SubprocessProtocolBase
   extends BaseProtocolBase<SubprocessTransport>
   implements SubprocessProtocol {
+  /** What the child's stdin was lost with, once it was. */
+  #stdinError: Error | undefined;
+
   /** Does nothing; override to handle output. */
   pipeDataReceived(_fd: 1 | 2, _data: Uint8Array): void {}
-  /** Does nothing; override to learn when a pipe closes. */
-  pipeConnectionLost(_fd: 0 | 1 | 2, _exc: Error | undefined): void {}
+
+  /**
+   * When stdin (`fd` 0) is lost, settles every pending
+   * {@linkcode drain}; otherwise does nothing. Override to learn when a
+   * pipe closes.
+   */
+  pipeConnectionLost(fd: 0 | 1 | 2, exc: Error | undefined): void {
+    if (fd !== 0) return;
+    this.#stdinError = exc;
+    // Nothing buffered for stdin will drain now: release the waiters.
+    super.resumeWriting();
+  }
+
   /** Does nothing; override to learn when the child exits. */
   processExited(): void {}
+
+  /**
+   * Resolves at once unless writing to stdin is paused; then on
+   * `resumeWriting`, on `connectionLost`, or once stdin is lost, as
+   * asyncio's stream protocol does. Any number of callers may wait at once.
+   *
+   * @returns A promise that resolves when writing may go on.
+   * @throws {Error} Once stdin was lost with an error: that error.
+   */
+  override async drain(): Promise<void> {
+    await super.drain();
+    if (this.#stdinError !== undefined) throw this.#stdinError;
+  }
 }

@@ -1,5 +1,9 @@
 import { ProtocolBase } from "../protocols/protocol.ts";
-import type { ErrorHandler, Transport } from "../transports/transport.ts";
+import type {
+  ErrorContext,
+  ErrorHandler,
+  Transport,
+} from "../transports/transport.ts";
 import { defaultErrorHandler } from "../transports/errors.ts";
 import { Loss } from "./_loss.ts";
 import type { ClientConnected } from "./open_connection.ts";
@@ -96,11 +100,32 @@ export class StreamReaderProtocol extends ProtocolBase implements DrainSource {
   }
 
   #failed(error: unknown, transport: Transport): void {
-    this.#onError(error, {
+    report(this.#onError, error, {
       message: "Unhandled error in the clientConnected callback",
       transport,
       protocol: this,
     });
     transport.close();
+  }
+}
+
+/**
+ * Calls `onError`; an error it throws in turn goes to stderr, never into
+ * the event loop, as with the errors transports report.
+ */
+function report(
+  onError: ErrorHandler,
+  error: unknown,
+  context: ErrorContext,
+): void {
+  try {
+    onError(error, context);
+  } catch (handlerError) {
+    try {
+      defaultErrorHandler(handlerError, { message: "onError() call failed" });
+      if (onError !== defaultErrorHandler) defaultErrorHandler(error, context);
+    } catch {
+      // Nothing is left to report to.
+    }
   }
 }

@@ -9,6 +9,7 @@ import type {
   ReadTransport,
   SubprocessTransport,
 } from "../transports/transport.ts";
+import { checkBytes } from "./_checks.ts";
 import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
 import { Loss } from "./_loss.ts";
 import type { DrainSource } from "./_stream_protocol.ts";
@@ -143,12 +144,16 @@ export class Process {
    * and waits for the exit: asyncio's `communicate()`. A child that exits
    * without reading all of `input` is not an error.
    *
+   * @param input What to write to stdin, if it is piped.
    * @returns What the child wrote to stdout and stderr (`undefined` for a
    * stream that is not piped).
+   * @throws {TypeError} If `input` is given and is not a `Uint8Array`;
+   * nothing is written or read.
    */
   async communicate(
     input?: Uint8Array,
   ): Promise<[Uint8Array | undefined, Uint8Array | undefined]> {
+    if (input !== undefined) checkBytes(input, "input", "Cannot communicate");
     const [stdout, stderr] = await Promise.all([
       this.stdout?.read(),
       this.stderr?.read(),
@@ -215,8 +220,8 @@ class SubprocessStreamProtocol extends SubprocessProtocolBase
   override pipeConnectionLost(fd: 0 | 1 | 2, exc: Error | undefined): void {
     if (fd === 0) {
       this.#stdinLoss.lose(exc);
-      // Wake drain() waiters: they throw now.
-      this.resumeWriting();
+      // Wakes drain() waiters: they throw now.
+      super.pipeConnectionLost(fd, exc);
       return;
     }
     const reader = fd === 1 ? this.stdout : this.stderr;

@@ -12,6 +12,7 @@ import {
   type Server,
 } from "../transports/server.ts";
 import type { ErrorHandler } from "../transports/transport.ts";
+import { checkErrorHandler } from "./_checks.ts";
 import { checkLimit } from "./_limit.ts";
 import { StreamReaderProtocol } from "./_stream_protocol.ts";
 import { StreamReader } from "./stream_reader.ts";
@@ -20,7 +21,7 @@ import type { StreamWriter } from "./stream_writer.ts";
 /**
  * Called for each connection a stream server accepts, with its reader and
  * writer. What it throws or rejects with goes to `onError` and closes that
- * connection.
+ * connection; what `onError` throws in turn goes to stderr.
  *
  * @example Greet each client, then close
  * ```ts
@@ -87,6 +88,8 @@ export interface OpenUnixConnectionOptions extends CreateUnixConnectionOptions {
  *
  * @param options Where to connect, as for `createConnection`, and `limit`.
  * @returns The reader and the writer.
+ * @throws {TypeError} If `onError` is not a function; nothing is connected.
+ * @throws {RangeError} If `limit` is not a positive integer.
  *
  * @example Send a line and read the answer
  * ```ts
@@ -112,6 +115,7 @@ export async function openConnection(
   options: OpenConnectionOptions,
 ): Promise<[StreamReader, StreamWriter]> {
   const { limit, ...connect } = options;
+  checkErrorHandler(connect.onError, "Cannot open connection");
   const reader = new StreamReader(limit);
   const [, protocol] = await createConnection(
     () => new StreamReaderProtocol(reader),
@@ -126,6 +130,8 @@ export async function openConnection(
  *
  * @param options The socket's path, and `limit`.
  * @returns The reader and the writer.
+ * @throws {TypeError} If `onError` is not a function; nothing is connected.
+ * @throws {RangeError} If `limit` is not a positive integer.
  *
  * @example Ask a Unix socket server for one line
  * ```ts
@@ -153,6 +159,7 @@ export async function openUnixConnection(
   options: OpenUnixConnectionOptions,
 ): Promise<[StreamReader, StreamWriter]> {
   const { limit, ...connect } = options;
+  checkErrorHandler(connect.onError, "Cannot open connection");
   const reader = new StreamReader(limit);
   const [, protocol] = await createUnixConnection(
     () => new StreamReaderProtocol(reader),
@@ -203,11 +210,15 @@ export interface StartUnixServerOptions extends CreateUnixServerOptions {
 /**
  * Serves TCP (or TLS) and calls `clientConnected(reader, writer)` for each
  * connection: asyncio's `asyncio.start_server()`. What it throws or
- * rejects with goes to `onError` and closes that connection.
+ * rejects with goes to `onError` and closes that connection; what
+ * `onError` throws in turn goes to stderr.
  *
  * @param clientConnected Called for each connection.
  * @param options Where to listen, as for `createServer`, and `limit`.
  * @returns The server.
+ * @throws {TypeError} If `clientConnected` or `onError` is not a function;
+ * nothing listens.
+ * @throws {RangeError} If `limit` is not a positive integer.
  *
  * @example A line echo server, and a client
  * ```ts
@@ -242,11 +253,15 @@ export async function startServer(
 
 /**
  * Serves a Unix socket and calls `clientConnected(reader, writer)` for
- * each connection: asyncio's `asyncio.start_unix_server()`.
+ * each connection: asyncio's `asyncio.start_unix_server()`. What it
+ * throws or rejects with goes to `onError`, as for {@linkcode startServer}.
  *
  * @param clientConnected Called for each connection.
  * @param options The socket's path, as for `createUnixServer`, and `limit`.
  * @returns The server.
+ * @throws {TypeError} If `clientConnected` or `onError` is not a function;
+ * nothing listens.
+ * @throws {RangeError} If `limit` is not a positive integer.
  *
  * @example Echo over a Unix socket
  * ```ts
@@ -288,6 +303,7 @@ function streamFactory(
 ): () => StreamReaderProtocol {
   checkCallback(clientConnected);
   checkLimit(limit);
+  checkErrorHandler(onError, "Cannot start server");
   return () =>
     new StreamReaderProtocol(new StreamReader(limit), clientConnected, onError);
 }

@@ -4,6 +4,7 @@ import {
   LimitOverrunError,
 } from "../transports/errors.ts";
 import type { ReadTransport } from "../transports/transport.ts";
+import { checkBytes, describeValue } from "./_checks.ts";
 import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
 
 export { DEFAULT_LIMIT };
@@ -105,8 +106,11 @@ export class StreamReader {
   /**
    * Adds bytes to the buffer, as a protocol does when data arrives. The
    * reader owns `data` from now on: it may hand it out as it is.
+   *
+   * @throws {TypeError} If `data` is not a `Uint8Array`; nothing is added.
    */
   feedData(data: Uint8Array): void {
+    checkBytes(data, "data", "Cannot feed data");
     if (data.byteLength === 0) return;
     this.#buffer.append(data);
     this.#wake();
@@ -140,8 +144,11 @@ export class StreamReader {
    * @param n The most bytes to read; negative: everything until EOF.
    * @param options `signal` cancels the read: it rejects with the signal's
    * reason and the reader stays usable, with no byte lost.
+   * @throws {TypeError} If `n` is not a number.
+   * @throws {RangeError} If `n` is not an integer.
    */
   async read(n = -1, options?: ReadOptions): Promise<Uint8Array> {
+    checkSize(n, "read", true);
     this.#throwIfFailed();
     const signal = options?.signal;
     signal?.throwIfAborted();
@@ -204,21 +211,18 @@ export class StreamReader {
    * @param options `signal` cancels the read, as for {@linkcode read}.
    * @throws {LimitOverrunError} If no separator is within `limit` bytes;
    * the data stays buffered.
+   * @throws {TypeError} Unless `separator` is a non-empty `Uint8Array`, or
+   * a non-empty array of them.
    */
   async readuntil(
     separator: Uint8Array | readonly Uint8Array[] = NEWLINE,
     options?: ReadOptions,
   ): Promise<Uint8Array> {
+    const separators = separator === NEWLINE
+      ? NEWLINE_ONLY
+      : checkSeparators(separator);
     const signal = options?.signal;
     signal?.throwIfAborted();
-    const separators = separator === NEWLINE ? NEWLINE_ONLY : sortByLength(
-      separator instanceof Uint8Array ? [separator] : [...separator],
-    );
-    if (
-      separators.length === 0 || separators.some((sep) => sep.byteLength === 0)
-    ) {
-      throw new TypeError("Separator must be at least one non-empty array");
-    }
     const longest = separators.at(-1)!.byteLength;
     let offset = 0;
     for (;;) {
@@ -258,14 +262,11 @@ export class StreamReader {
    * emptied into `partial`.
    * @param n How many bytes.
    * @param options `signal` cancels the read, as for {@linkcode read}.
-   * @throws {RangeError} If `n` is negative.
+   * @throws {TypeError} If `n` is not a number.
+   * @throws {RangeError} If `n` is not an integer, or is negative.
    */
   async readexactly(n: number, options?: ReadOptions): Promise<Uint8Array> {
-    if (!Number.isInteger(n) || n < 0) {
-      throw new RangeError(
-        `readexactly() size must be a non-negative integer, not ${n}`,
-      );
-    }
+    checkSize(n, "readexactly", false);
     this.#throwIfFailed();
     const signal = options?.signal;
     signal?.throwIfAborted();
@@ -315,6 +316,8 @@ export class StreamReader {
   }
 
   async #waitForData(what: string, signal?: AbortSignal): Promise<void> {
+    // Aborted since the read began or last woke: what arrived stays buffered.
+    signal?.throwIfAborted();
     if (this.#waiter !== undefined) {
       throw new TypeError(
         `Cannot ${what}(): another read is already waiting for data`,
@@ -361,9 +364,57 @@ export class StreamReader {
   }
 }
 
-/** Sorts separators shortest first, as asyncio does. */
-function sortByLength(separators: Uint8Array[]): Uint8Array[] {
-  return separators.sort((a, b) => a.byteLength - b.byteLength);
+/**
+ * Checks a read's byte count `n`.
+ *
+ * @param what The read, for the message.
+ * @param negative Whether `n` may be negative.
+ * @throws {TypeError} If `n` is not a number.
+ * @throws {RangeError} If `n` is not an integer, or is negative where it
+ * may not be.
+ */
+function checkSize(n: unknown, what: string, negative: boolean): void {
+  if (typeof n !== "number") {
+    throw new TypeError(
+      `Cannot ${what}(): n must be a number, not ${describeValue(n)}`,
+    );
+  }
+  if (!Number.isInteger(n) || (!negative && n < 0)) {
+    throw new RangeError(
+      `Cannot ${what}(): n must be ${
+        negative ? "an" : "a non-negative"
+      } integer, not ${n}`,
+    );
+  }
+}
+
+/**
+ * Checks `readuntil()`'s separator, one or an array; returns the
+ * separators sorted shortest first, as asyncio does.
+ *
+ * @throws {TypeError} Unless it is a non-empty `Uint8Array`, or a
+ * non-empty array of them.
+ */
+function checkSeparators(separator: unknown): Uint8Array[] {
+  const cannot = "Cannot readuntil()";
+  if (!(separator instanceof Uint8Array) && !Array.isArray(separator)) {
+    throw new TypeError(
+      `${cannot}: separator must be a Uint8Array or an array of them, not ${
+        describeValue(separator)
+      }`,
+    );
+  }
+  const separators: unknown[] = separator instanceof Uint8Array
+    ? [separator]
+    : [...separator];
+  for (const sep of separators) checkBytes(sep, "each separator", cannot);
+  const checked = separators as Uint8Array[];
+  if (checked.length === 0 || checked.some((sep) => sep.byteLength === 0)) {
+    throw new TypeError(
+      `${cannot}: separator must be at least one non-empty Uint8Array`,
+    );
+  }
+  return checked.sort((a, b) => a.byteLength - b.byteLength);
 }
 
 /** A growable byte buffer read from the front, as asyncio's `bytearray`. */

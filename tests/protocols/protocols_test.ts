@@ -7,7 +7,8 @@ import {
   SubprocessProtocolBase,
 } from "../../protocols/mod.ts";
 import type { BaseTransport, Transport } from "../../transports/transport.ts";
-import { stubSubprocessTransport } from "../_test_utils.ts";
+import { subprocessShell } from "../../transports/subprocess_exec.ts";
+import { stubSubprocessTransport, within } from "../_test_utils.ts";
 import { MemoryDatagramTransport, MemoryTransport } from "../../testing/mod.ts";
 
 const ADDR: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: 9 };
@@ -189,4 +190,83 @@ Deno.test("BaseProtocolBase.drain() follows pauseWriting, resumeWriting and conn
     await Promise.all(waiters);
     assert.equal(done, 3);
   });
+});
+
+/** Lets pending microtasks run, then tells whether `promise` settled. */
+async function hasSettled(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(() => settled = true, () => settled = true);
+  // Bounded: far more turns than drain() takes to settle.
+  for (let i = 0; i < 20 && !settled; i++) await undefined;
+  return settled;
+}
+
+Deno.test("SubprocessProtocolBase.drain() settles once stdin is lost, while writing is paused", async (t) => {
+  await t.step(
+    "rejects every waiter, and later calls, with stdin's error",
+    async () => {
+      const protocol = new SubprocessProtocolBase();
+      protocol.connectionMade(stubSubprocessTransport());
+      protocol.pauseWriting();
+      const waiters = [protocol.drain(), protocol.drain()];
+      protocol.pipeConnectionLost(1, undefined);
+      assert.equal(await hasSettled(waiters[0]!), false, "stdout is not stdin");
+      const broken = new Deno.errors.BrokenPipe("stdin is gone");
+      protocol.pipeConnectionLost(0, broken);
+      for (const waiter of waiters) {
+        await assert.rejects(waiter, (error) => error === broken);
+      }
+      await assert.rejects(protocol.drain(), (error) => error === broken);
+    },
+  );
+
+  await t.step("resolves them when stdin closed cleanly", async () => {
+    const protocol = new SubprocessProtocolBase();
+    protocol.connectionMade(stubSubprocessTransport());
+    protocol.pauseWriting();
+    const waiter = protocol.drain();
+    assert.equal(await hasSettled(waiter), false);
+    protocol.pipeConnectionLost(0, undefined);
+    await waiter;
+    await protocol.drain();
+  });
+
+  await t.step(
+    "over a child that closes its stdin and goes on running",
+    async () => {
+      const log: string[] = [];
+      const lost = Promise.withResolvers<void>();
+      class Writer extends SubprocessProtocolBase {
+        override pipeConnectionLost(fd: 0 | 1 | 2, exc: Error | undefined) {
+          super.pipeConnectionLost(fd, exc);
+          log.push(`pipeConnectionLost(${fd})`);
+        }
+        override processExited(): void {
+          log.push("processExited");
+        }
+        override connectionLost(exc: Error | undefined): void {
+          super.connectionLost(exc);
+          lost.resolve();
+        }
+      }
+      const [transport, protocol] = await subprocessShell(
+        () => new Writer(),
+        "exec 0<&-; exec sleep 10",
+        { stdout: "null", stderr: "null" },
+      );
+      try {
+        // More than the pipe holds: writing pauses, the child reads nothing.
+        transport.getPipeTransport(0)!.write(new Uint8Array(1024 * 1024));
+        const error = await within(
+          protocol.drain().then(() => undefined, (error) => error),
+          "drain() to settle once stdin is lost",
+        );
+        assert.ok(error instanceof Deno.errors.BrokenPipe, String(error));
+        assert.deepEqual(log, ["pipeConnectionLost(0)"]);
+      } finally {
+        transport.kill();
+        await within(lost.promise, "connectionLost");
+      }
+    },
+  );
 });

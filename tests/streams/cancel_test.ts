@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { openConnection, startServer, StreamReader } from "../../mod.ts";
 import { bytes, text, within } from "../_test_utils.ts";
+import { hasSettled } from "./_streams_utils.ts";
 
 Deno.test("StreamReader reads take a signal: aborting rejects that read and the next read gets the next data", async (t) => {
   const reads: [
@@ -66,6 +67,38 @@ Deno.test("StreamReader reads take a signal: aborting rejects that read and the 
       assert.equal(text(await reader.readline()), "line\n");
     },
   );
+});
+
+Deno.test("StreamReader reads reject when aborted right after data woke them, and keep what arrived", async (t) => {
+  const reads: [
+    string,
+    (reader: StreamReader, signal: AbortSignal) => Promise<Uint8Array>,
+  ][] = [
+    ["readexactly()", (reader, signal) => reader.readexactly(10, { signal })],
+    [
+      "readuntil()",
+      (reader, signal) => reader.readuntil(bytes("\n"), { signal }),
+    ],
+    ["readline()", (reader, signal) => reader.readline({ signal })],
+    ["read() until EOF", (reader, signal) => reader.read(-1, { signal })],
+  ];
+  for (const [name, start] of reads) {
+    await t.step(name, async () => {
+      const reader = new StreamReader();
+      const controller = new AbortController();
+      const reason = new Error("cancelled");
+      const pending = start(reader, controller.signal);
+      assert.equal(await hasSettled(pending), false);
+      // Data wakes the read; the abort comes before the read runs again.
+      reader.feedData(bytes("part"));
+      controller.abort(reason);
+      assert.equal(await hasSettled(pending), true, "the abort was missed");
+      await assert.rejects(pending, (error) => error === reason);
+      reader.feedData(bytes("ial\n"));
+      reader.feedEof();
+      assert.equal(text(await reader.read()), "partial\n");
+    });
+  }
 });
 
 Deno.test("StreamReader.readline() with AbortSignal.timeout() over a socket: a slow line times out, the reader goes on", async () => {

@@ -71,6 +71,33 @@ Deno.test("StreamReader.read() returns what is buffered, up to n, and waits when
     assert.equal((await read).byteLength, 0);
     assert.equal((await reader.read(5)).byteLength, 0);
   });
+
+  for (const n of [NaN, 0.5, -1.5, Infinity, -Infinity]) {
+    await t.step(
+      `read(${n}) is a RangeError and consumes nothing`,
+      async () => {
+        const [reader, calls] = fakeConnected(4);
+        reader.feedData(bytes("hello world\n"));
+        assert.equal(calls.pauses, 1, "over twice the limit");
+        await assert.rejects(reader.read(n), RangeError);
+        assert.equal(text(await reader.readexactly(5)), "hello");
+        assert.equal(calls.resumes, 0, "7 bytes left: still over the limit");
+        assert.equal(text(await reader.readexactly(7)), " world\n");
+        assert.equal(calls.resumes, 1);
+      },
+    );
+  }
+
+  for (
+    const [name, n] of [["a string", "5"], ["null", null], ["a bigint", 5n]]
+  ) {
+    await t.step(`read(n) with ${name} is a TypeError`, async () => {
+      const reader = new StreamReader();
+      reader.feedData(bytes("abc"));
+      await assert.rejects(reader.read(n as unknown as number), TypeError);
+      assert.equal(text(await reader.read(3)), "abc", "nothing consumed");
+    });
+  }
 });
 
 Deno.test("StreamReader.readexactly() returns exactly n bytes", async (t) => {
@@ -123,6 +150,17 @@ Deno.test("StreamReader.readexactly() returns exactly n bytes", async (t) => {
     reader.feedData(bytes("abc"));
     await assert.rejects(reader.readexactly(-1), RangeError);
     await assert.rejects(reader.readexactly(1.5), RangeError);
+    await assert.rejects(reader.readexactly(NaN), RangeError);
+    assert.equal(text(await reader.read(3)), "abc", "nothing was consumed");
+  });
+
+  await t.step("an n that is not a number is a TypeError", async () => {
+    const reader = new StreamReader();
+    reader.feedData(bytes("abc"));
+    await assert.rejects(
+      reader.readexactly("2" as unknown as number),
+      TypeError,
+    );
     assert.equal(text(await reader.read(3)), "abc", "nothing was consumed");
   });
 });

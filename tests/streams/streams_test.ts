@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   type ClientConnected,
   DEFAULT_LIMIT,
+  type ErrorHandler,
   openConnection,
   openUnixConnection,
   type Server,
@@ -15,6 +16,7 @@ import {
   bytes,
   concat,
   errorCollector,
+  NOT_BYTES,
   pattern,
   text,
   within,
@@ -256,6 +258,39 @@ Deno.test("startServer() reports what clientConnected throws or rejects with to 
   }
 });
 
+Deno.test("startServer() with an onError that throws: both errors go to stderr, and the connection still closes", async (t) => {
+  for (const how of ["throws", "rejects"] as const) {
+    await t.step(`clientConnected ${how}`, async () => {
+      const boom = new Error(`boom: ${how}`);
+      const handlerFailure = new Error("onError failed");
+      const printed: unknown[][] = [];
+      const consoleError = console.error;
+      console.error = (...args: unknown[]) => void printed.push(args);
+      try {
+        await using server = await startServer((reader) => {
+          if (how === "throws") throw boom;
+          return reader.readline().then(() => Promise.reject(boom));
+        }, {
+          ...LOCAL,
+          onError: () => {
+            throw handlerFailure;
+          },
+        });
+        const [reader, writer] = await openConnection({ port: portOf(server) });
+        writer.write(bytes("go\n"));
+        const eof = await within(reader.read(), "the failed connection's EOF");
+        assert.equal(eof.byteLength, 0);
+        await closeClient(writer);
+      } finally {
+        console.error = consoleError;
+      }
+      assert.deepEqual(printed.map((args) => args[1]), [handlerFailure, boom]);
+      assert.match(String(printed[0]![0]), /onError/);
+      assert.match(String(printed[1]![0]), /clientConnected/);
+    });
+  }
+});
+
 Deno.test("startUnixServer() and openUnixConnection() echo over a Unix socket", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -468,6 +503,46 @@ Deno.test("StreamReader, readuntil() and startServer() reject bad arguments", as
     },
   );
 
+  for (const [name, value] of NOT_BYTES) {
+    await t.step(
+      `feedData() with ${name} is a TypeError, and the reader goes on`,
+      async () => {
+        const reader = new StreamReader();
+        reader.feedData(bytes("kept "));
+        assert.throws(
+          () => reader.feedData(value as Uint8Array),
+          (error: Error) =>
+            error instanceof TypeError && /data/.test(error.message),
+        );
+        reader.feedData(bytes("and more"));
+        reader.feedEof();
+        assert.equal(text(await reader.read()), "kept and more");
+      },
+    );
+
+    await t.step(
+      `readuntil() with ${name} as a separator, alone or in an array, is a TypeError`,
+      async () => {
+        const reader = new StreamReader();
+        reader.feedData(bytes("data\n"));
+        // Alone, undefined is the default separator.
+        const alone = value === undefined ? [] : [value];
+        for (const separator of [...alone, [bytes("\n"), value]]) {
+          await assert.rejects(
+            reader.readuntil(separator as Uint8Array),
+            (error: Error) =>
+              error instanceof TypeError && /separator/.test(error.message),
+          );
+        }
+        assert.equal(
+          text(await reader.readline()),
+          "data\n",
+          "nothing consumed",
+        );
+      },
+    );
+  }
+
   await t.step(
     "startServer() and startUnixServer() with a callback that is not a function reject with TypeError",
     async () => {
@@ -482,6 +557,41 @@ Deno.test("StreamReader, readuntil() and startServer() reject bad arguments", as
       } finally {
         await Deno.remove(dir, { recursive: true });
       }
+    },
+  );
+
+  await t.step(
+    "startServer(), startUnixServer(), openConnection() and openUnixConnection() with an onError that is not a function reject with TypeError before listening or connecting",
+    async () => {
+      const onError = 5 as unknown as ErrorHandler;
+      const namesOnError = (error: Error) =>
+        error instanceof TypeError && /onError/.test(error.message);
+      await assert.rejects(
+        () => startServer(echoLines, { ...LOCAL, onError }),
+        namesOnError,
+      );
+      const dir = await Deno.makeTempDir();
+      try {
+        const path = `${dir}/never.sock`;
+        await assert.rejects(
+          () => startUnixServer(echoLines, { path, onError }),
+          namesOnError,
+        );
+        await assert.rejects(Deno.lstat(path), Deno.errors.NotFound);
+        await assert.rejects(
+          () => openUnixConnection({ path, onError }),
+          namesOnError,
+        );
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+      const { server, errors } = await serve(echoLines);
+      await using _server = server;
+      await assert.rejects(
+        () => openConnection({ port: portOf(server), onError }),
+        namesOnError,
+      );
+      assert.deepEqual(errors, []);
     },
   );
 

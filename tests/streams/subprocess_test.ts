@@ -3,7 +3,14 @@ import {
   createSubprocessExec,
   createSubprocessShell,
 } from "../../streams/create_subprocess_exec.ts";
-import { assertBytes, bytes, pattern, text, within } from "../_test_utils.ts";
+import {
+  assertBytes,
+  bytes,
+  NOT_BYTES,
+  pattern,
+  text,
+  within,
+} from "../_test_utils.ts";
 
 const PIPED = { stdin: "piped", stdout: "piped", stderr: "piped" } as const;
 
@@ -67,6 +74,26 @@ Deno.test("createSubprocessExec(): a child that does not read its input is not a
   assert.equal(out!.byteLength, 0);
   assert.equal(child.returncode, 0);
   await assert.rejects(() => child.stdin!.drain(), Error);
+});
+
+Deno.test("createSubprocessExec(): communicate() with input that is not a Uint8Array is a TypeError, and writes or reads nothing", async (t) => {
+  const child = await createSubprocessExec("cat", [], {
+    stdin: "piped",
+    stdout: "piped",
+  });
+  for (const [name, value] of NOT_BYTES) {
+    if (value === undefined) continue; // no input
+    await t.step(name, async () => {
+      await assert.rejects(
+        child.communicate(value as Uint8Array),
+        (error: Error) =>
+          error instanceof TypeError && /input/.test(error.message),
+      );
+    });
+  }
+  const [out] = await within(child.communicate(bytes("hi")), "communicate");
+  assert.equal(text(out!), "hi", "stdin was still open, stdout unread");
+  assert.equal(child.returncode, 0);
 });
 
 Deno.test("createSubprocessExec(): wait() ends on exit even while a grandchild holds stdout", async () => {
