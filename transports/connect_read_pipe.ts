@@ -39,8 +39,11 @@ export interface ConnectWritePipeOptions {
  * `dataReceived` (or `getBuffer`/`bufferUpdated`), `eofReceived` at the
  * source's end, then `connectionLost`. `pauseReading()` and
  * `resumeReading()` work as on a socket; `close()` closes the source.
- * `getExtraInfo("pipe")` is the source. The transport it gets cannot
- * write (its `write()` throws `TypeError`).
+ * `getExtraInfo("pipe")` is the source. The transport it gets is a
+ * {@linkcode ReadTransport}: it cannot write. An object literal's
+ * `connectionMade(t)` gets `t` typed so; a class keeps it as
+ * `this.transport` by extending `ProtocolBase<ReadTransport>` (or
+ * `BufferedProtocolBase<ReadTransport>`).
  *
  * Deno cannot cancel a read in flight on every kind of file: closing a
  * terminal's stdin, for one, waits for the next line.
@@ -53,10 +56,10 @@ export interface ConnectWritePipeOptions {
  *
  * @example Count the lines of a stream
  * ```ts
- * import { connectReadPipe, ProtocolBase } from "@aio/protocols";
+ * import { connectReadPipe, ProtocolBase, type ReadTransport } from "@aio/protocols";
  * import assert from "node:assert/strict";
  *
- * class LineCounter extends ProtocolBase {
+ * class LineCounter extends ProtocolBase<ReadTransport> {
  *   lines = 0;
  *   done = Promise.withResolvers<void>();
  *   override dataReceived(data: Uint8Array): void {
@@ -73,7 +76,7 @@ export interface ConnectWritePipeOptions {
  * assert.equal(counter.lines, 3);
  * ```
  */
-export function connectReadPipe<P extends StreamProtocol>(
+export function connectReadPipe<P extends StreamProtocol<ReadTransport>>(
   factory: () => P,
   source: ByteSourceLike,
   options?: ConnectReadPipeOptions,
@@ -110,7 +113,9 @@ export function connectReadPipe<P extends StreamProtocol>(
  *
  * @param factory Makes the protocol: any object, with the callbacks every
  * protocol has (`connectionMade`, `pauseWriting`, `resumeWriting`,
- * `connectionLost`).
+ * `connectionLost`); `connectionMade` gets a {@linkcode WriteTransport}, and
+ * a class keeps it as `this.transport` by extending
+ * `BaseProtocolBase<WriteTransport>`.
  * @param sink Where to write.
  * @param options Error reporting.
  * @returns The transport and the protocol, once `connectionMade` has run.
@@ -118,7 +123,11 @@ export function connectReadPipe<P extends StreamProtocol>(
  *
  * @example Write lines with flow control
  * ```ts
- * import { connectWritePipe, ProtocolBase } from "@aio/protocols";
+ * import {
+ *   BaseProtocolBase,
+ *   connectWritePipe,
+ *   type WriteTransport,
+ * } from "@aio/protocols";
  *
  * const chunks: Uint8Array[] = [];
  * const sink = new WritableStream<Uint8Array>({
@@ -127,7 +136,7 @@ export function connectReadPipe<P extends StreamProtocol>(
  *   },
  * });
  * const [transport, protocol] = await connectWritePipe(
- *   () => new ProtocolBase(),
+ *   () => new BaseProtocolBase<WriteTransport>(),
  *   sink,
  * );
  * for (let i = 0; i < 3; i++) {
@@ -137,7 +146,7 @@ export function connectReadPipe<P extends StreamProtocol>(
  * transport.close();
  * ```
  */
-export function connectWritePipe<P extends BaseProtocol>(
+export function connectWritePipe<P extends BaseProtocol<WriteTransport>>(
   factory: () => P,
   sink: ByteSinkLike,
   options?: ConnectWritePipeOptions,

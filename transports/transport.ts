@@ -280,6 +280,9 @@ export interface Transport extends ReadTransport, WriteTransport {
  * A protocol a stream transport can drive: a {@linkcode Protocol} or a
  * {@linkcode BufferedProtocol} (an object with `getBuffer`).
  *
+ * @typeParam T The transport `connectionMade` gets: a `Transport` from a
+ * socket, a `ReadTransport` from `connectReadPipe`.
+ *
  * @example A factory that picks the protocol kind
  * ```ts
  * import {
@@ -298,7 +301,9 @@ export interface Transport extends ReadTransport, WriteTransport {
  * });
  * ```
  */
-export type StreamProtocol = Protocol | BufferedProtocol;
+export type StreamProtocol<T extends ReadTransport = Transport> =
+  | Protocol<T>
+  | BufferedProtocol<T>;
 
 /**
  * A datagram (UDP) endpoint: sends whole datagrams with flow control and
