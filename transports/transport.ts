@@ -392,7 +392,10 @@ export interface SubprocessTransport extends BaseTransport {
    * `undefined` if it is not piped.
    */
   getPipeTransport(fd: 1 | 2): ReadTransport | undefined;
-  /** Returns the transport of a piped stream, or `undefined`. */
+  /**
+   * Returns the transport of a piped stream, or `undefined`; `undefined`
+   * too for an `fd` other than 0, 1 or 2, as asyncio's `None`.
+   */
   getPipeTransport(fd: 0 | 1 | 2): WriteTransport | ReadTransport | undefined;
   /** Sends `signal` to the child; does nothing once it exited. */
   sendSignal(signal: Deno.Signal): void;
