@@ -6,7 +6,10 @@ import {
   toByteSource,
 } from "./_byte_io.ts";
 import { checkFactory } from "./_conn.ts";
-import { StreamTransport } from "./_stream_transport.ts";
+import { describeValue } from "./_report.ts";
+import type { ByteSource } from "./_read_side.ts";
+import { checkProtocol, StreamTransport } from "./_stream_transport.ts";
+import type { ByteSink } from "./_write_side.ts";
 import type {
   ErrorHandler,
   ReadTransport,
@@ -48,11 +51,18 @@ export interface ConnectWritePipeOptions {
  * Deno cannot cancel a read in flight on every kind of file: closing a
  * terminal's stdin, for one, waits for the next line.
  *
+ * A `ReadableStream` is locked only once the protocol is made, so a call
+ * that fails before (bad arguments, a factory that throws or makes no
+ * protocol) leaves the source as it was. If `connectionMade` throws, the
+ * transport closes the source, as asyncio closes the pipe: a stream is
+ * cancelled.
+ *
  * @param factory Makes the protocol.
  * @param source What to read.
  * @param options Error reporting.
  * @returns The transport and the protocol, once `connectionMade` has run.
- * @throws {TypeError} If `source` cannot be read.
+ * @throws {TypeError} If `factory` is not a function or makes no protocol,
+ * or `source` cannot be read or is a locked stream.
  *
  * @example Count the lines of a stream
  * ```ts
@@ -84,11 +94,12 @@ export function connectReadPipe<P extends StreamProtocol<ReadTransport>>(
   const cannot = "Cannot connect read pipe";
   try {
     checkFactory(factory, "connect read pipe");
-    const ends = { source: toByteSource(source, cannot) };
+    const open = sourceOpener(source, cannot);
     return start(
       factory,
+      checkProtocol,
       (protocol, made) =>
-        new StreamTransport(ends, protocol, {
+        new StreamTransport({ source: open() }, protocol, {
           onError: options?.onError,
           extra: { pipe: source },
           events: { made },
@@ -111,6 +122,12 @@ export function connectReadPipe<P extends StreamProtocol<ReadTransport>>(
  * as `close()` (a pipe's EOF is its close), `abort()` drops the buffer.
  * `getExtraInfo("pipe")` is the sink.
  *
+ * A `WritableStream` is locked only once the protocol is made, so a call
+ * that fails before (bad arguments, a factory that throws or makes no
+ * protocol) leaves the sink as it was. If `connectionMade` throws, the
+ * transport closes the sink, as asyncio closes the pipe: a stream is
+ * aborted.
+ *
  * @param factory Makes the protocol: any object, with the callbacks every
  * protocol has (`connectionMade`, `pauseWriting`, `resumeWriting`,
  * `connectionLost`); `connectionMade` gets a {@linkcode WriteTransport}, and
@@ -119,7 +136,8 @@ export function connectReadPipe<P extends StreamProtocol<ReadTransport>>(
  * @param sink Where to write.
  * @param options Error reporting.
  * @returns The transport and the protocol, once `connectionMade` has run.
- * @throws {TypeError} If `sink` cannot be written.
+ * @throws {TypeError} If `factory` is not a function or makes no protocol
+ * (an object), or `sink` cannot be written or is a locked stream.
  *
  * @example Write lines with flow control
  * ```ts
@@ -154,31 +172,91 @@ export function connectWritePipe<P extends BaseProtocol<WriteTransport>>(
   const cannot = "Cannot connect write pipe";
   try {
     checkFactory(factory, "connect write pipe");
-    const ends = { sink: toByteSink(sink, cannot) };
+    const open = sinkOpener(sink, cannot);
     return start(
       factory,
+      checkObject,
       (protocol, made) =>
         // A write pipe reads nothing: any protocol object will do.
-        new StreamTransport(ends, protocol as unknown as StreamProtocol, {
-          onError: options?.onError,
-          extra: { pipe: sink },
-          events: { made },
-        }),
+        new StreamTransport(
+          { sink: open() },
+          protocol as unknown as StreamProtocol,
+          {
+            onError: options?.onError,
+            extra: { pipe: sink },
+            events: { made },
+          },
+        ),
     );
   } catch (error) {
     return Promise.reject(error);
   }
 }
 
-/** Makes the protocol and its transport; resolves once `connectionMade` ran. */
+/**
+ * Checks `source` and returns what adapts it. A stream is locked only when
+ * adapted, once the protocol is made.
+ */
+function sourceOpener(
+  source: unknown,
+  cannot: string,
+): () => ByteSource & { close(): void } {
+  if (source instanceof ReadableStream) {
+    checkUnlocked(source, "source", cannot);
+    return () => toByteSource(source, cannot);
+  }
+  const adapted = toByteSource(source, cannot);
+  return () => adapted;
+}
+
+/**
+ * Checks `sink` and returns what adapts it. A stream is locked only when
+ * adapted, once the protocol is made.
+ */
+function sinkOpener(sink: unknown, cannot: string): () => ByteSink {
+  if (sink instanceof WritableStream) {
+    checkUnlocked(sink, "sink", cannot);
+    return () => toByteSink(sink, cannot);
+  }
+  const adapted = toByteSink(sink, cannot);
+  return () => adapted;
+}
+
+function checkUnlocked(
+  stream: { readonly locked: boolean },
+  name: string,
+  cannot: string,
+): void {
+  if (stream.locked) {
+    throw new TypeError(
+      `${cannot}: the ${name} stream is locked (a reader or writer holds it)`,
+    );
+  }
+}
+
+/** Checks that a write pipe's protocol is an object. */
+function checkObject(protocol: unknown): void {
+  if (typeof protocol !== "object" || protocol === null) {
+    throw new TypeError(
+      `Cannot use protocol: expected an object, not ${describeValue(protocol)}`,
+    );
+  }
+}
+
+/**
+ * Makes the protocol and checks it, then its transport; resolves once
+ * `connectionMade` ran.
+ */
 function start<P extends object, T>(
   factory: () => P,
+  check: (protocol: unknown) => void,
   make: (
     protocol: P,
     made: (transport: unknown, error: Error | undefined) => void,
   ) => T,
 ): Promise<[T, P]> {
   const protocol = factory();
+  check(protocol);
   const done = Promise.withResolvers<[T, P]>();
   const transport = make(protocol, (_, error) => {
     if (error === undefined) done.resolve([transport, protocol]);
