@@ -8,6 +8,9 @@ import type { BaseTransport } from "../transports/transport.ts";
  * `connectionLost` last, exactly once each; `pauseWriting` and
  * `resumeWriting` come in strict pairs in between.
  *
+ * @typeParam T The transport `connectionMade` gets: a `WriteTransport`
+ * from `connectWritePipe`; each protocol kind narrows it.
+ *
  * @example A protocol that only watches the connection's life
  * ```ts
  * import type { BaseProtocol } from "@aio/protocols";
@@ -18,9 +21,9 @@ import type { BaseTransport } from "../transports/transport.ts";
  * };
  * ```
  */
-export interface BaseProtocol {
+export interface BaseProtocol<T extends BaseTransport = BaseTransport> {
   /** Called once, first, with the transport that now drives this protocol. */
-  connectionMade?(transport: BaseTransport): void;
+  connectionMade?(transport: T): void;
   /**
    * Called once, last: `undefined` after a clean EOF, `close()` or
    * `abort()`, the error after a failure.
@@ -57,7 +60,7 @@ export interface BaseProtocol {
  * ```
  */
 export class BaseProtocolBase<T extends BaseTransport = BaseTransport>
-  implements BaseProtocol {
+  implements BaseProtocol<T> {
   /** The transport given to `connectionMade`, or `undefined` before it. */
   transport: T | undefined = undefined;
   #writingPaused = false;

@@ -1,4 +1,4 @@
-import type { Transport } from "../transports/transport.ts";
+import type { ReadTransport, Transport } from "../transports/transport.ts";
 import type { BaseProtocol } from "./base_protocol.ts";
 import { BaseProtocolBase } from "./base_protocol.ts";
 
@@ -15,6 +15,9 @@ import { BaseProtocolBase } from "./base_protocol.ts";
  * ```text
  * connectionMade → (getBuffer → bufferUpdated?)* → eofReceived? → connectionLost
  * ```
+ *
+ * @typeParam T The transport `connectionMade` gets: a `Transport` from a
+ * socket, a `ReadTransport` from `connectReadPipe`.
  *
  * @example Read fixed-size records into one reused buffer
  * ```ts
@@ -35,9 +38,10 @@ import { BaseProtocolBase } from "./base_protocol.ts";
  * };
  * ```
  */
-export interface BufferedProtocol extends BaseProtocol {
+export interface BufferedProtocol<T extends ReadTransport = Transport>
+  extends BaseProtocol<T> {
   /** Called once, first, with the transport that now drives this protocol. */
-  connectionMade?(transport: Transport): void;
+  connectionMade?(transport: T): void;
   /**
    * Returns the buffer for the next read, never empty. `sizeHint` is the
    * size the transport would like (-1: any size); a smaller buffer is fine.
@@ -62,6 +66,9 @@ export interface BufferedProtocol extends BaseProtocol {
  * A {@linkcode BufferedProtocol} with a buffer of its own and no-op
  * callbacks: override `bufferUpdated` to use the bytes in `buffer`.
  *
+ * @typeParam T The transport kept as `this.transport`:
+ * `BufferedProtocolBase<ReadTransport>` for `connectReadPipe`.
+ *
  * @example Sum the bytes of a stream without copying them
  * ```ts
  * import { BufferedProtocolBase } from "@aio/protocols";
@@ -80,8 +87,9 @@ export interface BufferedProtocol extends BaseProtocol {
  * assert.equal(summer.sum, 6);
  * ```
  */
-export class BufferedProtocolBase extends BaseProtocolBase<Transport>
-  implements BufferedProtocol {
+export class BufferedProtocolBase<T extends ReadTransport = Transport>
+  extends BaseProtocolBase<T>
+  implements BufferedProtocol<T> {
   /** The memory every read goes into. */
   readonly buffer: Uint8Array;
 

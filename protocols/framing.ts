@@ -86,15 +86,24 @@ export abstract class LineProtocol extends ProtocolBase {
    * Makes a line splitter.
    *
    * @param options The delimiter and the longest line.
-   * @throws {TypeError} For an empty delimiter.
+   * @throws {TypeError} For a delimiter that is not a string or a
+   * `Uint8Array`, or is empty.
    * @throws {RangeError} For a `maxLineLength` that is not a positive integer.
    */
   constructor(options: LineProtocolOptions = {}) {
     super();
-    const delimiter = options.delimiter ?? "\n";
-    this.delimiter = typeof delimiter === "string"
-      ? encoder.encode(delimiter)
-      : delimiter.slice();
+    const delimiter: unknown = options.delimiter ?? "\n";
+    if (typeof delimiter === "string") {
+      this.delimiter = encoder.encode(delimiter);
+    } else if (delimiter instanceof Uint8Array) {
+      this.delimiter = copyOf(delimiter);
+    } else {
+      throw new TypeError(
+        `Cannot make a LineProtocol: the delimiter must be a string or a Uint8Array, not ${
+          describe(delimiter)
+        }`,
+      );
+    }
     if (this.delimiter.byteLength === 0) {
       throw new TypeError("Cannot make a LineProtocol: the delimiter is empty");
     }
@@ -572,7 +581,13 @@ function checkLimit(value: unknown, name: string): number {
   return value;
 }
 
-/** Returns where `needle` starts in `haystack` at or after `from`, or -1. */
+/** Names a value's type for an error message: `null`, `number`, `Array`... */
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value !== "object") return typeof value;
+  return value.constructor?.name ?? "object";
+}
+
 /** Returns the transport a protocol writes to, once it has one. */
 function connected(transport: Transport | undefined, what: string): Transport {
   if (transport === undefined) {

@@ -1,4 +1,4 @@
-import type { Transport } from "../transports/transport.ts";
+import type { ReadTransport, Transport } from "../transports/transport.ts";
 import type { BaseProtocol } from "./base_protocol.ts";
 import { BaseProtocolBase } from "./base_protocol.ts";
 
@@ -10,6 +10,9 @@ import { BaseProtocolBase } from "./base_protocol.ts";
  * ```text
  * connectionMade → dataReceived* → eofReceived? → connectionLost
  * ```
+ *
+ * @typeParam T The transport `connectionMade` gets: a `Transport` from a
+ * socket, a `ReadTransport` from `connectReadPipe`.
  *
  * @example Echo what arrives
  * ```ts
@@ -24,9 +27,10 @@ import { BaseProtocolBase } from "./base_protocol.ts";
  * }, { hostname: "127.0.0.1", port: 0 });
  * ```
  */
-export interface Protocol extends BaseProtocol {
+export interface Protocol<T extends ReadTransport = Transport>
+  extends BaseProtocol<T> {
   /** Called once, first, with the transport that now drives this protocol. */
-  connectionMade?(transport: Transport): void;
+  connectionMade?(transport: T): void;
   /**
    * Called with each chunk read, never empty. The chunking is arbitrary and
    * the protocol owns `data`: the transport never writes into it again,
@@ -60,6 +64,9 @@ export interface Protocol extends BaseProtocol {
  * A {@linkcode Protocol} whose callbacks all do nothing: extend it and
  * override what you need.
  *
+ * @typeParam T The transport kept as `this.transport`: `ProtocolBase<ReadTransport>`
+ * for `connectReadPipe`, whose transport cannot write.
+ *
  * @example Count lines as they arrive
  * ```ts
  * import { ProtocolBase } from "@aio/protocols";
@@ -77,8 +84,9 @@ export interface Protocol extends BaseProtocol {
  * assert.equal(counter.lines, 2);
  * ```
  */
-export class ProtocolBase extends BaseProtocolBase<Transport>
-  implements Protocol {
+export class ProtocolBase<T extends ReadTransport = Transport>
+  extends BaseProtocolBase<T>
+  implements Protocol<T> {
   /**
    * `false`: the protocol keeps the chunks it gets. A subclass that is done
    * with each chunk when `dataReceived` returns sets it to `true` (see

@@ -18,7 +18,10 @@ export interface ConnectPairOptions {
   chunking?: Chunking;
   /** Options for both transports (limits, extra info, error reporting). */
   transport?: Omit<MemoryTransportOptions, "peerReading">;
-  /** The most rounds `flush()` runs before it gives up (default 10 000). */
+  /**
+   * The most rounds `flush()` runs before it gives up, a positive integer
+   * (default 10 000).
+   */
   maxRounds?: number;
 }
 
@@ -55,6 +58,10 @@ export interface Pair<C extends StreamProtocol, S extends StreamProtocol> {
  * @param serverFactory Makes the server's protocol.
  * @param options Chunking, and options for both transports.
  * @returns The pair, once both protocols are made (server first).
+ * @throws {TypeError} For a `chunking` that is not `"whole"`, a number or
+ * `{ random: seed }`, or a `maxRounds` that is not a number.
+ * @throws {RangeError} For a `chunking` or `maxRounds` number that is not a
+ * positive integer.
  *
  * @example Check a protocol against every chunking, one byte at a time
  * ```ts
@@ -88,7 +95,7 @@ export async function connectPair<
   options?: ConnectPairOptions,
 ): Promise<Pair<C, S>> {
   const cut = cutter(options?.chunking ?? "whole");
-  const maxRounds = options?.maxRounds ?? 10_000;
+  const maxRounds = checkMaxRounds(options?.maxRounds ?? 10_000);
   const server = serverFactory();
   const client = clientFactory();
   const serverTransport = new MemoryTransport(server, {
@@ -174,6 +181,22 @@ class Direction {
     }
     return moved;
   }
+}
+
+function checkMaxRounds(value: unknown): number {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot connect pair: maxRounds must be a number, not ${
+        value === null ? "null" : typeof value
+      }`,
+    );
+  }
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(
+      `Cannot connect pair: maxRounds (${value}) must be a positive integer`,
+    );
+  }
+  return value;
 }
 
 /** Returns the chunk sizes for `length` bytes. */

@@ -3,10 +3,15 @@
  * no annotation on a callback's parameters. Half of each test is that
  * `deno check` accepts them under the project's strict settings, with each
  * parameter the type of its protocol kind (never `any`); the other half is
- * that they run, over 127.0.0.1 on a free port or with a child process.
+ * that they run, over 127.0.0.1 on a free port, with a child process or
+ * over Web streams.
  */
 import assert from "node:assert/strict";
 import {
+  BaseProtocolBase,
+  BufferedProtocolBase,
+  connectReadPipe,
+  connectWritePipe,
   createConnection,
   createDatagramEndpoint,
   createServer,
@@ -210,6 +215,148 @@ Deno.test("subprocessExec() gives a subprocess protocol's connectionMade(t) a Su
       const [, cat] = await subprocessExec(() => new Cat(), "cat");
       assert.equal(await cat.lost.promise, undefined);
       assert.equal(cat.out, "hey\n");
+    },
+  );
+});
+
+Deno.test("connectWritePipe() gives a protocol's connectionMade(t) a WriteTransport", async (t) => {
+  /** A sink that keeps what it gets, and says when it is closed. */
+  function collector() {
+    const chunks: string[] = [];
+    const closed = Promise.withResolvers<void>();
+    const sink = new WritableStream<Uint8Array>({
+      write(chunk) {
+        chunks.push(decoder.decode(chunk));
+      },
+      close() {
+        closed.resolve();
+      },
+    });
+    return { chunks, closed: closed.promise, sink };
+  }
+
+  await t.step("an object literal writes from connectionMade", async () => {
+    const { chunks, closed, sink } = collector();
+    await connectWritePipe(() => ({
+      connectionMade(t) {
+        assertType<Same<typeof t, WriteTransport>>();
+        t.write(encoder.encode("hello"));
+        t.close();
+      },
+    }), sink);
+    await closed;
+    assert.deepEqual(chunks, ["hello"]);
+  });
+
+  await t.step(
+    "a BaseProtocolBase<WriteTransport> subclass uses this.transport",
+    async () => {
+      class Greeter extends BaseProtocolBase<WriteTransport> {
+        override connectionMade(transport: WriteTransport): void {
+          super.connectionMade(transport);
+          this.transport?.writelines([
+            encoder.encode("hi"),
+            encoder.encode("!"),
+          ]);
+          this.transport?.close();
+        }
+      }
+      assertType<Same<Greeter["transport"], WriteTransport | undefined>>();
+      const { chunks, closed, sink } = collector();
+      await connectWritePipe(() => new Greeter(), sink);
+      await closed;
+      assert.equal(chunks.join(""), "hi!");
+    },
+  );
+});
+
+Deno.test("connectReadPipe() gives a protocol's connectionMade(t) a ReadTransport, with no write()", async (t) => {
+  /** `true` if a `T` offers `write`. */
+  type Writes<T> = "write" extends keyof T ? true : false;
+  const source = () => ReadableStream.from([encoder.encode("ping")]);
+
+  await t.step("an object literal with dataReceived", async () => {
+    const lost = Promise.withResolvers<Error | undefined>();
+    let heard = "";
+    await connectReadPipe(() => ({
+      connectionMade(t) {
+        assertType<Same<typeof t, ReadTransport>>();
+        assertType<Same<Writes<typeof t>, false>>();
+        assert.equal(t.isReading(), true);
+      },
+      dataReceived(data) {
+        heard += decoder.decode(data);
+      },
+      connectionLost(exc) {
+        lost.resolve(exc);
+      },
+    }), source());
+    assert.equal(await lost.promise, undefined);
+    assert.equal(heard, "ping");
+  });
+
+  await t.step("an object literal with getBuffer", async () => {
+    const lost = Promise.withResolvers<Error | undefined>();
+    const buffer = new Uint8Array(16);
+    let filled = 0;
+    await connectReadPipe(() => ({
+      connectionMade(t) {
+        assertType<Same<typeof t, ReadTransport>>();
+      },
+      getBuffer: () => buffer.subarray(filled),
+      bufferUpdated(nbytes) {
+        filled += nbytes;
+      },
+      connectionLost(exc) {
+        lost.resolve(exc);
+      },
+    }), source());
+    assert.equal(await lost.promise, undefined);
+    assert.equal(decoder.decode(buffer.subarray(0, filled)), "ping");
+  });
+
+  await t.step(
+    "ProtocolBase<ReadTransport> and BufferedProtocolBase<ReadTransport> subclasses",
+    async () => {
+      class Reader extends ProtocolBase<ReadTransport> {
+        heard = "";
+        lost = Promise.withResolvers<Error | undefined>();
+        override dataReceived(data: Uint8Array): void {
+          this.heard += decoder.decode(data);
+        }
+        override connectionLost(exc: Error | undefined): void {
+          super.connectionLost(exc);
+          this.lost.resolve(exc);
+        }
+      }
+      assertType<Same<Reader["transport"], ReadTransport | undefined>>();
+      const [transport, reader] = await connectReadPipe(
+        () => new Reader(),
+        source(),
+      );
+      assertType<Same<typeof transport, ReadTransport>>();
+      assert.equal(reader.transport, transport);
+      assert.equal(await reader.lost.promise, undefined);
+      assert.equal(reader.heard, "ping");
+
+      class Buffered extends BufferedProtocolBase<ReadTransport> {
+        filled = 0;
+        lost = Promise.withResolvers<Error | undefined>();
+        override bufferUpdated(nbytes: number): void {
+          this.filled += nbytes;
+        }
+        override connectionLost(exc: Error | undefined): void {
+          super.connectionLost(exc);
+          this.lost.resolve(exc);
+        }
+      }
+      assertType<Same<Buffered["transport"], ReadTransport | undefined>>();
+      const [, buffered] = await connectReadPipe(
+        () => new Buffered(16),
+        source(),
+      );
+      assert.equal(await buffered.lost.promise, undefined);
+      assert.equal(buffered.filled, 4);
     },
   );
 });

@@ -273,10 +273,7 @@ export class DatagramEndpoint implements DatagramTransport {
   /** Checks `addr` against `remoteAddr`; returns where to send. */
   #destination(addr: Deno.NetAddr | undefined): Deno.NetAddr {
     const cannot = "Cannot send datagram";
-    if (addr !== undefined && !isUdpAddress(addr)) {
-      const { hostname, port } = checkAddress(addr, cannot);
-      addr = { transport: "udp", hostname, port };
-    }
+    if (addr !== undefined) addr = toUdpAddress(addr, cannot);
     const remote = this.#remote;
     if (remote === undefined) {
       if (addr === undefined) {
@@ -461,10 +458,27 @@ function checkProtocol(protocol: unknown): void {
  * `true` for a well-formed UDP address, such as the sender Deno reports:
  * it can be used as it is.
  */
-function isUdpAddress(addr: Deno.NetAddr): boolean {
-  const port = addr.port;
-  return addr.transport === "udp" && typeof addr.hostname === "string" &&
-    Number.isInteger(port) && port >= 0 && port <= 65535;
+function isUdpAddress(addr: unknown): addr is Deno.NetAddr {
+  if (typeof addr !== "object" || addr === null) return false;
+  const { transport, hostname, port } = addr as Partial<Deno.NetAddr>;
+  return transport === "udp" && typeof hostname === "string" &&
+    typeof port === "number" && Number.isInteger(port) && port >= 0 &&
+    port <= 65535;
+}
+
+/**
+ * Returns `addr` as a UDP address: itself when well formed, else made from
+ * its hostname and port.
+ *
+ * @param cannot The start of the message, e.g. `"Cannot send datagram"`.
+ * @throws {TypeError} Unless `addr` is an object with a hostname string and
+ * an integer port.
+ * @throws {RangeError} For a port out of range.
+ */
+export function toUdpAddress(addr: unknown, cannot: string): Deno.NetAddr {
+  if (isUdpAddress(addr)) return addr;
+  const { hostname, port } = checkAddress(addr, cannot);
+  return { transport: "udp", hostname, port };
 }
 
 /** Checks an address; `hostname` may be missing only when `local`. */

@@ -166,12 +166,24 @@ export class ChildProcessTransport implements SubprocessTransport {
   getPipeTransport(fd: 0): WriteTransport | undefined;
   /** Returns the transport of the child's stdout or stderr, or `undefined`. */
   getPipeTransport(fd: 1 | 2): ReadTransport | undefined;
-  /** Returns the transport of a piped stream, or `undefined`. */
+  /**
+   * Returns the transport of a piped stream, or `undefined`; `undefined`
+   * too for an `fd` other than 0, 1 or 2, as asyncio's `None`.
+   */
   getPipeTransport(
     fd: 0 | 1 | 2,
   ): WriteTransport | ReadTransport | undefined;
   getPipeTransport(fd: 0 | 1 | 2): WriteTransport | ReadTransport | undefined {
-    return fd === 0 ? this.#stdin : fd === 1 ? this.#stdout : this.#stderr;
+    switch (fd) {
+      case 0:
+        return this.#stdin;
+      case 1:
+        return this.#stdout;
+      case 2:
+        return this.#stderr;
+      default:
+        return undefined;
+    }
   }
 
   /**

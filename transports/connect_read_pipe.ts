@@ -6,7 +6,10 @@ import {
   toByteSource,
 } from "./_byte_io.ts";
 import { checkFactory } from "./_conn.ts";
-import { StreamTransport } from "./_stream_transport.ts";
+import { describeValue } from "./_report.ts";
+import type { ByteSource } from "./_read_side.ts";
+import { checkProtocol, StreamTransport } from "./_stream_transport.ts";
+import type { ByteSink } from "./_write_side.ts";
 import type {
   ErrorHandler,
   ReadTransport,
@@ -39,24 +42,34 @@ export interface ConnectWritePipeOptions {
  * `dataReceived` (or `getBuffer`/`bufferUpdated`), `eofReceived` at the
  * source's end, then `connectionLost`. `pauseReading()` and
  * `resumeReading()` work as on a socket; `close()` closes the source.
- * `getExtraInfo("pipe")` is the source. The transport it gets cannot
- * write (its `write()` throws `TypeError`).
+ * `getExtraInfo("pipe")` is the source. The transport it gets is a
+ * {@linkcode ReadTransport}: it cannot write. An object literal's
+ * `connectionMade(t)` gets `t` typed so; a class keeps it as
+ * `this.transport` by extending `ProtocolBase<ReadTransport>` (or
+ * `BufferedProtocolBase<ReadTransport>`).
  *
  * Deno cannot cancel a read in flight on every kind of file: closing a
  * terminal's stdin, for one, waits for the next line.
+ *
+ * A `ReadableStream` is locked only once the protocol is made, so a call
+ * that fails before (bad arguments, a factory that throws or makes no
+ * protocol) leaves the source as it was. If `connectionMade` throws, the
+ * transport closes the source, as asyncio closes the pipe: a stream is
+ * cancelled.
  *
  * @param factory Makes the protocol.
  * @param source What to read.
  * @param options Error reporting.
  * @returns The transport and the protocol, once `connectionMade` has run.
- * @throws {TypeError} If `source` cannot be read.
+ * @throws {TypeError} If `factory` is not a function or makes no protocol,
+ * or `source` cannot be read or is a locked stream.
  *
  * @example Count the lines of a stream
  * ```ts
- * import { connectReadPipe, ProtocolBase } from "@aio/protocols";
+ * import { connectReadPipe, ProtocolBase, type ReadTransport } from "@aio/protocols";
  * import assert from "node:assert/strict";
  *
- * class LineCounter extends ProtocolBase {
+ * class LineCounter extends ProtocolBase<ReadTransport> {
  *   lines = 0;
  *   done = Promise.withResolvers<void>();
  *   override dataReceived(data: Uint8Array): void {
@@ -73,7 +86,7 @@ export interface ConnectWritePipeOptions {
  * assert.equal(counter.lines, 3);
  * ```
  */
-export function connectReadPipe<P extends StreamProtocol>(
+export function connectReadPipe<P extends StreamProtocol<ReadTransport>>(
   factory: () => P,
   source: ByteSourceLike,
   options?: ConnectReadPipeOptions,
@@ -81,11 +94,12 @@ export function connectReadPipe<P extends StreamProtocol>(
   const cannot = "Cannot connect read pipe";
   try {
     checkFactory(factory, "connect read pipe");
-    const ends = { source: toByteSource(source, cannot) };
+    const open = sourceOpener(source, cannot);
     return start(
       factory,
+      checkProtocol,
       (protocol, made) =>
-        new StreamTransport(ends, protocol, {
+        new StreamTransport({ source: open() }, protocol, {
           onError: options?.onError,
           extra: { pipe: source },
           events: { made },
@@ -108,17 +122,30 @@ export function connectReadPipe<P extends StreamProtocol>(
  * as `close()` (a pipe's EOF is its close), `abort()` drops the buffer.
  * `getExtraInfo("pipe")` is the sink.
  *
+ * A `WritableStream` is locked only once the protocol is made, so a call
+ * that fails before (bad arguments, a factory that throws or makes no
+ * protocol) leaves the sink as it was. If `connectionMade` throws, the
+ * transport closes the sink, as asyncio closes the pipe: a stream is
+ * aborted.
+ *
  * @param factory Makes the protocol: any object, with the callbacks every
  * protocol has (`connectionMade`, `pauseWriting`, `resumeWriting`,
- * `connectionLost`).
+ * `connectionLost`); `connectionMade` gets a {@linkcode WriteTransport}, and
+ * a class keeps it as `this.transport` by extending
+ * `BaseProtocolBase<WriteTransport>`.
  * @param sink Where to write.
  * @param options Error reporting.
  * @returns The transport and the protocol, once `connectionMade` has run.
- * @throws {TypeError} If `sink` cannot be written.
+ * @throws {TypeError} If `factory` is not a function or makes no protocol
+ * (an object), or `sink` cannot be written or is a locked stream.
  *
  * @example Write lines with flow control
  * ```ts
- * import { connectWritePipe, ProtocolBase } from "@aio/protocols";
+ * import {
+ *   BaseProtocolBase,
+ *   connectWritePipe,
+ *   type WriteTransport,
+ * } from "@aio/protocols";
  *
  * const chunks: Uint8Array[] = [];
  * const sink = new WritableStream<Uint8Array>({
@@ -127,7 +154,7 @@ export function connectReadPipe<P extends StreamProtocol>(
  *   },
  * });
  * const [transport, protocol] = await connectWritePipe(
- *   () => new ProtocolBase(),
+ *   () => new BaseProtocolBase<WriteTransport>(),
  *   sink,
  * );
  * for (let i = 0; i < 3; i++) {
@@ -137,7 +164,7 @@ export function connectReadPipe<P extends StreamProtocol>(
  * transport.close();
  * ```
  */
-export function connectWritePipe<P extends BaseProtocol>(
+export function connectWritePipe<P extends BaseProtocol<WriteTransport>>(
   factory: () => P,
   sink: ByteSinkLike,
   options?: ConnectWritePipeOptions,
@@ -145,31 +172,91 @@ export function connectWritePipe<P extends BaseProtocol>(
   const cannot = "Cannot connect write pipe";
   try {
     checkFactory(factory, "connect write pipe");
-    const ends = { sink: toByteSink(sink, cannot) };
+    const open = sinkOpener(sink, cannot);
     return start(
       factory,
+      checkObject,
       (protocol, made) =>
         // A write pipe reads nothing: any protocol object will do.
-        new StreamTransport(ends, protocol as unknown as StreamProtocol, {
-          onError: options?.onError,
-          extra: { pipe: sink },
-          events: { made },
-        }),
+        new StreamTransport(
+          { sink: open() },
+          protocol as unknown as StreamProtocol,
+          {
+            onError: options?.onError,
+            extra: { pipe: sink },
+            events: { made },
+          },
+        ),
     );
   } catch (error) {
     return Promise.reject(error);
   }
 }
 
-/** Makes the protocol and its transport; resolves once `connectionMade` ran. */
+/**
+ * Checks `source` and returns what adapts it. A stream is locked only when
+ * adapted, once the protocol is made.
+ */
+function sourceOpener(
+  source: unknown,
+  cannot: string,
+): () => ByteSource & { close(): void } {
+  if (source instanceof ReadableStream) {
+    checkUnlocked(source, "source", cannot);
+    return () => toByteSource(source, cannot);
+  }
+  const adapted = toByteSource(source, cannot);
+  return () => adapted;
+}
+
+/**
+ * Checks `sink` and returns what adapts it. A stream is locked only when
+ * adapted, once the protocol is made.
+ */
+function sinkOpener(sink: unknown, cannot: string): () => ByteSink {
+  if (sink instanceof WritableStream) {
+    checkUnlocked(sink, "sink", cannot);
+    return () => toByteSink(sink, cannot);
+  }
+  const adapted = toByteSink(sink, cannot);
+  return () => adapted;
+}
+
+function checkUnlocked(
+  stream: { readonly locked: boolean },
+  name: string,
+  cannot: string,
+): void {
+  if (stream.locked) {
+    throw new TypeError(
+      `${cannot}: the ${name} stream is locked (a reader or writer holds it)`,
+    );
+  }
+}
+
+/** Checks that a write pipe's protocol is an object. */
+function checkObject(protocol: unknown): void {
+  if (typeof protocol !== "object" || protocol === null) {
+    throw new TypeError(
+      `Cannot use protocol: expected an object, not ${describeValue(protocol)}`,
+    );
+  }
+}
+
+/**
+ * Makes the protocol and checks it, then its transport; resolves once
+ * `connectionMade` ran.
+ */
 function start<P extends object, T>(
   factory: () => P,
+  check: (protocol: unknown) => void,
   make: (
     protocol: P,
     made: (transport: unknown, error: Error | undefined) => void,
   ) => T,
 ): Promise<[T, P]> {
   const protocol = factory();
+  check(protocol);
   const done = Promise.withResolvers<[T, P]>();
   const transport = make(protocol, (_, error) => {
     if (error === undefined) done.resolve([transport, protocol]);

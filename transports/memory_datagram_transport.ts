@@ -2,8 +2,10 @@ import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
 import {
   DatagramEndpoint,
   type DatagramSocket,
+  toUdpAddress,
 } from "./_datagram_transport.ts";
 import { HeldWrites } from "./_held_writes.ts";
+import { checkBytes } from "./_write_queue.ts";
 import type {
   DatagramExtraInfo,
   DatagramTransport,
@@ -157,9 +159,18 @@ export class MemoryDatagramTransport implements DatagramTransport {
     return sent;
   }
 
-  /** Delivers a datagram from `addr`: `datagramReceived` runs now unless paused. */
+  /**
+   * Delivers a datagram from `addr`: `datagramReceived` runs now unless
+   * paused. The transport copies `data`.
+   *
+   * @throws {TypeError} Unless `data` is a `Uint8Array` and `addr` an
+   * address (`{ hostname, port }`).
+   * @throws {RangeError} For a port out of range.
+   */
   receive(data: Uint8Array, addr: Deno.NetAddr): void {
-    this.#inner.push(data, addr);
+    const cannot = "Cannot receive datagram";
+    checkBytes(data, cannot);
+    this.#inner.push(data, toUdpAddress(addr, cannot));
   }
 
   /** Tells the protocol a receive failed: `errorReceived(error)`. */

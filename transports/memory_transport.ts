@@ -1,6 +1,7 @@
 import { concat } from "../_bytes.ts";
 import { resolveLimits } from "./_flow_control.ts";
 import { HeldWrites } from "./_held_writes.ts";
+import { checkBytes } from "./_write_queue.ts";
 import type { ByteSink } from "./_write_side.ts";
 import { StreamTransport } from "./_stream_transport.ts";
 import type {
@@ -159,8 +160,11 @@ export class MemoryTransport implements Transport {
    * Delivers `data` as if the peer sent it: `dataReceived` (or
    * `getBuffer`/`bufferUpdated`) runs now, unless reading is paused; then
    * on `resumeReading()`. The transport copies `data`.
+   *
+   * @throws {TypeError} Unless `data` is a `Uint8Array`.
    */
   receive(data: Uint8Array): void {
+    checkBytes(data, "Cannot receive");
     this.#inner.push(data);
   }
 

@@ -73,6 +73,11 @@ export type SubprocessShellOptions = SubprocessExecOptions;
  * @param args Its arguments.
  * @param options Pipes, working directory, environment, error reporting.
  * @returns The transport and the protocol.
+ * @throws {TypeError} If `factory` is not a function, `program` is not a
+ * string or URL, `args` is not an array of strings, a stdio option is not
+ * `"piped"`, `"inherit"` or `"null"`, or `signal` is not an `AbortSignal`
+ * (before the child starts); or if the factory makes no protocol (the
+ * child is killed).
  *
  * @example Run a command and collect what it prints
  * ```ts
@@ -120,6 +125,15 @@ export async function subprocessExec<P extends SubprocessProtocol>(
   }
   if (!Array.isArray(args) || args.some((arg) => typeof arg !== "string")) {
     throw new TypeError(`${cannot}: args must be an array of strings`);
+  }
+  if (
+    options.signal !== undefined && !(options.signal instanceof AbortSignal)
+  ) {
+    throw new TypeError(
+      `${cannot}: signal must be an AbortSignal, not ${
+        describeValue(options.signal)
+      }`,
+    );
   }
   if (options.signal?.aborted) throw options.signal.reason;
   const stdio = {

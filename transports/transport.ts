@@ -280,6 +280,9 @@ export interface Transport extends ReadTransport, WriteTransport {
  * A protocol a stream transport can drive: a {@linkcode Protocol} or a
  * {@linkcode BufferedProtocol} (an object with `getBuffer`).
  *
+ * @typeParam T The transport `connectionMade` gets: a `Transport` from a
+ * socket, a `ReadTransport` from `connectReadPipe`.
+ *
  * @example A factory that picks the protocol kind
  * ```ts
  * import {
@@ -298,7 +301,9 @@ export interface Transport extends ReadTransport, WriteTransport {
  * });
  * ```
  */
-export type StreamProtocol = Protocol | BufferedProtocol;
+export type StreamProtocol<T extends ReadTransport = Transport> =
+  | Protocol<T>
+  | BufferedProtocol<T>;
 
 /**
  * A datagram (UDP) endpoint: sends whole datagrams with flow control and
@@ -387,7 +392,10 @@ export interface SubprocessTransport extends BaseTransport {
    * `undefined` if it is not piped.
    */
   getPipeTransport(fd: 1 | 2): ReadTransport | undefined;
-  /** Returns the transport of a piped stream, or `undefined`. */
+  /**
+   * Returns the transport of a piped stream, or `undefined`; `undefined`
+   * too for an `fd` other than 0, 1 or 2, as asyncio's `None`.
+   */
   getPipeTransport(fd: 0 | 1 | 2): WriteTransport | ReadTransport | undefined;
   /** Sends `signal` to the child; does nothing once it exited. */
   sendSignal(signal: Deno.Signal): void;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { createConnection, createServer } from "../../mod.ts";
 import { MemoryTransport } from "../../testing/mod.ts";
 import { FrameTooLongError } from "../../transports/errors.ts";
@@ -760,6 +761,32 @@ Deno.test("LineProtocol and LengthPrefixedProtocol reject bad options", async (t
     assert.throws(() => new Lines({ delimiter: new Uint8Array(0) }), TypeError);
   });
 
+  await t.step(
+    "a delimiter that is not a string or a Uint8Array is a TypeError",
+    () => {
+      const buffer = new Uint8Array([13, 10]).buffer;
+      for (
+        const delimiter of [
+          [13, 10],
+          buffer,
+          new DataView(buffer),
+          new Uint16Array([10]),
+          10,
+        ]
+      ) {
+        assert.throws(
+          () =>
+            new Lines({
+              delimiter: delimiter as unknown as Uint8Array,
+              maxLineLength: 16,
+            }),
+          (error: unknown) =>
+            error instanceof TypeError && /delimiter/.test(error.message),
+        );
+      }
+    },
+  );
+
   for (const value of [0, -1, 1.5, NaN]) {
     await t.step(`a limit of ${value} is a RangeError`, () => {
       assert.throws(() => new Lines({ maxLineLength: value }), RangeError);
@@ -774,12 +801,13 @@ Deno.test("LineProtocol and LengthPrefixedProtocol reject bad options", async (t
     );
   });
 
-  await t.step("a Uint8Array delimiter is copied", () => {
-    const delimiter = bytes(";");
-    const protocol = new Lines({ delimiter });
-    delimiter[0] = 0x2c;
-    feed(protocol, [bytes("a;b,c;")]);
-    assert.deepEqual(protocol.lines, ["a", "b,c"]);
+  await t.step("a Uint8Array delimiter is copied, a Buffer too", () => {
+    for (const delimiter of [bytes(";"), Buffer.from(";")]) {
+      const protocol = new Lines({ delimiter });
+      delimiter[0] = 0x2c;
+      feed(protocol, [bytes("a;b,c;")]);
+      assert.deepEqual(protocol.lines, ["a", "b,c"]);
+    }
   });
 
   await t.step(

@@ -147,3 +147,49 @@ Deno.test("connectPair() reproduces a frame split across reads for a LengthPrefi
     assert.deepEqual(server.frames, [0, 1, 300, 70_000]);
   }
 });
+
+Deno.test("connectPair() checks chunking and maxRounds before making the protocols", async (t) => {
+  let made = 0;
+  const factory = () => {
+    made++;
+    return new ProtocolBase();
+  };
+  const bad: [string, Parameters<typeof connectPair>[2], ErrorConstructor][] = [
+    ["maxRounds NaN", { maxRounds: NaN }, RangeError],
+    ["maxRounds 0", { maxRounds: 0 }, RangeError],
+    ["maxRounds -1", { maxRounds: -1 }, RangeError],
+    ["maxRounds 1.5", { maxRounds: 1.5 }, RangeError],
+    ["maxRounds Infinity", { maxRounds: Infinity }, RangeError],
+    ['maxRounds "10"', { maxRounds: "10" as unknown as number }, TypeError],
+    ["chunking 0", { chunking: 0 }, RangeError],
+    ["chunking NaN", { chunking: NaN }, RangeError],
+    ["chunking 1.5", { chunking: 1.5 }, RangeError],
+    ['chunking "1"', { chunking: "1" as unknown as number }, TypeError],
+  ];
+  for (const [what, options, error] of bad) {
+    await t.step(`${what} is a ${error.name} naming it`, async () => {
+      const name = what.split(" ")[0]!;
+      made = 0;
+      await assert.rejects(
+        () => connectPair(factory, factory, options),
+        (thrown: unknown) =>
+          thrown instanceof error && thrown.message.includes(name),
+      );
+      assert.equal(made, 0);
+    });
+  }
+
+  await t.step(
+    "maxRounds 1: flush() pumps one round, then gives up",
+    async () => {
+      const { client, server, flush } = await connectPair(
+        () => new RecordingProtocol(),
+        () => new RecordingProtocol(),
+        { maxRounds: 1 },
+      );
+      client.transport?.write(bytes("one round"));
+      await assert.rejects(flush, /after 1 rounds/);
+      assert.equal(text(server.received()), "one round");
+    },
+  );
+});

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DatagramProtocolBase } from "../../mod.ts";
 import { MemoryDatagramTransport } from "../../testing/mod.ts";
-import { bytes, text } from "../_test_utils.ts";
+import { bytes, NOT_BYTES, text } from "../_test_utils.ts";
 
 const PEER: Deno.NetAddr = {
   transport: "udp",
@@ -58,6 +58,57 @@ Deno.test("MemoryDatagramTransport records sendto() and feeds datagramReceived a
   assert.deepEqual(protocol.received, [["hi", PEER]]);
   transport.receiveError(new Error("ICMP"));
   assert.deepEqual(protocol.calls, ["connectionMade", "errorReceived: ICMP"]);
+});
+
+Deno.test("MemoryDatagramTransport.receive() checks the datagram and its sender, and delivers nothing bad", async (t) => {
+  const protocol = new Recorder();
+  const transport = new MemoryDatagramTransport(protocol);
+  const named = (pattern: RegExp) => (error: unknown) =>
+    error instanceof Error && pattern.test(error.message);
+  for (const [what, value] of NOT_BYTES) {
+    await t.step(`data as ${what} is a TypeError`, () => {
+      assert.throws(
+        () => transport.receive(value as Uint8Array, PEER),
+        TypeError,
+      );
+      assert.throws(
+        () => transport.receive(value as Uint8Array, PEER),
+        named(/^Cannot receive datagram: data must be a Uint8Array/),
+      );
+    });
+  }
+  const addresses: [string, unknown, ErrorConstructor][] = [
+    ["null", null, TypeError],
+    ["a string", "10.1.2.3:5353", TypeError],
+    ["without a port", { hostname: "10.1.2.3" }, TypeError],
+    ["with port 70000", { hostname: "10.1.2.3", port: 70_000 }, RangeError],
+  ];
+  for (const [what, addr, error] of addresses) {
+    await t.step(`a sender ${what} is a ${error.name}`, () => {
+      assert.throws(
+        () => transport.receive(bytes("x"), addr as Deno.NetAddr),
+        error,
+      );
+      assert.throws(
+        () => transport.receive(bytes("x"), addr as Deno.NetAddr),
+        named(/^Cannot receive datagram: .*(address|port)/),
+      );
+    });
+  }
+  await t.step("nothing was delivered", () => {
+    assert.deepEqual(protocol.calls, ["connectionMade"]);
+    assert.deepEqual(protocol.received, []);
+  });
+  await t.step("a sender without transport arrives as a UDP address", () => {
+    transport.receive(
+      bytes("ok"),
+      { hostname: "10.1.2.3", port: 53 } as Deno.NetAddr,
+    );
+    assert.deepEqual(protocol.received, [[
+      "ok",
+      { transport: "udp", hostname: "10.1.2.3", port: 53 },
+    ]]);
+  });
 });
 
 Deno.test("MemoryDatagramTransport with remoteAddr sends there by default and hears only the peer", () => {

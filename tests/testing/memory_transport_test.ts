@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { BufferedProtocolBase, LineProtocol, ProtocolBase } from "../../mod.ts";
 import { MemoryTransport } from "../../testing/mod.ts";
-import { bytes, flowCalls, RecordingProtocol, text } from "../_test_utils.ts";
+import {
+  bytes,
+  flowCalls,
+  NOT_BYTES,
+  RecordingProtocol,
+  text,
+} from "../_test_utils.ts";
 
 /** Lets pending microtasks run. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
@@ -75,6 +81,26 @@ Deno.test("MemoryTransport.receive() delivers at once, holds while paused, and f
     const transport = new MemoryTransport(new Small(3));
     transport.receive(bytes("abcdefg"));
     assert.deepEqual(chunks, ["abc", "def", "g"]);
+  });
+});
+
+Deno.test("MemoryTransport.receive() of anything but a Uint8Array is a TypeError, and delivers nothing", async (t) => {
+  const protocol = new RecordingProtocol();
+  const transport = new MemoryTransport(protocol);
+  for (const [what, value] of NOT_BYTES) {
+    await t.step(`${what} is a TypeError`, () => {
+      assert.throws(
+        () => transport.receive(value as Uint8Array),
+        (error: unknown) =>
+          error instanceof TypeError &&
+          /^Cannot receive: data must be a Uint8Array/.test(error.message),
+      );
+    });
+  }
+  await t.step("nothing was delivered, and bytes still are", () => {
+    assert.deepEqual(protocol.calls, ["connectionMade"]);
+    transport.receive(bytes("ok"));
+    assert.deepEqual(protocol.chunks.map(text), ["ok"]);
   });
 });
 

@@ -148,7 +148,9 @@ Deno.test("DatagramEndpoint.sendto() throws for bad data or a bad address, and q
     await t.step(`an address ${what} is a ${error.name}`, () => {
       assert.throws(
         () => transport.sendto(new Uint8Array(1), addr as Deno.NetAddr),
-        error,
+        (thrown: unknown) =>
+          thrown instanceof error &&
+          /^Cannot send datagram: .*(address|port)/.test(thrown.message),
       );
       assert.equal(transport.getWriteBufferSize(), 0);
     });

@@ -323,3 +323,123 @@ Deno.test("connectReadPipe(): close() while a read waits ends the pipe at once",
   );
   assert.deepEqual(protocol.calls, ["connectionMade", "connectionLost"]);
 });
+
+Deno.test("connectReadPipe() and connectWritePipe() lock a stream only once the protocol is made, and close it if connectionMade throws", async (t) => {
+  const boom = new Error("factory failed");
+  const badFactories: [string, () => unknown, (error: unknown) => boolean][] = [
+    ["a factory that throws", () => {
+      throw boom;
+    }, (error) => error === boom],
+    ["a factory that makes a number", () => 5, (e) => e instanceof TypeError],
+    ["a factory that makes null", () => null, (e) => e instanceof TypeError],
+  ];
+
+  for (const [what, factory, expected] of badFactories) {
+    await t.step(`read pipe, ${what}: the stream stays unlocked`, async () => {
+      const source = ReadableStream.from([bytes("still here")]);
+      await assert.rejects(
+        connectReadPipe(factory as () => ProtocolBase, source),
+        expected,
+      );
+      assert.equal(source.locked, false);
+      const reader = source.getReader();
+      assert.equal(text((await reader.read()).value!), "still here");
+      reader.releaseLock();
+    });
+
+    await t.step(`write pipe, ${what}: the stream stays unlocked`, async () => {
+      const chunks: string[] = [];
+      const sink = new WritableStream<Uint8Array>({
+        write(chunk) {
+          chunks.push(text(chunk));
+        },
+      });
+      await assert.rejects(
+        connectWritePipe(factory as () => ProtocolBase, sink),
+        expected,
+      );
+      assert.equal(sink.locked, false);
+      const writer = sink.getWriter();
+      await writer.write(bytes("still usable"));
+      writer.releaseLock();
+      assert.deepEqual(chunks, ["still usable"]);
+    });
+  }
+
+  await t.step(
+    "a locked stream is a TypeError, before the factory runs",
+    async () => {
+      let made = 0;
+      const factory = () => {
+        made++;
+        return new ProtocolBase();
+      };
+      const source = ReadableStream.from([bytes("x")]);
+      const reader = source.getReader();
+      await assert.rejects(
+        connectReadPipe(factory, source),
+        (error: unknown) =>
+          error instanceof TypeError &&
+          /^Cannot connect read pipe: .*locked/.test(error.message),
+      );
+      reader.releaseLock();
+      const sink = new WritableStream<Uint8Array>();
+      const writer = sink.getWriter();
+      await assert.rejects(
+        connectWritePipe(factory, sink),
+        (error: unknown) =>
+          error instanceof TypeError &&
+          /^Cannot connect write pipe: .*locked/.test(error.message),
+      );
+      writer.releaseLock();
+      assert.equal(made, 0);
+    },
+  );
+
+  await t.step(
+    "connectionMade throws: the read stream is cancelled, the write stream aborted",
+    async () => {
+      const failure = new Error("connectionMade failed");
+      const cancelled = Promise.withResolvers<void>();
+      const source = new ReadableStream<Uint8Array>({
+        cancel() {
+          cancelled.resolve();
+        },
+      });
+      await assert.rejects(
+        connectReadPipe(
+          () => ({
+            connectionMade() {
+              throw failure;
+            },
+            dataReceived() {},
+          }),
+          source,
+          { onError() {} },
+        ),
+        (error) => error === failure,
+      );
+      await within(cancelled.promise, "the source's cancel");
+
+      const aborted = Promise.withResolvers<void>();
+      const sink = new WritableStream<Uint8Array>({
+        abort() {
+          aborted.resolve();
+        },
+      });
+      await assert.rejects(
+        connectWritePipe(
+          () => ({
+            connectionMade() {
+              throw failure;
+            },
+          }),
+          sink,
+          { onError() {} },
+        ),
+        (error) => error === failure,
+      );
+      await within(aborted.promise, "the sink's abort");
+    },
+  );
+});

@@ -126,6 +126,27 @@ Deno.test("subprocessExec() checks its arguments", async (t) => {
     );
   }
 
+  for (const signal of [{}, null, new AbortController()]) {
+    await t.step(
+      `a signal that is not an AbortSignal (${
+        signal?.constructor.name ?? signal
+      }) is a TypeError naming it`,
+      async () => {
+        await assert.rejects(
+          () =>
+            subprocessExec(factory, "cat", [], {
+              signal: signal as AbortSignal,
+            }),
+          (error: unknown) =>
+            error instanceof TypeError &&
+            /^Cannot start subprocess: signal must be an AbortSignal/.test(
+              error.message,
+            ),
+        );
+      },
+    );
+  }
+
   await t.step(
     "subprocessShell() with a command that is not a string is a TypeError",
     async () => {

@@ -489,6 +489,21 @@ Deno.test("ChildProcessTransport.getPipeTransport() gives a transport for each p
     assert.equal(stdin.getExtraInfo("nothing", "default"), "default");
   });
 
+  await t.step(
+    "an fd other than 0, 1 or 2 has none, as asyncio's None",
+    async () => {
+      const protocol = new RecordingSubprocessProtocol();
+      await using cat = await exec(protocol, "cat");
+      for (const fd of [3, -1, 1.5, "1", "2", null, undefined]) {
+        assert.equal(
+          cat.transport.getPipeTransport(fd as 0 | 1 | 2),
+          undefined,
+          `fd ${JSON.stringify(fd)}`,
+        );
+      }
+    },
+  );
+
   await t.step('"null" streams have none', async () => {
     const protocol = new RecordingSubprocessProtocol();
     const { transport } = await shell(protocol, "echo hidden; exit 4", {
