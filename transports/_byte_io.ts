@@ -86,19 +86,7 @@ export function checkReadCount(
   what: string,
 ): number | null {
   if (nbytes === null || nbytes === 0) return null;
-  if (typeof nbytes !== "number") {
-    throw new TypeError(
-      `${what}.read(p) must resolve with a number or null, not ${
-        describeValue(nbytes)
-      }`,
-    );
-  }
-  if (!Number.isInteger(nbytes) || nbytes < 0 || nbytes > p.byteLength) {
-    throw new RangeError(
-      `${what}.read(p) resolved with ${nbytes}: a count must be an integer from 0 to p.byteLength (${p.byteLength})`,
-    );
-  }
-  return nbytes;
+  return checkCount(nbytes, p, `${what}.read(p)`);
 }
 
 /**
@@ -114,16 +102,21 @@ export function checkWriteCount(
   p: Uint8Array,
   what: string,
 ): number {
+  return checkCount(nbytes, p, `${what}.write(p)`);
+}
+
+/** Checks that `call` resolved with a whole count from 1 to `p.byteLength`. */
+function checkCount(nbytes: unknown, p: Uint8Array, call: string): number {
   if (typeof nbytes !== "number") {
     throw new TypeError(
-      `${what}.write(p) must resolve with the number of bytes written, not ${
+      `${call} must resolve with a count of bytes, not ${
         describeValue(nbytes)
       }`,
     );
   }
   if (!Number.isInteger(nbytes) || nbytes < 1 || nbytes > p.byteLength) {
     throw new RangeError(
-      `${what}.write(p) resolved with ${nbytes}: a count must be an integer from 1 to p.byteLength (${p.byteLength})`,
+      `${call} resolved with ${nbytes}: a count must be a whole number from 1 to p.byteLength (${p.byteLength})`,
     );
   }
   return nbytes;
