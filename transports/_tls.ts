@@ -1,4 +1,5 @@
 import { closeQuietly } from "./_conn.ts";
+import { describeValue } from "./_report.ts";
 
 /** asyncio's `SSL_HANDSHAKE_TIMEOUT`: 60 s for a handshake to complete. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
@@ -171,14 +172,36 @@ export async function upgradeClient(
 }
 
 /**
- * Checks {@linkcode createServer}'s `tls` option.
+ * Checks {@linkcode createServer}'s `tls` option before anything listens.
  *
- * @throws {TypeError} Unless `cert` and `key` are strings.
+ * @throws {TypeError} Unless `cert` and `key` are strings and
+ * `alpnProtocols`, if given, is an array of strings.
  */
-export function checkServerTls(tls: TlsServerOptions): void {
+export function checkServerTls(tls: TlsServerOptions, what: string): void {
   if (typeof tls?.cert !== "string" || typeof tls.key !== "string") {
     throw new TypeError(
-      "Cannot create server: tls.cert and tls.key must be PEM strings",
+      `Cannot ${what}: tls.cert and tls.key must be PEM strings`,
+    );
+  }
+  checkStrings(tls.alpnProtocols, "tls.alpnProtocols", what);
+}
+
+/** Checks an option that must be an array of strings, if given. */
+function checkStrings(value: unknown, name: string, what: string): void {
+  if (value === undefined) return;
+  if (!Array.isArray(value)) {
+    throw new TypeError(
+      `Cannot ${what}: ${name} must be an array of strings, not ${
+        describeValue(value)
+      }`,
+    );
+  }
+  const index = value.findIndex((item) => typeof item !== "string");
+  if (index !== -1) {
+    throw new TypeError(
+      `Cannot ${what}: ${name}[${index}] must be a string, not ${
+        describeValue(value[index])
+      }`,
     );
   }
 }
