@@ -5,7 +5,7 @@ import { describeValue } from "./_report.ts";
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
 
 /** The largest delay `setTimeout` keeps as it is (2^31 - 1 ms). */
-const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
  * TLS settings for a server: {@linkcode createServer}'s `tls` option, passed
@@ -184,6 +184,38 @@ export function checkServerTls(tls: TlsServerOptions, what: string): void {
     );
   }
   checkStrings(tls.alpnProtocols, "tls.alpnProtocols", what);
+}
+
+/**
+ * Checks a client's TLS settings ({@linkcode createConnection}'s `tls`, or
+ * {@linkcode startTls}'s options) before any socket is opened or upgraded:
+ * Deno would only reject them once the connection is taken apart.
+ *
+ * @param tls The settings, an object.
+ * @param what What could not be done: `"start TLS"`.
+ * @param prefix How the settings are named in the caller's options: `"tls."`
+ * for `createConnection`, `""` for `startTls`.
+ * @throws {TypeError} Unless `caCerts` and `alpnProtocols`, if given, are
+ * arrays of strings and `serverName`, if given, is a non-empty string.
+ */
+export function checkClientTls(
+  tls: TlsClientOptions,
+  what: string,
+  prefix: string,
+): void {
+  checkStrings(tls.caCerts, `${prefix}caCerts`, what);
+  checkStrings(tls.alpnProtocols, `${prefix}alpnProtocols`, what);
+  const serverName: unknown = tls.serverName;
+  if (
+    serverName !== undefined &&
+    (typeof serverName !== "string" || serverName === "")
+  ) {
+    throw new TypeError(
+      `Cannot ${what}: ${prefix}serverName must be a non-empty string, not ${
+        serverName === "" ? "an empty one" : describeValue(serverName)
+      }`,
+    );
+  }
 }
 
 /** Checks an option that must be an array of strings, if given. */

@@ -6,7 +6,6 @@ import {
 } from "./_address.ts";
 import {
   checkFactory,
-  checkIdleTimeout,
   checkPort,
   closeQuietly,
   setKeepAlive,
@@ -15,14 +14,13 @@ import {
 import {
   checkBoolean,
   checkObject,
-  checkOnError,
   checkSignal,
+  checkStreamOptions,
   checkTlsOnly,
 } from "./_connect.ts";
 import type { TransportEvents } from "./_protocol_caller.ts";
 import { report, reportToStderr } from "./_report.ts";
 import {
-  checkHandshakeTimeout,
   checkServerTls,
   describePeer,
   handshake,
@@ -634,14 +632,13 @@ function checkServerOptions(options: ServerOptions, what: string): {
   onError: ErrorHandler | undefined;
 } {
   checkObject(options, "options", what);
-  checkBoolean(options.noDelay, "noDelay", what);
-  checkBoolean(options.keepAlive, "keepAlive", what);
+  const handshakeTimeout = checkStreamOptions(options, what);
   checkBoolean(options.startServing, "startServing", what);
   return {
-    idleTimeout: checkIdleTimeout(options.idleTimeout, what),
-    handshakeTimeout: checkHandshakeTimeout(options.handshakeTimeout, what),
+    idleTimeout: options.idleTimeout,
+    handshakeTimeout,
     signal: checkSignal(options.signal, what),
-    onError: checkOnError(options.onError, what),
+    onError: options.onError,
   };
 }
 
