@@ -23,7 +23,8 @@ import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
 
 /**
  * Connects over TCP (or TLS) and drives a protocol: `createConnection()`,
- * with the maker's events (a reconnecting client learns of the loss).
+ * with the maker's events (a reconnecting client learns whether
+ * `connectionMade` failed, and of the loss).
  */
 export async function connectTcp<P extends StreamProtocol>(
   factory: () => P,
@@ -245,6 +246,7 @@ export function drive<P extends StreamProtocol>(
       idleTimeout: options.idleTimeout,
       events: {
         made(_, error) {
+          events?.made?.(transport, error);
           if (error === undefined) made.resolve([transport, protocol]);
           else made.reject(error);
         },
