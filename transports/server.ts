@@ -13,6 +13,7 @@ import {
 } from "./_conn.ts";
 import {
   checkBoolean,
+  checkNumber,
   checkObject,
   checkSignal,
   checkStreamOptions,
@@ -302,7 +303,8 @@ export class Server<A extends Deno.Addr = Deno.Addr>
    * grace period ends. Resolves once every connection has ended.
    *
    * @param options The grace period (default 30 s).
-   * @throws {RangeError} For a grace period that is not a number >= 0.
+   * @throws {TypeError} For a grace period that is not a number.
+   * @throws {RangeError} For a grace period below 0, or `NaN`.
    *
    * @example Stop on SIGTERM, giving clients 5 s
    * ```ts ignore
@@ -316,12 +318,13 @@ export class Server<A extends Deno.Addr = Deno.Addr>
    * ```
    */
   async shutdown(options?: ShutdownOptions): Promise<void> {
-    const grace = options?.gracePeriod ?? SHUTDOWN_GRACE_MS;
-    if (typeof grace !== "number" || !(grace >= 0)) {
-      throw new RangeError(
-        `Cannot shut down server: gracePeriod (${grace}) must be a number >= 0`,
-      );
-    }
+    const grace = checkNumber(
+      options?.gracePeriod ?? SHUTDOWN_GRACE_MS,
+      "gracePeriod",
+      "shut down server",
+      0,
+      Infinity,
+    );
     this.close();
     this.closeClients();
     if (this.#isClosed()) return;

@@ -142,3 +142,21 @@ Deno.test("new Server() checks its options before it takes the listener", () => 
   const server = new Server(listener, factory, { startServing: false });
   server.close();
 });
+
+Deno.test("Server.shutdown() gives a TypeError for a grace period that is not a number, a RangeError for one below 0", async () => {
+  const server = await createServer(factory, { hostname: HOST, port: 0 });
+  await assert.rejects(
+    server.shutdown({ gracePeriod: "5" as never }),
+    naming(TypeError, "gracePeriod"),
+  );
+  await assert.rejects(
+    server.shutdown({ gracePeriod: -1 }),
+    naming(RangeError, "gracePeriod"),
+  );
+  await assert.rejects(
+    server.shutdown({ gracePeriod: NaN }),
+    naming(RangeError, "gracePeriod"),
+  );
+  assert.equal(server.isServing(), true);
+  await server.shutdown({ gracePeriod: 0 });
+});
