@@ -1,6 +1,7 @@
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
 import { closeQuietly } from "./_conn.ts";
+import { describeValue } from "./_report.ts";
 
 /** How many times {@linkcode listenAll} tries with port 0 before it gives up. */
 const LISTEN_ATTEMPTS = 5;
@@ -27,6 +28,44 @@ export function formatAddress(hostname: string, port: number): string {
   return hostname.includes(":") && !hostname.startsWith("[")
     ? `[${hostname}]:${port}`
     : `${hostname}:${port}`;
+}
+
+/**
+ * Checks a `hostname` option before anything is resolved or opened.
+ *
+ * @param hostname The option's value; `undefined` means the caller's default.
+ * @param what What could not be done: `"create server"`.
+ * @returns `hostname`, now known to be a non-empty string, or `undefined`.
+ * @throws {TypeError} Unless `hostname` is `undefined` or a non-empty string.
+ *
+ * @example Reject a number given as a hostname
+ * ```ts
+ * import { checkHostname } from "./_address.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(checkHostname("::1", "connect"), "::1");
+ * assert.throws(
+ *   () => checkHostname(127, "connect"),
+ *   { name: "TypeError", message: "Cannot connect: hostname must be a string, not number" },
+ * );
+ * ```
+ */
+export function checkHostname(
+  hostname: unknown,
+  what: string,
+): string | undefined {
+  if (hostname === undefined) return undefined;
+  if (typeof hostname !== "string") {
+    throw new TypeError(
+      `Cannot ${what}: hostname must be a string, not ${
+        describeValue(hostname)
+      }`,
+    );
+  }
+  if (hostname === "") {
+    throw new TypeError(`Cannot ${what}: hostname is empty`);
+  }
+  return hostname;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { formatAddress, withAddress } from "./_address.ts";
+import { checkHostname, formatAddress, withAddress } from "./_address.ts";
 import {
   checkFactory,
   checkIdleTimeout,
@@ -8,16 +8,23 @@ import {
 } from "./_conn.ts";
 import type { TransportEvents } from "./_protocol_caller.ts";
 import { StreamTransport } from "./_stream_transport.ts";
-import { checkHandshakeTimeout, upgradeClient } from "./_tls.ts";
+import {
+  checkClientTls,
+  checkHandshakeTimeout,
+  MAX_TIMEOUT_MS,
+  upgradeClient,
+} from "./_tls.ts";
+import { describeValue } from "./_report.ts";
 import type {
   ConnectAcceptedConnOptions,
   CreateConnectionOptions,
 } from "./create_connection.ts";
-import type { StreamProtocol, Transport } from "./transport.ts";
+import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
 
 /**
  * Connects over TCP (or TLS) and drives a protocol: `createConnection()`,
- * with the maker's events (a reconnecting client learns of the loss).
+ * with the maker's events (a reconnecting client learns whether
+ * `connectionMade` failed, and of the loss).
  */
 export async function connectTcp<P extends StreamProtocol>(
   factory: () => P,
@@ -25,14 +32,10 @@ export async function connectTcp<P extends StreamProtocol>(
   events?: TransportEvents<Transport>,
 ): Promise<[Transport, P]> {
   checkFactory(factory, "create connection");
-  const port = checkPort(options?.port, "create connection");
-  const timeoutMs = checkHandshakeTimeout(
-    options.handshakeTimeout,
+  const { hostname, port, timeoutMs } = checkConnectOptions(
+    options,
     "create connection",
   );
-  checkTlsOnly(options, "create connection");
-  checkIdleTimeout(options.idleTimeout, "create connection");
-  const hostname = options.hostname ?? "127.0.0.1";
   let conn: Deno.TcpConn;
   try {
     conn = await Deno.connect({
@@ -66,6 +69,144 @@ export async function connectTcp<P extends StreamProtocol>(
 }
 
 /**
+ * Checks {@linkcode createConnection}'s options before any socket is opened
+ * (a reconnecting client runs the same checks once, up front).
+ *
+ * @returns The host to connect to (default `"127.0.0.1"`), the port and
+ * the handshake timeout.
+ * @throws {TypeError} For an option of the wrong type, or `handshakeTimeout`
+ * without `tls`.
+ * @throws {RangeError} For a port, a timeout or a delay out of range.
+ */
+export function checkConnectOptions(
+  options: CreateConnectionOptions,
+  what: string,
+): { hostname: string; port: number; timeoutMs: number } {
+  checkObject(options, "options", what);
+  const port = checkPort(options.port, what);
+  const hostname = checkHostname(options.hostname, what) ?? "127.0.0.1";
+  checkSignal(options.signal, what);
+  if (options.happyEyeballsDelay !== undefined) {
+    checkNumber(options.happyEyeballsDelay, "happyEyeballsDelay", what, 0);
+  }
+  if (options.tls !== undefined) {
+    checkObject(options.tls, "tls", what);
+    checkClientTls(options.tls, what, "tls.");
+  }
+  checkTlsOnly(options, what);
+  const timeoutMs = checkStreamOptions(options, what);
+  return { hostname, port, timeoutMs };
+}
+
+/**
+ * Checks the options that every stream connection takes, served or
+ * connected: `noDelay`, `keepAlive`, `idleTimeout`, `onError` and
+ * `handshakeTimeout`.
+ *
+ * @returns The handshake timeout, or its default.
+ * @throws {TypeError} For an option of the wrong type.
+ * @throws {RangeError} For a timeout out of range.
+ */
+export function checkStreamOptions(
+  options: ConnectAcceptedConnOptions,
+  what: string,
+): number {
+  checkBoolean(options.noDelay, "noDelay", what);
+  checkBoolean(options.keepAlive, "keepAlive", what);
+  checkIdleTimeout(options.idleTimeout, what);
+  checkOnError(options.onError, what);
+  return checkHandshakeTimeout(options.handshakeTimeout, what);
+}
+
+/**
+ * Checks that an options argument is an object.
+ *
+ * @throws {TypeError} Unless `value` is a non-null object.
+ */
+export function checkObject(
+  value: unknown,
+  name: string,
+  what: string,
+): asserts value is object {
+  if (typeof value === "object" && value !== null) return;
+  throw new TypeError(
+    `Cannot ${what}: ${name} must be an object, not ${describeValue(value)}`,
+  );
+}
+
+/**
+ * Checks a `signal` option.
+ *
+ * @throws {TypeError} Unless `signal` is `undefined` or an `AbortSignal`.
+ */
+export function checkSignal(
+  signal: unknown,
+  what: string,
+): AbortSignal | undefined {
+  if (signal === undefined || signal instanceof AbortSignal) return signal;
+  throw new TypeError(
+    `Cannot ${what}: signal must be an AbortSignal, not ${
+      describeValue(signal)
+    }`,
+  );
+}
+
+/**
+ * Checks an `onError` option.
+ *
+ * @throws {TypeError} Unless `onError` is `undefined` or a function.
+ */
+export function checkOnError(
+  onError: unknown,
+  what: string,
+): ErrorHandler | undefined {
+  if (onError === undefined || typeof onError === "function") {
+    return onError as ErrorHandler | undefined;
+  }
+  throw new TypeError(
+    `Cannot ${what}: onError must be a function, not ${describeValue(onError)}`,
+  );
+}
+
+/**
+ * Checks an on/off option such as `noDelay` or `keepAlive`.
+ *
+ * @throws {TypeError} Unless `value` is `undefined` or a boolean.
+ */
+export function checkBoolean(value: unknown, name: string, what: string): void {
+  if (value === undefined || typeof value === "boolean") return;
+  throw new TypeError(
+    `Cannot ${what}: ${name} must be a boolean, not ${describeValue(value)}`,
+  );
+}
+
+/**
+ * Checks a number option that has bounds: a delay, a factor.
+ *
+ * @throws {TypeError} Unless `value` is a number.
+ * @throws {RangeError} Unless `min <= value <= max` (so never `NaN`).
+ */
+export function checkNumber(
+  value: unknown,
+  name: string,
+  what: string,
+  min: number,
+  max: number = MAX_TIMEOUT_MS,
+): number {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot ${what}: ${name} must be a number, not ${describeValue(value)}`,
+    );
+  }
+  if (!(value >= min && value <= max)) {
+    throw new RangeError(
+      `Cannot ${what}: ${name} (${value}) must be a number from ${min} to ${max}`,
+    );
+  }
+  return value;
+}
+
+/**
  * Checks that TLS-only options come with TLS, as asyncio does.
  *
  * @throws {TypeError} For `handshakeTimeout` without `tls`.
@@ -81,7 +222,10 @@ export function checkTlsOnly(
   }
 }
 
-/** Starts a transport over `conn`; resolves once `connectionMade` ran. */
+/**
+ * Starts a transport over `conn`; resolves once `connectionMade` ran. The
+ * caller has checked `factory` and `options`.
+ */
 export function drive<P extends StreamProtocol>(
   factory: () => P,
   conn: Deno.Conn,
@@ -93,20 +237,16 @@ export function drive<P extends StreamProtocol>(
   let protocol: P;
   const made = Promise.withResolvers<[Transport, P]>();
   try {
-    checkFactory(factory, "connect accepted conn");
     setNoDelay(conn, options.noDelay);
     setKeepAlive(conn, options.keepAlive);
-    const idleTimeout = checkIdleTimeout(
-      options.idleTimeout,
-      "connect accepted conn",
-    );
     protocol = factory();
     transport = new StreamTransport({ conn }, protocol, {
       onError: options.onError,
       extra,
-      idleTimeout,
+      idleTimeout: options.idleTimeout,
       events: {
         made(_, error) {
+          events?.made?.(transport, error);
           if (error === undefined) made.resolve([transport, protocol]);
           else made.reject(error);
         },

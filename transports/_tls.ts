@@ -1,10 +1,11 @@
 import { closeQuietly } from "./_conn.ts";
+import { describeValue } from "./_report.ts";
 
 /** asyncio's `SSL_HANDSHAKE_TIMEOUT`: 60 s for a handshake to complete. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
 
 /** The largest delay `setTimeout` keeps as it is (2^31 - 1 ms). */
-const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
  * TLS settings for a server: {@linkcode createServer}'s `tls` option, passed
@@ -171,14 +172,68 @@ export async function upgradeClient(
 }
 
 /**
- * Checks {@linkcode createServer}'s `tls` option.
+ * Checks {@linkcode createServer}'s `tls` option before anything listens.
  *
- * @throws {TypeError} Unless `cert` and `key` are strings.
+ * @throws {TypeError} Unless `cert` and `key` are strings and
+ * `alpnProtocols`, if given, is an array of strings.
  */
-export function checkServerTls(tls: TlsServerOptions): void {
+export function checkServerTls(tls: TlsServerOptions, what: string): void {
   if (typeof tls?.cert !== "string" || typeof tls.key !== "string") {
     throw new TypeError(
-      "Cannot create server: tls.cert and tls.key must be PEM strings",
+      `Cannot ${what}: tls.cert and tls.key must be PEM strings`,
+    );
+  }
+  checkStrings(tls.alpnProtocols, "tls.alpnProtocols", what);
+}
+
+/**
+ * Checks a client's TLS settings ({@linkcode createConnection}'s `tls`, or
+ * {@linkcode startTls}'s options) before any socket is opened or upgraded:
+ * Deno would only reject them once the connection is taken apart.
+ *
+ * @param tls The settings, an object.
+ * @param what What could not be done: `"start TLS"`.
+ * @param prefix How the settings are named in the caller's options: `"tls."`
+ * for `createConnection`, `""` for `startTls`.
+ * @throws {TypeError} Unless `caCerts` and `alpnProtocols`, if given, are
+ * arrays of strings and `serverName`, if given, is a non-empty string.
+ */
+export function checkClientTls(
+  tls: TlsClientOptions,
+  what: string,
+  prefix: string,
+): void {
+  checkStrings(tls.caCerts, `${prefix}caCerts`, what);
+  checkStrings(tls.alpnProtocols, `${prefix}alpnProtocols`, what);
+  const serverName: unknown = tls.serverName;
+  if (
+    serverName !== undefined &&
+    (typeof serverName !== "string" || serverName === "")
+  ) {
+    throw new TypeError(
+      `Cannot ${what}: ${prefix}serverName must be a non-empty string, not ${
+        serverName === "" ? "an empty one" : describeValue(serverName)
+      }`,
+    );
+  }
+}
+
+/** Checks an option that must be an array of strings, if given. */
+function checkStrings(value: unknown, name: string, what: string): void {
+  if (value === undefined) return;
+  if (!Array.isArray(value)) {
+    throw new TypeError(
+      `Cannot ${what}: ${name} must be an array of strings, not ${
+        describeValue(value)
+      }`,
+    );
+  }
+  const index = value.findIndex((item) => typeof item !== "string");
+  if (index !== -1) {
+    throw new TypeError(
+      `Cannot ${what}: ${name}[${index}] must be a string, not ${
+        describeValue(value[index])
+      }`,
     );
   }
 }

@@ -1,12 +1,15 @@
 import { withAddress } from "./_address.ts";
-import { checkFactory, checkIdleTimeout } from "./_conn.ts";
+import { checkFactory } from "./_conn.ts";
+import { handshake, isTlsConn, type TlsClientOptions } from "./_tls.ts";
 import {
-  checkHandshakeTimeout,
-  handshake,
-  isTlsConn,
-  type TlsClientOptions,
-} from "./_tls.ts";
-import { checkTlsOnly, connectTcp, drive } from "./_connect.ts";
+  checkObject,
+  checkSignal,
+  checkStreamOptions,
+  checkTlsOnly,
+  connectTcp,
+  drive,
+} from "./_connect.ts";
+import { describeValue } from "./_report.ts";
 import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
 
 /** Options for {@linkcode createConnection}. */
@@ -96,6 +99,10 @@ export interface ConnectAcceptedConnOptions {
  * @param factory Makes the protocol: a `Protocol`, or a `BufferedProtocol`.
  * @param options Where to connect, and how.
  * @returns The transport and the protocol.
+ * @throws {TypeError} If `factory` is not a function, an option has the wrong
+ * type, or `handshakeTimeout` comes without `tls`; no socket is opened then.
+ * @throws {RangeError} For a `port`, `idleTimeout`, `handshakeTimeout` or
+ * `happyEyeballsDelay` out of range.
  *
  * @example Send a line and print the reply
  * ```ts
@@ -145,6 +152,9 @@ export function createConnection<P extends StreamProtocol>(
  * @param factory Makes the protocol: a `Protocol`, or a `BufferedProtocol`.
  * @param options The socket's path.
  * @returns The transport and the protocol, once `connectionMade` has run.
+ * @throws {TypeError} If `factory` is not a function or an option has the
+ * wrong type; no socket is opened then.
+ * @throws {RangeError} For an `idleTimeout` out of range.
  *
  * @example Connect to a Unix socket
  * ```ts ignore
@@ -160,11 +170,17 @@ export async function createUnixConnection<P extends StreamProtocol>(
   factory: () => P,
   options: CreateUnixConnectionOptions,
 ): Promise<[Transport, P]> {
-  checkFactory(factory, "create Unix connection");
-  if (typeof options?.path !== "string") {
-    throw new TypeError("Cannot create Unix connection: path must be a string");
+  const what = "create Unix connection";
+  checkFactory(factory, what);
+  checkObject(options, "options", what);
+  if (typeof options.path !== "string") {
+    throw new TypeError(`Cannot ${what}: path must be a string`);
   }
-  checkIdleTimeout(options.idleTimeout, "create Unix connection");
+  checkSignal(options.signal, what);
+  checkStreamOptions(options, what);
+  // No TLS over a Unix socket: a handshakeTimeout is refused before connecting.
+  const { handshakeTimeout } = options as ConnectAcceptedConnOptions;
+  checkTlsOnly({ handshakeTimeout }, what);
   if (options.signal?.aborted) throw options.signal.reason;
   let conn: Deno.UnixConn;
   try {
@@ -193,6 +209,11 @@ export async function createUnixConnection<P extends StreamProtocol>(
  * @param conn The connection; the transport owns it from now on.
  * @param options TCP_NODELAY, error reporting and the TLS handshake timeout.
  * @returns The transport and the protocol, once `connectionMade` has run.
+ * @throws {TypeError} If `conn` is not a `Deno.Conn`; or, closing `conn`, if
+ * `factory` is not a function, an option has the wrong type, or
+ * `handshakeTimeout` is given for a conn that is not TLS.
+ * @throws {RangeError} For an `idleTimeout` or `handshakeTimeout` out of
+ * range; `conn` is closed.
  *
  * @example Wrap a connection from your own accept loop
  * ```ts
@@ -213,30 +234,41 @@ export async function connectAcceptedConn<P extends StreamProtocol>(
   conn: Deno.Conn,
   options?: ConnectAcceptedConnOptions,
 ): Promise<[Transport, P]> {
+  const what = "connect accepted conn";
+  checkConn(conn, what);
   options ??= {};
-  if (!isTlsConn(conn)) {
-    try {
-      checkTlsOnly(
-        { handshakeTimeout: options.handshakeTimeout, tls: undefined },
-        "connect accepted conn",
-      );
-    } catch (error) {
-      conn.close();
-      throw error;
-    }
-    return await drive(factory, conn, options, undefined);
-  }
+  const tls = isTlsConn(conn);
   let timeoutMs: number;
   try {
-    checkFactory(factory, "connect accepted conn");
-    timeoutMs = checkHandshakeTimeout(
-      options.handshakeTimeout,
-      "connect accepted conn",
-    );
+    checkFactory(factory, what);
+    checkObject(options, "options", what);
+    timeoutMs = checkStreamOptions(options, what);
+    if (!tls) {
+      checkTlsOnly({ handshakeTimeout: options.handshakeTimeout }, what);
+    }
   } catch (error) {
     conn.close();
     throw error;
   }
-  const extra = await handshake(conn, timeoutMs);
+  const extra = tls ? await handshake(conn, timeoutMs) : undefined;
   return await drive(factory, conn, options, extra);
+}
+
+/**
+ * Checks that `conn` is a connection: something that reads, writes and
+ * closes.
+ *
+ * @throws {TypeError} Otherwise.
+ */
+function checkConn(conn: unknown, what: string): asserts conn is Deno.Conn {
+  const methods = conn as Partial<Deno.Conn> | null | undefined;
+  if (
+    typeof methods?.read !== "function" ||
+    typeof methods.write !== "function" ||
+    typeof methods.close !== "function"
+  ) {
+    throw new TypeError(
+      `Cannot ${what}: conn must be a Deno.Conn, not ${describeValue(conn)}`,
+    );
+  }
 }

@@ -1,6 +1,15 @@
-import { connectTcp } from "./_connect.ts";
+import { formatAddress } from "./_address.ts";
+import { checkFactory } from "./_conn.ts";
+import {
+  checkConnectOptions,
+  checkNumber,
+  checkObject,
+  checkSignal,
+  connectTcp,
+} from "./_connect.ts";
+import { report, reportToStderr } from "./_report.ts";
 import type { CreateConnectionOptions } from "./create_connection.ts";
-import type { StreamProtocol, Transport } from "./transport.ts";
+import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
 
 /** How {@linkcode createReconnectingConnection} waits between tries. */
 export interface ReconnectOptions {
@@ -42,11 +51,22 @@ export interface ReconnectingConnection<P extends StreamProtocol> {
  * jitter; a successful connection starts the count again. Aborting
  * `signal`, or `close()`, stops it and closes the live connection.
  *
+ * Each failed try is reported to `options.onError` (default: stderr) with
+ * the wait before the next: a connect refused or timed out, a failed TLS
+ * handshake, a protocol factory that throws. A `connectionMade` that
+ * throws is reported once, as for any connection. To hear nothing, pass an
+ * `onError` that ignores them.
+ *
  * @param factory Makes a protocol for each connection.
- * @param options Where to connect, as for {@linkcode createConnection}.
+ * @param options Where to connect, as for {@linkcode createConnection};
+ * checked at once, as `createConnection` checks them.
  * @param reconnect The backoff and the signal that stops it.
  * @returns A handle on the connection that is live at any time.
- * @throws {RangeError} For delays, factor or jitter out of range.
+ * @throws {TypeError} If `factory` is not a function, or an option of
+ * either argument has the wrong type, or `handshakeTimeout` comes without
+ * `tls`: nothing is tried then.
+ * @throws {RangeError} For a port, a timeout, delays, factor or jitter out
+ * of range.
  *
  * @example Stay connected to a service until told to stop
  * ```ts ignore
@@ -68,30 +88,32 @@ export function createReconnectingConnection<P extends StreamProtocol>(
   options: CreateConnectionOptions,
   reconnect?: ReconnectOptions,
 ): ReconnectingConnection<P> {
-  const cannot = "Cannot create reconnecting connection";
-  if (typeof factory !== "function") {
-    throw new TypeError(`${cannot}: the protocol factory must be a function`);
-  }
+  const what = "create reconnecting connection";
+  checkFactory(factory, what);
+  const { hostname, port } = checkConnectOptions(options, what);
+  reconnect ??= {};
+  checkObject(reconnect, "reconnect", what);
   const initialDelay = checkNumber(
-    reconnect?.initialDelay ?? 1000,
+    reconnect.initialDelay ?? 1000,
     "initialDelay",
+    what,
     0,
-    cannot,
   );
   const maxDelay = checkNumber(
-    reconnect?.maxDelay ?? 60_000,
+    reconnect.maxDelay ?? 60_000,
     "maxDelay",
+    what,
     initialDelay,
-    cannot,
   );
-  const factor = checkNumber(reconnect?.factor ?? 2, "factor", 1, cannot);
-  const jitter = checkNumber(reconnect?.jitter ?? 0.1, "jitter", 0, cannot, 1);
-  return new Reconnector(factory, options, {
+  const factor = checkNumber(reconnect.factor ?? 2, "factor", what, 1);
+  const jitter = checkNumber(reconnect.jitter ?? 0.1, "jitter", what, 0, 1);
+  const signal = checkSignal(reconnect.signal, what);
+  return new Reconnector(factory, options, formatAddress(hostname, port), {
     initialDelay,
     maxDelay,
     factor,
     jitter,
-    signal: reconnect?.signal,
+    signal,
   });
 }
 
@@ -102,6 +124,9 @@ class Reconnector<P extends StreamProtocol>
   readonly closed: Promise<void>;
   #factory: () => P;
   #options: CreateConnectionOptions;
+  /** Where it connects, for the reports: `"127.0.0.1:6379"`. */
+  #address: string;
+  #onError: ErrorHandler;
   #backoff: Required<Omit<ReconnectOptions, "signal">>;
   #signal: AbortSignal | undefined;
   #stopped = false;
@@ -115,12 +140,15 @@ class Reconnector<P extends StreamProtocol>
   constructor(
     factory: () => P,
     options: CreateConnectionOptions,
+    address: string,
     backoff: Required<Omit<ReconnectOptions, "signal">> & {
       signal: AbortSignal | undefined;
     },
   ) {
     this.#factory = factory;
     this.#options = options;
+    this.#address = address;
+    this.#onError = options.onError ?? reportToStderr;
     this.#backoff = backoff;
     this.#signal = backoff.signal;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
@@ -168,15 +196,31 @@ class Reconnector<P extends StreamProtocol>
     while (!this.#stopped) {
       const lost = Promise.withResolvers<void>();
       let connection: [Transport, P];
+      /** `connectionMade` threw: the transport has reported it. */
+      let reported = false;
       try {
         connection = await connectTcp(
           this.#factory,
           { ...this.#options, signal: this.#connecting.signal },
-          { lost: () => lost.resolve() },
+          {
+            made: (_, error) => {
+              reported = error !== undefined;
+            },
+            lost: () => lost.resolve(),
+          },
         );
-      } catch {
+      } catch (error) {
         if (this.#stopped) break;
-        await this.#sleep(this.#delay(failures++));
+        const delay = this.#delay(failures++);
+        if (!reported) {
+          report(this.#onError, error, {
+            message:
+              `Error: connecting to ${this.#address} failed; trying again in ${
+                Math.round(delay)
+              } ms`,
+          });
+        }
+        await this.#sleep(delay);
         continue;
       }
       failures = 0;
@@ -213,19 +257,4 @@ class Reconnector<P extends StreamProtocol>
       this.#wakeTimer = undefined;
     });
   }
-}
-
-function checkNumber(
-  value: unknown,
-  name: string,
-  min: number,
-  cannot: string,
-  max = 2 ** 31 - 1,
-): number {
-  if (typeof value !== "number" || !(value >= min && value <= max)) {
-    throw new RangeError(
-      `${cannot}: ${name} (${value}) must be a number from ${min} to ${max}`,
-    );
-  }
-  return value;
 }

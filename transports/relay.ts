@@ -25,6 +25,9 @@ export interface RelayResult {
  * - A failure ends both: when either side is lost with an error, the
  *   other is aborted. Deno reports a peer's reset as EOF, so a reset may
  *   only show as a failed write later.
+ * - A side that is already closing (or closed) when `relay()` is called
+ *   counts as lost at once, cleanly: the other side is closed after
+ *   flushing, and the promise resolves once it is lost.
  *
  * Data goes through without a copy: the relaying protocols declare
  * `transientData`, and a write of a lent read keeps its memory until it
@@ -59,13 +62,16 @@ export function relay(a: Transport, b: Transport): Promise<RelayResult> {
   const state = new RelayState(done.resolve);
   const toB = new RelayHalf(a, b, state, "aToB");
   const toA = new RelayHalf(b, a, state, "bToA");
+  const aClosing = a.isClosing();
+  const bClosing = b.isClosing();
   a.setProtocol(toB);
   b.setProtocol(toA);
-  for (const transport of [a, b]) {
-    if (transport.isClosing()) {
-      state.lost(transport === a ? toB : toA, undefined);
-    } else transport.resumeReading();
-  }
+  // A side closing already may never call connectionLost again (it may be
+  // gone): it counts as lost now, and the other side goes as it would.
+  if (aClosing) toB.connectionLost(undefined);
+  if (bClosing) toA.connectionLost(undefined);
+  if (!a.isClosing()) a.resumeReading();
+  if (!b.isClosing()) b.resumeReading();
   return done.promise;
 }
 

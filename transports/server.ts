@@ -1,16 +1,27 @@
-import { listenAll, listenHostnames, withAddress } from "./_address.ts";
+import {
+  checkHostname,
+  listenAll,
+  listenHostnames,
+  withAddress,
+} from "./_address.ts";
 import {
   checkFactory,
-  checkIdleTimeout,
   checkPort,
   closeQuietly,
   setKeepAlive,
   setNoDelay,
 } from "./_conn.ts";
+import {
+  checkBoolean,
+  checkNumber,
+  checkObject,
+  checkSignal,
+  checkStreamOptions,
+  checkTlsOnly,
+} from "./_connect.ts";
 import type { TransportEvents } from "./_protocol_caller.ts";
 import { report, reportToStderr } from "./_report.ts";
 import {
-  checkHandshakeTimeout,
   checkServerTls,
   describePeer,
   handshake,
@@ -161,6 +172,10 @@ export class Server<A extends Deno.Addr = Deno.Addr>
    * or a Unix listener; the server owns it from now on.
    * @param factory Makes a protocol for each connection.
    * @param options Accepting, TCP_NODELAY and error reporting.
+   * @throws {TypeError} If `factory` is not a function, or an option has the
+   * wrong type; the listeners are left to the caller then.
+   * @throws {RangeError} For an `idleTimeout` or `handshakeTimeout` out of
+   * range.
    */
   constructor(
     listener: Deno.Listener<Deno.Conn, A> | Deno.Listener<Deno.Conn, A>[],
@@ -168,10 +183,8 @@ export class Server<A extends Deno.Addr = Deno.Addr>
     options: ServerOptions = {},
   ) {
     checkFactory(factory, "create server");
-    this.#handshakeTimeout = checkHandshakeTimeout(
-      options.handshakeTimeout,
-      "create server",
-    );
+    const checked = checkServerOptions(options, "create server");
+    this.#handshakeTimeout = checked.handshakeTimeout;
     this.#listeners = Array.isArray(listener) ? [...listener] : [listener];
     for (const listener of this.#listeners) {
       const addr = listener.addr as Deno.Addr;
@@ -183,11 +196,11 @@ export class Server<A extends Deno.Addr = Deno.Addr>
       }
     }
     this.#factory = factory;
-    this.#onError = options.onError ?? reportToStderr;
+    this.#onError = checked.onError ?? reportToStderr;
     this.#noDelay = options.noDelay;
     this.#keepAlive = options.keepAlive;
-    this.#idleTimeout = checkIdleTimeout(options.idleTimeout, "create server");
-    this.#signal = options.signal;
+    this.#idleTimeout = checked.idleTimeout;
+    this.#signal = checked.signal;
     if (this.#signal?.aborted) {
       this.close();
       return;
@@ -290,7 +303,8 @@ export class Server<A extends Deno.Addr = Deno.Addr>
    * grace period ends. Resolves once every connection has ended.
    *
    * @param options The grace period (default 30 s).
-   * @throws {RangeError} For a grace period that is not a number >= 0.
+   * @throws {TypeError} For a grace period that is not a number.
+   * @throws {RangeError} For a grace period below 0, or `NaN`.
    *
    * @example Stop on SIGTERM, giving clients 5 s
    * ```ts ignore
@@ -304,12 +318,13 @@ export class Server<A extends Deno.Addr = Deno.Addr>
    * ```
    */
   async shutdown(options?: ShutdownOptions): Promise<void> {
-    const grace = options?.gracePeriod ?? SHUTDOWN_GRACE_MS;
-    if (typeof grace !== "number" || !(grace >= 0)) {
-      throw new RangeError(
-        `Cannot shut down server: gracePeriod (${grace}) must be a number >= 0`,
-      );
-    }
+    const grace = checkNumber(
+      options?.gracePeriod ?? SHUTDOWN_GRACE_MS,
+      "gracePeriod",
+      "shut down server",
+      0,
+      Infinity,
+    );
     this.close();
     this.closeClients();
     if (this.#isClosed()) return;
@@ -491,6 +506,10 @@ export class Server<A extends Deno.Addr = Deno.Addr>
  * @param factory Makes a protocol for each connection.
  * @param options Where to listen, and how.
  * @returns The server, already accepting unless `startServing` is `false`.
+ * @throws {TypeError} If `factory` is not a function, an option has the wrong
+ * type, or `handshakeTimeout` comes without `tls`; nothing listens then.
+ * @throws {RangeError} For a `port`, `idleTimeout` or `handshakeTimeout` out
+ * of range.
  *
  * @example An echo server on a free port
  * ```ts
@@ -525,22 +544,20 @@ export async function createServer(
   factory: () => StreamProtocol,
   options: CreateServerOptions,
 ): Promise<Server<Deno.NetAddr>> {
-  const cannot = "Cannot create server";
-  checkFactory(factory, "create server");
-  const port = checkPort(options?.port, "create server");
-  checkHandshakeTimeout(options.handshakeTimeout, "create server");
-  if (options.handshakeTimeout !== undefined && options.tls === undefined) {
-    throw new TypeError(
-      `${cannot}: handshakeTimeout is for TLS only, and there is no tls`,
-    );
-  }
+  const what = "create server";
+  checkFactory(factory, what);
+  const port = checkPort(options?.port, what);
+  checkServerOptions(options, what);
+  checkTlsOnly(options, what);
+  const hostname = checkHostname(options.hostname, what) ?? "0.0.0.0";
+  checkBoolean(options.reusePort, "reusePort", what);
   if (options.reusePort !== undefined && !unstableNet()) {
     throw new Deno.errors.NotSupported(
-      `${cannot}: reusePort needs Deno's unstable network API; run with --unstable-net, or add "unstable": ["net"] to deno.json`,
+      `Cannot ${what}: reusePort needs Deno's unstable network API; run with --unstable-net, or add "unstable": ["net"] to deno.json`,
     );
   }
-  if (options.tls !== undefined) checkServerTls(options.tls);
-  const hostnames = await listenHostnames(options.hostname ?? "0.0.0.0");
+  if (options.tls !== undefined) checkServerTls(options.tls, what);
+  const hostnames = await listenHostnames(hostname);
   const reusePort = options.reusePort === undefined
     ? {}
     : { reusePort: options.reusePort };
@@ -553,7 +570,7 @@ export async function createServer(
         ? Deno.listen({ hostname, port, ...reusePort })
         : listenTls({ hostname, port, ...reusePort }, tls),
   );
-  return new Server(listeners, factory, options);
+  return serveOrClose(listeners, factory, options);
 }
 
 /** `true` with `--unstable-net`: only then does Deno have `listenDatagram`. */
@@ -570,6 +587,10 @@ function unstableNet(): boolean {
  * @param factory Makes a protocol for each connection.
  * @param options The socket's path, and how to serve.
  * @returns The server, already accepting unless `startServing` is `false`.
+ * @throws {TypeError} If `factory` is not a function, an option has the wrong
+ * type, or `handshakeTimeout` is given (a Unix server has no TLS); nothing
+ * listens then.
+ * @throws {RangeError} For an `idleTimeout` out of range.
  *
  * @example Serve on a Unix socket
  * ```ts
@@ -586,10 +607,13 @@ export async function createUnixServer(
   factory: () => StreamProtocol,
   options: CreateUnixServerOptions,
 ): Promise<Server<Deno.UnixAddr>> {
-  checkFactory(factory, "create Unix server");
+  const what = "create Unix server";
+  checkFactory(factory, what);
   if (typeof options?.path !== "string") {
-    throw new TypeError("Cannot create Unix server: path must be a string");
+    throw new TypeError(`Cannot ${what}: path must be a string`);
   }
+  checkServerOptions(options, what);
+  checkTlsOnly({ handshakeTimeout: options.handshakeTimeout }, what);
   await removeStaleSocket(options.path);
   let listener: Deno.UnixListener;
   try {
@@ -597,7 +621,45 @@ export async function createUnixServer(
   } catch (error) {
     throw withAddress(error, `listen on ${options.path}`);
   }
-  return new Server(listener, factory, options);
+  return serveOrClose([listener], factory, options);
+}
+
+/**
+ * The options a {@linkcode Server} keeps, checked: every option is checked
+ * before anything listens, so that a bad one leaves no socket bound.
+ */
+function checkServerOptions(options: ServerOptions, what: string): {
+  idleTimeout: number | undefined;
+  handshakeTimeout: number;
+  signal: AbortSignal | undefined;
+  onError: ErrorHandler | undefined;
+} {
+  checkObject(options, "options", what);
+  const handshakeTimeout = checkStreamOptions(options, what);
+  checkBoolean(options.startServing, "startServing", what);
+  return {
+    idleTimeout: options.idleTimeout,
+    handshakeTimeout,
+    signal: checkSignal(options.signal, what),
+    onError: options.onError,
+  };
+}
+
+/**
+ * A server over `listeners`; if it cannot be made, the listeners are closed,
+ * so that their port or socket file is not held for the process's life.
+ */
+function serveOrClose<A extends Deno.Addr>(
+  listeners: Deno.Listener<Deno.Conn, A>[],
+  factory: () => StreamProtocol,
+  options: ServerOptions,
+): Server<A> {
+  try {
+    return new Server(listeners, factory, options);
+  } catch (error) {
+    for (const listener of listeners) closeQuietly(listener);
+    throw error;
+  }
 }
 
 /**

@@ -1,6 +1,8 @@
+import { checkObject } from "./_connect.ts";
 import { toError } from "./_report.ts";
-import { StreamTransport } from "./_stream_transport.ts";
+import { checkProtocol, StreamTransport } from "./_stream_transport.ts";
 import {
+  checkClientTls,
   checkHandshakeTimeout,
   isTlsConn,
   type TlsClientOptions,
@@ -60,8 +62,11 @@ export interface StartTlsOptions extends TlsClientOptions {
  * address), extra root CAs, ALPN and the handshake timeout.
  * @returns The TLS transport, once the handshake has completed.
  * @throws {TypeError} If the transport is not a TCP transport of this
- * module, is closing, or has a read in flight (the transport is left as it
- * was).
+ * module, is closing, or has a read in flight; if the protocol has neither
+ * `dataReceived()` nor `getBuffer()` and `bufferUpdated()`; or if an option
+ * has the wrong type. All of this is checked before the connection is
+ * touched: the transport is left as it was, still usable.
+ * @throws {RangeError} For a `handshakeTimeout` out of range, likewise.
  * @throws {Error} If the handshake fails or times out; the connection is
  * lost then, and the protocol gets `connectionLost(error)`.
  *
@@ -95,9 +100,9 @@ export async function startTls(
       `${cannot}: transport must be a TCP transport of this module`,
     );
   }
-  if (typeof protocol !== "object" || protocol === null) {
-    throw new TypeError(`${cannot}: protocol must be an object`);
-  }
+  checkProtocol(protocol);
+  checkObject(options, "options", "start TLS");
+  checkClientTls(options, "start TLS", "");
   const conn = transport.getExtraInfo("conn");
   if (conn === undefined) {
     throw new TypeError(`${cannot}: the transport is not a socket`);

@@ -13,6 +13,7 @@ import {
   pattern,
   readExactly,
   readUntilClosed,
+  RecordingProtocol,
   text,
   within,
   writeAll,
@@ -168,4 +169,66 @@ Deno.test("relay() stops reading a side whose other side is closed here, and cou
   assert.equal(result.bToA, first.byteLength + rest.byteLength);
   conn.close();
   await streaming;
+});
+
+Deno.test("relay() with a side already closed closes the other and resolves, as when one is lost during the relay", async (t) => {
+  for (const closed of ["a", "b"] as const) {
+    await t.step(`${closed} closed before the call`, async () => {
+      using listener = Deno.listen(LOCAL);
+      const connect = async () => {
+        const [[transport, protocol], peer] = await Promise.all([
+          createConnection(() => new RecordingProtocol(), {
+            port: listener.addr.port,
+          }),
+          listener.accept(),
+        ]);
+        return { transport, protocol, peer };
+      };
+      const a = await connect();
+      using _aPeer = a.peer;
+      const b = await connect();
+      using _bPeer = b.peer;
+      const [gone, other] = closed === "a" ? [a, b] : [b, a];
+      gone.transport.close();
+      await within(gone.protocol.waitFor("connectionLost"), "the close");
+
+      const result = await within(
+        relay(a.transport, b.transport),
+        "the relay's end",
+      );
+      assert.deepEqual(result, { aToB: 0, bToA: 0, error: undefined });
+      assert.equal(other.transport.isClosing(), true);
+      // The other side's peer sees it close.
+      assert.equal((await readUntilClosed(other.peer)).byteLength, 0);
+    });
+  }
+
+  await t.step("b closing, still flushing: b's bytes all arrive", async () => {
+    using listener = Deno.listen(LOCAL);
+    const port = listener.addr.port;
+    const [[a], aPeer] = await Promise.all([
+      createConnection(() => new RecordingProtocol(), { port }),
+      listener.accept(),
+    ]);
+    using _aPeer = aPeer;
+    const [[b], bPeer] = await Promise.all([
+      createConnection(() => new RecordingProtocol(), { port }),
+      listener.accept(),
+    ]);
+    using _bPeer = bPeer;
+    const payload = pattern(1024 * 1024, 9);
+    b.write(payload);
+    b.close();
+    const result = relay(a, b);
+    assertBytes(
+      await within(readUntilClosed(bPeer), "b's bytes"),
+      payload,
+    );
+    assert.equal((await within(readUntilClosed(aPeer), "a's end")).length, 0);
+    assert.deepEqual(await within(result, "the relay's end"), {
+      aToB: 0,
+      bToA: 0,
+      error: undefined,
+    });
+  });
 });

@@ -25,8 +25,11 @@ import {
   assertBytes,
   concat,
   pattern,
+  readExactly,
   RecordingBufferedProtocol,
   RecordingProtocol,
+  within,
+  writeAll,
 } from "../_test_utils.ts";
 
 // Fixtures made by tests/testdata/make_certs.sh: a CA, a certificate for
@@ -864,4 +867,65 @@ Deno.test("startTls() rejects with TypeError and leaves the transport as it was"
     transport.close();
     await client.waitFor("connectionLost");
   });
+});
+
+/** Pauses in `dataReceived`, where `startTls` may be called: no read in flight. */
+class PausesOnData extends Collector {
+  override dataReceived(data: Uint8Array): void {
+    super.dataReceived(data);
+    this.transport!.pauseReading();
+  }
+}
+
+Deno.test("startTls() checks the protocol and the TLS options before it touches the connection, which stays usable", async (t) => {
+  const cases: [string, unknown, unknown, RegExp][] = [
+    ["a protocol with no dataReceived()", {}, {}, /dataReceived/],
+    ["a protocol that is not an object", 5, {}, /protocol/],
+    ["caCerts as one string", undefined, { caCerts: CA }, /caCerts/],
+    ["alpnProtocols as one string", undefined, {
+      alpnProtocols: "h2",
+    }, /alpnProtocols/],
+    ["serverName as a number", undefined, { serverName: 5 }, /serverName/],
+    ["options that are not an object", undefined, "localhost", /options/],
+  ];
+  for (const [name, badProtocol, badOptions, names] of cases) {
+    await t.step(name, async () => {
+      using listener = Deno.listen({ hostname: HOST, port: 0 });
+      const [transport, client] = await createConnection(
+        () => new PausesOnData(),
+        { hostname: HOST, port: listener.addr.port },
+      );
+      using server = await listener.accept();
+      await writeAll(server, encoder.encode("go"));
+      await within(client.untilSize(2), "the go-ahead");
+
+      const options = typeof badOptions === "object"
+        ? { caCerts: [CA], handshakeTimeout: 1_000, ...badOptions }
+        : badOptions;
+      await assert.rejects(
+        startTls(
+          transport,
+          (badProtocol ?? client) as StreamProtocol,
+          options as StartTlsOptions,
+        ),
+        (error: unknown) =>
+          error instanceof TypeError && names.test(error.message),
+      );
+
+      // The plain-text connection goes on as if nothing had happened.
+      assert.equal(transport.isClosing(), false);
+      transport.resumeReading();
+      transport.write(encoder.encode("still plain"));
+      assert.equal(
+        decoder.decode(await within(readExactly(server, 11), "the write")),
+        "still plain",
+      );
+      await writeAll(server, encoder.encode("!"));
+      await within(client.untilSize(3), "the reply");
+      transport.close();
+      await within(client.waitFor("connectionLost"), "connectionLost");
+      assert.equal(client.lostWith, undefined);
+      assert.equal(decoder.decode(client.received()), "go!");
+    });
+  }
 });
