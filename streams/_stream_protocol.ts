@@ -1,9 +1,6 @@
+import { report } from "../_report.ts";
 import { ProtocolBase } from "../protocols/protocol.ts";
-import type {
-  ErrorContext,
-  ErrorHandler,
-  Transport,
-} from "../transports/transport.ts";
+import type { ErrorHandler, Transport } from "../transports/transport.ts";
 import { defaultErrorHandler } from "../transports/errors.ts";
 import { Loss } from "./_loss.ts";
 import type { ClientConnected } from "./open_connection.ts";
@@ -106,26 +103,5 @@ export class StreamReaderProtocol extends ProtocolBase implements DrainSource {
       protocol: this,
     });
     transport.close();
-  }
-}
-
-/**
- * Calls `onError`; an error it throws in turn goes to stderr, never into
- * the event loop, as with the errors transports report.
- */
-function report(
-  onError: ErrorHandler,
-  error: unknown,
-  context: ErrorContext,
-): void {
-  try {
-    onError(error, context);
-  } catch (handlerError) {
-    try {
-      defaultErrorHandler(handlerError, { message: "onError() call failed" });
-      if (onError !== defaultErrorHandler) defaultErrorHandler(error, context);
-    } catch {
-      // Nothing is left to report to.
-    }
   }
 }

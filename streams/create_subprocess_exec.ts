@@ -1,3 +1,4 @@
+import { checkBytes } from "../_checks.ts";
 import { SubprocessProtocolBase } from "../protocols/subprocess_protocol.ts";
 import {
   type Stdio,
@@ -9,7 +10,6 @@ import type {
   ReadTransport,
   SubprocessTransport,
 } from "../transports/transport.ts";
-import { checkBytes } from "./_checks.ts";
 import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
 import { Loss } from "./_loss.ts";
 import type { DrainSource } from "./_stream_protocol.ts";
@@ -153,7 +153,7 @@ export class Process {
   async communicate(
     input?: Uint8Array,
   ): Promise<[Uint8Array | undefined, Uint8Array | undefined]> {
-    if (input !== undefined) checkBytes(input, "input", "Cannot communicate");
+    if (input !== undefined) checkBytes(input, "input", "communicate");
     const [stdout, stderr] = await Promise.all([
       this.stdout?.read(),
       this.stderr?.read(),

@@ -1,3 +1,4 @@
+import { checkOnError } from "../_checks.ts";
 import {
   createConnection,
   type CreateConnectionOptions,
@@ -12,7 +13,6 @@ import {
   type Server,
 } from "../transports/server.ts";
 import type { ErrorHandler } from "../transports/transport.ts";
-import { checkErrorHandler } from "./_checks.ts";
 import { checkLimit } from "./_limit.ts";
 import { StreamReaderProtocol } from "./_stream_protocol.ts";
 import { StreamReader } from "./stream_reader.ts";
@@ -115,7 +115,7 @@ export async function openConnection(
   options: OpenConnectionOptions,
 ): Promise<[StreamReader, StreamWriter]> {
   const { limit, ...connect } = options;
-  checkErrorHandler(connect.onError, "Cannot open connection");
+  checkOnError(connect.onError, "open connection");
   const reader = new StreamReader(limit);
   const [, protocol] = await createConnection(
     () => new StreamReaderProtocol(reader),
@@ -159,7 +159,7 @@ export async function openUnixConnection(
   options: OpenUnixConnectionOptions,
 ): Promise<[StreamReader, StreamWriter]> {
   const { limit, ...connect } = options;
-  checkErrorHandler(connect.onError, "Cannot open connection");
+  checkOnError(connect.onError, "open connection");
   const reader = new StreamReader(limit);
   const [, protocol] = await createUnixConnection(
     () => new StreamReaderProtocol(reader),
@@ -303,7 +303,7 @@ function streamFactory(
 ): () => StreamReaderProtocol {
   checkCallback(clientConnected);
   checkLimit(limit);
-  checkErrorHandler(onError, "Cannot start server");
+  checkOnError(onError, "start server");
   return () =>
     new StreamReaderProtocol(new StreamReader(limit), clientConnected, onError);
 }

@@ -1,10 +1,10 @@
+import { checkBytes, describeValue } from "../_checks.ts";
 import { concat, copyOf } from "../_bytes.ts";
 import {
   IncompleteReadError,
   LimitOverrunError,
 } from "../transports/errors.ts";
 import type { ReadTransport } from "../transports/transport.ts";
-import { checkBytes, describeValue } from "./_checks.ts";
 import { checkLimit, DEFAULT_LIMIT } from "./_limit.ts";
 
 export { DEFAULT_LIMIT };
@@ -110,7 +110,7 @@ export class StreamReader {
    * @throws {TypeError} If `data` is not a `Uint8Array`; nothing is added.
    */
   feedData(data: Uint8Array): void {
-    checkBytes(data, "data", "Cannot feed data");
+    checkBytes(data, "data", "feed data");
     if (data.byteLength === 0) return;
     this.#buffer.append(data);
     this.#wake();
@@ -407,7 +407,9 @@ function checkSeparators(separator: unknown): Uint8Array[] {
   const separators: unknown[] = separator instanceof Uint8Array
     ? [separator]
     : [...separator];
-  for (const sep of separators) checkBytes(sep, "each separator", cannot);
+  for (const sep of separators) {
+    checkBytes(sep, "each separator", "readuntil()");
+  }
   const checked = separators as Uint8Array[];
   if (checked.length === 0 || checked.some((sep) => sep.byteLength === 0)) {
     throw new TypeError(

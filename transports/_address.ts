@@ -1,7 +1,7 @@
+import { describeValue } from "../_checks.ts";
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
 import { closeQuietly } from "./_conn.ts";
-import { describeValue } from "./_report.ts";
 
 /** How many times {@linkcode listenAll} tries with port 0 before it gives up. */
 const LISTEN_ATTEMPTS = 5;

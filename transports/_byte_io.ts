@@ -1,6 +1,6 @@
+import { describeValue } from "../_checks.ts";
 import { copyOf } from "../_bytes.ts";
 import { isLent } from "./_read_memory.ts";
-import { describeValue } from "./_report.ts";
 import type { ByteSource } from "./_read_side.ts";
 import type { ByteSink } from "./_write_side.ts";
 

@@ -1,3 +1,4 @@
+import { checkNumber } from "../_checks.ts";
 /** Sets TCP_NODELAY on a TCP conn, as asyncio and uvloop do; others pass. */
 export function setNoDelay(
   conn: Deno.Conn,
@@ -40,21 +41,15 @@ export function checkFactory(factory: unknown, what: string): void {
 /**
  * Checks an `idleTimeout` option (milliseconds, 0 for none).
  *
- * @throws {RangeError} Unless it is a number from 0 to 2^31 - 1.
+ * @throws {TypeError} Unless it is a number.
+ * @throws {RangeError} Unless it is from 0 to 2^31 - 1.
  */
 export function checkIdleTimeout(
   value: unknown,
   what: string,
 ): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== "number" || !(value >= 0 && value <= 2 ** 31 - 1)) {
-    throw new RangeError(
-      `Cannot ${what}: idleTimeout (${value}) must be a number of milliseconds from 0 to ${
-        2 ** 31 - 1
-      }`,
-    );
-  }
-  return value;
+  return checkNumber(value, "idleTimeout", what, 0);
 }
 
 /** Checks a TCP port number. */

@@ -1,3 +1,10 @@
+import {
+  checkBoolean,
+  checkNumber,
+  checkObject,
+  checkOnError,
+  checkSignal,
+} from "../_checks.ts";
 import { checkHostname, formatAddress, withAddress } from "./_address.ts";
 import {
   checkFactory,
@@ -11,15 +18,13 @@ import { StreamTransport } from "./_stream_transport.ts";
 import {
   checkClientTls,
   checkHandshakeTimeout,
-  MAX_TIMEOUT_MS,
   upgradeClient,
 } from "./_tls.ts";
-import { describeValue } from "./_report.ts";
 import type {
   ConnectAcceptedConnOptions,
   CreateConnectionOptions,
 } from "./create_connection.ts";
-import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
+import type { StreamProtocol, Transport } from "./transport.ts";
 
 /**
  * Connects over TCP (or TLS) and drives a protocol: `createConnection()`,
@@ -116,94 +121,6 @@ export function checkStreamOptions(
   checkIdleTimeout(options.idleTimeout, what);
   checkOnError(options.onError, what);
   return checkHandshakeTimeout(options.handshakeTimeout, what);
-}
-
-/**
- * Checks that an options argument is an object.
- *
- * @throws {TypeError} Unless `value` is a non-null object.
- */
-export function checkObject(
-  value: unknown,
-  name: string,
-  what: string,
-): asserts value is object {
-  if (typeof value === "object" && value !== null) return;
-  throw new TypeError(
-    `Cannot ${what}: ${name} must be an object, not ${describeValue(value)}`,
-  );
-}
-
-/**
- * Checks a `signal` option.
- *
- * @throws {TypeError} Unless `signal` is `undefined` or an `AbortSignal`.
- */
-export function checkSignal(
-  signal: unknown,
-  what: string,
-): AbortSignal | undefined {
-  if (signal === undefined || signal instanceof AbortSignal) return signal;
-  throw new TypeError(
-    `Cannot ${what}: signal must be an AbortSignal, not ${
-      describeValue(signal)
-    }`,
-  );
-}
-
-/**
- * Checks an `onError` option.
- *
- * @throws {TypeError} Unless `onError` is `undefined` or a function.
- */
-export function checkOnError(
-  onError: unknown,
-  what: string,
-): ErrorHandler | undefined {
-  if (onError === undefined || typeof onError === "function") {
-    return onError as ErrorHandler | undefined;
-  }
-  throw new TypeError(
-    `Cannot ${what}: onError must be a function, not ${describeValue(onError)}`,
-  );
-}
-
-/**
- * Checks an on/off option such as `noDelay` or `keepAlive`.
- *
- * @throws {TypeError} Unless `value` is `undefined` or a boolean.
- */
-export function checkBoolean(value: unknown, name: string, what: string): void {
-  if (value === undefined || typeof value === "boolean") return;
-  throw new TypeError(
-    `Cannot ${what}: ${name} must be a boolean, not ${describeValue(value)}`,
-  );
-}
-
-/**
- * Checks a number option that has bounds: a delay, a factor.
- *
- * @throws {TypeError} Unless `value` is a number.
- * @throws {RangeError} Unless `min <= value <= max` (so never `NaN`).
- */
-export function checkNumber(
-  value: unknown,
-  name: string,
-  what: string,
-  min: number,
-  max: number = MAX_TIMEOUT_MS,
-): number {
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `Cannot ${what}: ${name} must be a number, not ${describeValue(value)}`,
-    );
-  }
-  if (!(value >= min && value <= max)) {
-    throw new RangeError(
-      `Cannot ${what}: ${name} (${value}) must be a number from ${min} to ${max}`,
-    );
-  }
-  return value;
 }
 
 /**

@@ -1,3 +1,5 @@
+import { checkBytes, describeValue } from "../_checks.ts";
+import { toError, warnDroppedWrites } from "../_report.ts";
 import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
 import { formatAddress } from "./_address.ts";
 import { closeQuietly } from "./_conn.ts";
@@ -8,8 +10,6 @@ import {
   type TransportEvents,
 } from "./_protocol_caller.ts";
 import { copyOut } from "./_read_memory.ts";
-import { describeValue, toError, warnDroppedWrites } from "./_report.ts";
-import { checkBytes } from "./_write_queue.ts";
 import type {
   DatagramExtraInfo,
   DatagramTransport,
@@ -208,7 +208,7 @@ export class DatagramEndpoint implements DatagramTransport {
    * @throws {RangeError} If `data` is larger than a UDP datagram can be.
    */
   sendto(data: Uint8Array, addr?: Deno.NetAddr): void {
-    checkBytes(data, "Cannot send datagram");
+    checkBytes(data, "data", "send datagram");
     if (data.byteLength > MAX_DATAGRAM) {
       throw new RangeError(
         `Cannot send datagram: ${data.byteLength} bytes is over the UDP limit of ${MAX_DATAGRAM}`,

@@ -1,5 +1,4 @@
-/** The largest delay `setTimeout` keeps as it is (2^31 - 1 ms). */
-const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+import { checkNumber } from "../_checks.ts";
 
 /**
  * Fires once a connection has been idle (nothing read or written) for a
@@ -27,14 +26,11 @@ export class IdleTimer {
   /**
    * Sets the idle time in milliseconds, counted from now; 0 turns it off.
    *
-   * @throws {RangeError} Unless `ms` is a number from 0 to 2^31 - 1.
+   * @throws {TypeError} Unless `ms` is a number.
+   * @throws {RangeError} Unless it is from 0 to 2^31 - 1.
    */
   set(ms: number): void {
-    if (typeof ms !== "number" || !(ms >= 0 && ms <= MAX_TIMEOUT_MS)) {
-      throw new RangeError(
-        `Cannot set idle timeout: ${ms} must be a number of milliseconds from 0 to ${MAX_TIMEOUT_MS}`,
-      );
-    }
+    checkNumber(ms, "the idle time", "set idle timeout", 0);
     this.clear();
     this.#ms = ms;
     if (ms > 0) {

@@ -1,5 +1,5 @@
+import { report, reportToStderr, toError } from "../_report.ts";
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
-import { report, reportToStderr, toError } from "./_report.ts";
 import type { BaseTransport, ErrorHandler } from "./transport.ts";
 
 /** What a protocol callback returns when it threw (or could not be called). */

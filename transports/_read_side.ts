@@ -1,3 +1,5 @@
+import { describeValue } from "../_checks.ts";
+import { toError } from "../_report.ts";
 import { copyOf } from "../_bytes.ts";
 import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
 import type { Protocol } from "../protocols/protocol.ts";
@@ -17,7 +19,6 @@ import {
   reserveBlock,
   takeProbe,
 } from "./_read_memory.ts";
-import { describeValue, toError } from "./_report.ts";
 import type { StreamProtocol } from "./transport.ts";
 
 /** Where a read side's bytes come from: a socket, a pipe, a file. */

@@ -1,3 +1,4 @@
+import { describeValue } from "../_checks.ts";
 import { closeQuietly } from "./_conn.ts";
 import { IdleTimer } from "./_idle_timer.ts";
 import { ProtocolCaller, type TransportEvents } from "./_protocol_caller.ts";
@@ -8,7 +9,6 @@ import {
   ReadSide,
   type ReadSideOwner,
 } from "./_read_side.ts";
-import { describeValue } from "./_report.ts";
 import { isTlsConn } from "./_tls.ts";
 import {
   type ByteSink,

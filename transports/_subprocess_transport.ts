@@ -1,7 +1,7 @@
+import { describeValue } from "../_checks.ts";
 import type { SubprocessProtocol } from "../protocols/subprocess_protocol.ts";
 import { ReadableSource, WritableSink } from "./_byte_io.ts";
 import { ProtocolCaller, type TransportEvents } from "./_protocol_caller.ts";
-import { describeValue } from "./_report.ts";
 import { StreamTransport } from "./_stream_transport.ts";
 import type {
   ErrorHandler,

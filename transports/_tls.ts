@@ -1,11 +1,8 @@
+import { describeValue, MAX_TIMEOUT_MS } from "../_checks.ts";
 import { closeQuietly } from "./_conn.ts";
-import { describeValue } from "./_report.ts";
 
 /** asyncio's `SSL_HANDSHAKE_TIMEOUT`: 60 s for a handshake to complete. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
-
-/** The largest delay `setTimeout` keeps as it is (2^31 - 1 ms). */
-export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
  * TLS settings for a server: {@linkcode createServer}'s `tls` option, passed

@@ -1,5 +1,5 @@
+import { describeValue } from "../_checks.ts";
 import { allocate, drop, hold, type Loan } from "./_read_memory.ts";
-import { describeValue } from "./_report.ts";
 
 /** Chunks smaller than this are copied together into one write. */
 const COALESCE_CHUNK_MAX = 16 * 1024;
@@ -124,23 +124,6 @@ function joinPooled(chunks: Uint8Array[], total: number): Uint8Array {
     offset += chunk.byteLength;
   }
   return joined;
-}
-
-/**
- * Checks what `write()` was given.
- *
- * @param cannot The start of the message, e.g. `"Cannot write to stdin"`.
- * @throws {TypeError} Unless `data` is a `Uint8Array`.
- */
-export function checkBytes(
-  data: unknown,
-  cannot: string,
-): asserts data is Uint8Array {
-  if (!(data instanceof Uint8Array)) {
-    throw new TypeError(
-      `${cannot}: data must be a Uint8Array, not ${describeValue(data)}`,
-    );
-  }
 }
 
 /**

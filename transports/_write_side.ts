@@ -1,7 +1,8 @@
+import { checkBytes } from "../_checks.ts";
+import { toError, warnDroppedWrites } from "../_report.ts";
 import { WriteFlowControl } from "./_flow_control.ts";
 import type { ProtocolCaller } from "./_protocol_caller.ts";
-import { toError, warnDroppedWrites } from "./_report.ts";
-import { checkBytes, joinLines, WriteQueue } from "./_write_queue.ts";
+import { joinLines, WriteQueue } from "./_write_queue.ts";
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import type { WriteBufferLimits } from "./transport.ts";
 
@@ -105,7 +106,7 @@ export class WriteSide {
    * `writeEof()`.
    */
   write(data: Uint8Array): boolean {
-    checkBytes(data, `Cannot write to ${this.#what}`);
+    checkBytes(data, "data", `write to ${this.#what}`);
     if (this.#eof) {
       throw new TypeError(
         `Cannot write to ${this.#what}: write side is closed (writeEof() was called)`,

@@ -1,3 +1,4 @@
+import { describeValue } from "../_checks.ts";
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import {
   type ByteSinkLike,
@@ -6,7 +7,6 @@ import {
   toByteSource,
 } from "./_byte_io.ts";
 import { checkFactory } from "./_conn.ts";
-import { describeValue } from "./_report.ts";
 import type { ByteSource } from "./_read_side.ts";
 import { checkProtocol, StreamTransport } from "./_stream_transport.ts";
 import type { ByteSink } from "./_write_side.ts";

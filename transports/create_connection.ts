@@ -1,15 +1,13 @@
+import { checkObject, checkSignal, describeValue } from "../_checks.ts";
 import { withAddress } from "./_address.ts";
 import { checkFactory } from "./_conn.ts";
 import { handshake, isTlsConn, type TlsClientOptions } from "./_tls.ts";
 import {
-  checkObject,
-  checkSignal,
   checkStreamOptions,
   checkTlsOnly,
   connectTcp,
   drive,
 } from "./_connect.ts";
-import { describeValue } from "./_report.ts";
 import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
 
 /** Options for {@linkcode createConnection}. */

@@ -1,13 +1,8 @@
+import { checkNumber, checkObject, checkSignal } from "../_checks.ts";
+import { report, reportToStderr } from "../_report.ts";
 import { formatAddress } from "./_address.ts";
 import { checkFactory } from "./_conn.ts";
-import {
-  checkConnectOptions,
-  checkNumber,
-  checkObject,
-  checkSignal,
-  connectTcp,
-} from "./_connect.ts";
-import { report, reportToStderr } from "./_report.ts";
+import { checkConnectOptions, connectTcp } from "./_connect.ts";
 import type { CreateConnectionOptions } from "./create_connection.ts";
 import type { ErrorHandler, StreamProtocol, Transport } from "./transport.ts";
 

@@ -1,4 +1,4 @@
-import { reportToStderr } from "./_report.ts";
+import { reportToStderr } from "../_report.ts";
 import type { ErrorHandler } from "./transport.ts";
 
 /**

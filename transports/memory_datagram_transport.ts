@@ -1,3 +1,4 @@
+import { checkBytes } from "../_checks.ts";
 import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
 import {
   DatagramEndpoint,
@@ -5,7 +6,6 @@ import {
   toUdpAddress,
 } from "./_datagram_transport.ts";
 import { HeldWrites } from "./_held_writes.ts";
-import { checkBytes } from "./_write_queue.ts";
 import type {
   DatagramExtraInfo,
   DatagramTransport,
@@ -169,7 +169,7 @@ export class MemoryDatagramTransport implements DatagramTransport {
    */
   receive(data: Uint8Array, addr: Deno.NetAddr): void {
     const cannot = "Cannot receive datagram";
-    checkBytes(data, cannot);
+    checkBytes(data, "data", "receive datagram");
     this.#inner.push(data, toUdpAddress(addr, cannot));
   }
 

@@ -1,7 +1,7 @@
+import { checkBytes } from "../_checks.ts";
 import { concat } from "../_bytes.ts";
 import { resolveLimits } from "./_flow_control.ts";
 import { HeldWrites } from "./_held_writes.ts";
-import { checkBytes } from "./_write_queue.ts";
 import type { ByteSink } from "./_write_side.ts";
 import { StreamTransport } from "./_stream_transport.ts";
 import type {
@@ -164,7 +164,7 @@ export class MemoryTransport implements Transport {
    * @throws {TypeError} Unless `data` is a `Uint8Array`.
    */
   receive(data: Uint8Array): void {
-    checkBytes(data, "Cannot receive");
+    checkBytes(data, "data", "receive");
     this.#inner.push(data);
   }
 

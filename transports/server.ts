@@ -1,4 +1,11 @@
 import {
+  checkBoolean,
+  checkNumber,
+  checkObject,
+  checkSignal,
+} from "../_checks.ts";
+import { report, reportToStderr } from "../_report.ts";
+import {
   checkHostname,
   listenAll,
   listenHostnames,
@@ -11,16 +18,8 @@ import {
   setKeepAlive,
   setNoDelay,
 } from "./_conn.ts";
-import {
-  checkBoolean,
-  checkNumber,
-  checkObject,
-  checkSignal,
-  checkStreamOptions,
-  checkTlsOnly,
-} from "./_connect.ts";
+import { checkStreamOptions, checkTlsOnly } from "./_connect.ts";
 import type { TransportEvents } from "./_protocol_caller.ts";
-import { report, reportToStderr } from "./_report.ts";
 import {
   checkServerTls,
   describePeer,

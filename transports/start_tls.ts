@@ -1,5 +1,5 @@
-import { checkObject } from "./_connect.ts";
-import { toError } from "./_report.ts";
+import { checkObject } from "../_checks.ts";
+import { toError } from "../_report.ts";
 import { checkProtocol, StreamTransport } from "./_stream_transport.ts";
 import {
   checkClientTls,

@@ -1,6 +1,6 @@
+import { describeValue } from "../_checks.ts";
 import type { SubprocessProtocol } from "../protocols/subprocess_protocol.ts";
 import { checkFactory } from "./_conn.ts";
-import { describeValue } from "./_report.ts";
 import {
   ChildProcessTransport,
   type Stdio,

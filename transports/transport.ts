@@ -271,7 +271,8 @@ export interface Transport extends ReadTransport, WriteTransport {
    * protocol has no `idleTimedOut`); 0 turns it off. After it fired, the
    * next read or write starts the count again.
    *
-   * @throws {RangeError} Unless `ms` is a number from 0 to 2^31 - 1.
+   * @throws {TypeError} Unless `ms` is a number.
+   * @throws {RangeError} Unless it is from 0 to 2^31 - 1.
    */
   setIdleTimeout(ms: number): void;
 }

@@ -91,18 +91,29 @@ Deno.test("Transport.setIdleTimeout(): activity postpones it, the protocol's idl
     },
   );
 
-  await t.step("a bad value is a RangeError", async () => {
-    await assert.rejects(
-      createServer(() => new ProtocolBase(), { ...LOCAL, idleTimeout: -1 }),
-      RangeError,
-    );
-    await using server = await createServer(() => new ProtocolBase(), LOCAL);
-    const [transport] = await createConnection(() => new ProtocolBase(), {
-      port: server.addrs[0]!.port,
-    });
-    assert.throws(() => transport.setIdleTimeout(Number.NaN), RangeError);
-    transport.close();
-  });
+  await t.step(
+    "a bad number is a RangeError, anything else a TypeError",
+    async () => {
+      await assert.rejects(
+        createServer(() => new ProtocolBase(), { ...LOCAL, idleTimeout: -1 }),
+        RangeError,
+      );
+      await using server = await createServer(() => new ProtocolBase(), LOCAL);
+      const [transport] = await createConnection(() => new ProtocolBase(), {
+        port: server.addrs[0]!.port,
+      });
+      assert.throws(() => transport.setIdleTimeout(Number.NaN), RangeError);
+      assert.throws(() => transport.setIdleTimeout("5" as never), TypeError);
+      await assert.rejects(
+        createServer(() => new ProtocolBase(), {
+          ...LOCAL,
+          idleTimeout: "5" as never,
+        }),
+        TypeError,
+      );
+      transport.close();
+    },
+  );
 });
 
 Deno.test("createServer() and createConnection() with keepAlive set SO_KEEPALIVE and still serve", async () => {

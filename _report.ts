@@ -1,4 +1,4 @@
-import type { ErrorContext, ErrorHandler } from "./transport.ts";
+import type { ErrorContext, ErrorHandler } from "./transports/transport.ts";
 
 /** asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`. */
 const LOST_WRITES_WARNING = 5;
@@ -82,12 +82,4 @@ function describeTransport(transport: NonNullable<ErrorContext["transport"]>) {
   }
   if ("path" in addr) return `peer ${addr.path || "(unnamed socket)"}`;
   return "transport";
-}
-
-/** Names a value's type for an error message: `null`, `string`, `Array`... */
-export function describeValue(value: unknown): string {
-  if (value === null) return "null";
-  if (typeof value !== "object") return typeof value;
-  return (value as { constructor?: { name?: string } }).constructor?.name ??
-    "object";
 }
