@@ -89,6 +89,12 @@ export interface DetachedConn {
   idleTimeout: number;
   /** Ends the protocol's connection with `exc`, once, as the transport would. */
   lose(exc: Error | undefined): void;
+  /**
+   * Aborted when the old transport is closed or aborted while the new one
+   * is not made yet (a server's `abortClients()` during `startTls`): the
+   * hand-over must then fail.
+   */
+  signal: AbortSignal;
 }
 
 /**
@@ -142,6 +148,8 @@ export class StreamTransport implements Transport {
   #reader: ReadSide | undefined;
   #writer: WriteSide | undefined;
   #extra: Record<string, unknown> | undefined;
+  /** Set by `detach()`: aborts the hand-over (see {@linkcode DetachedConn}). */
+  #handOver: AbortController | undefined;
   /** The idle timer, once an idle timeout was set. */
   #idle: IdleTimer | undefined;
   #protocolOwner: StreamTransportOptions["protocolOwner"];
@@ -297,6 +305,7 @@ export class StreamTransport implements Transport {
 
   /** Stops reading, flushes every buffered byte, then closes. */
   close(): void {
+    if (this.#stopHandOver()) return;
     if (this.#closing) return;
     this.#closing = true;
     this.#reader?.stop();
@@ -311,7 +320,23 @@ export class StreamTransport implements Transport {
 
   /** Closes at once and drops the write buffer. */
   abort(): void {
+    if (this.#stopHandOver()) return;
     this.#finish(undefined);
+  }
+
+  /**
+   * Fails a hand-over in progress (`detach()` was called, and the new
+   * transport is not made yet); `false` if there is none.
+   */
+  #stopHandOver(): boolean {
+    const handOver = this.#handOver;
+    if (handOver === undefined) return false;
+    handOver.abort(
+      new Deno.errors.ConnectionAborted(
+        "The connection was closed while it was handed over",
+      ),
+    );
+    return true;
   }
 
   /** Returns the bytes accepted by `write()` and not yet written. */
@@ -378,6 +403,8 @@ export class StreamTransport implements Transport {
     if (!await writer.detach()) {
       throw new TypeError(`${cannot}: the connection was lost while flushing`);
     }
+    // Flushed: from now on, closing this transport fails the hand-over.
+    const handOver = this.#handOver = new AbortController();
     this.#caller.end();
     const idleTimeout = this.#idle?.ms ?? 0;
     this.#idle?.clear();
@@ -390,9 +417,11 @@ export class StreamTransport implements Transport {
       events: this.#caller.events,
       idleTimeout,
       lose: (exc) => {
+        this.#handOver = undefined;
         closeQuietly(conn);
         this.#caller.lose(exc);
       },
+      signal: handOver.signal,
     };
   }
 

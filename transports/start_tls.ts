@@ -69,6 +69,9 @@ export interface StartTlsOptions extends TlsClientOptions {
  * @throws {RangeError} For a `handshakeTimeout` out of range, likewise.
  * @throws {Error} If the handshake fails or times out; the connection is
  * lost then, and the protocol gets `connectionLost(error)`.
+ * @throws {Deno.errors.ConnectionAborted} If `transport` is closed or
+ * aborted during the handshake (a server's `abortClients()` or
+ * `shutdown()`), likewise.
  *
  * @example Upgrade when the server says go ahead
  * ```ts ignore
@@ -126,6 +129,7 @@ export async function startTls(
       caCerts: options.caCerts,
       alpnProtocols: options.alpnProtocols,
       timeoutMs,
+      signal: detached.signal,
     });
     try {
       upgraded = new StreamTransport({ conn: tls.conn }, protocol, {

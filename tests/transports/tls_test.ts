@@ -929,3 +929,50 @@ Deno.test("startTls() checks the protocol and the TLS options before it touches 
     });
   }
 });
+
+/** Upgrades the accepted socket to TLS as a client, from `connectionMade`. */
+class UpgradesOnConnect extends RecordingProtocol {
+  /** The `startTls()` call: its result, or what it rejected with. */
+  upgrade: Promise<unknown> | undefined;
+
+  override connectionMade(transport: Transport): void {
+    super.connectionMade(transport);
+    this.upgrade = startTls(transport, this, { caCerts: [CA] }).catch((e) => e);
+  }
+}
+
+Deno.test("A server's abortClients() and shutdown() end a connection whose startTls() is still in its handshake", async (t) => {
+  for (const stop of ["abortClients", "shutdown"] as const) {
+    await t.step(stop, async () => {
+      const protocol = new UpgradesOnConnect();
+      const server = await createServer(() => protocol, {
+        hostname: HOST,
+        port: 0,
+      });
+      // The peer never answers the ClientHello.
+      const peer = await Deno.connect({
+        hostname: HOST,
+        port: server.addrs[0]!.port,
+      });
+      try {
+        await within(peer.read(new Uint8Array(4096)), "the ClientHello");
+        if (stop === "abortClients") {
+          server.abortClients();
+          server.close();
+          await within(server.waitClosed(), "waitClosed()");
+        } else {
+          await within(server.shutdown({ gracePeriod: 10 }), "shutdown()");
+        }
+        const error = await protocol.upgrade;
+        assert.ok(
+          error instanceof Deno.errors.ConnectionAborted,
+          String(error),
+        );
+        await within(protocol.waitFor("connectionLost"), "connectionLost");
+        assert.equal(protocol.lostWith, error);
+      } finally {
+        peer.close();
+      }
+    });
+  }
+});
