@@ -150,6 +150,8 @@ export class ReadSide {
   #kind: ReadKind;
   /** The loop, while it runs. */
   #loop: Promise<void> | undefined;
+  /** The loop runs (set before its first await, so also while it starts). */
+  #running = false;
   /** `start()` was called: the protocol is made. */
   #started = false;
   /** A `source.read()` is in flight. */
@@ -213,7 +215,7 @@ export class ReadSide {
   start(): void {
     this.#started = true;
     if (this.#source === undefined) return;
-    if (!this.#stopped && !this.#paused) this.#loop = this.#run();
+    if (!this.#stopped && !this.#paused) this.#startLoop();
   }
 
   /**
@@ -257,7 +259,7 @@ export class ReadSide {
   resume(): void {
     if (this.#stopped || !this.#paused) return;
     this.#paused = false;
-    if (this.#started && this.#loop === undefined) this.#loop = this.#run();
+    if (this.#started && !this.#running) this.#startLoop();
   }
 
   /** Fails the side with `error`, as a failed read would (no source). */
@@ -293,7 +295,14 @@ export class ReadSide {
     this.#kind = kindOf(this.#caller.protocol);
   }
 
+  /** Starts the loop; a run with nothing to do ends before it returns. */
+  #startLoop(): void {
+    const loop = this.#run();
+    if (this.#running) this.#loop = loop;
+  }
+
   async #run(): Promise<void> {
+    this.#running = true;
     try {
       if (this.#held !== undefined) {
         // Deliver in a later task than the resumeReading() call; until
@@ -351,6 +360,7 @@ export class ReadSide {
         }
       }
     } finally {
+      this.#running = false;
       this.#loop = undefined;
       if (this.#stopped) this.#releaseProbe();
     }

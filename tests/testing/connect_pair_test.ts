@@ -193,3 +193,26 @@ Deno.test("connectPair() checks chunking and maxRounds before making the protoco
     },
   );
 });
+
+Deno.test("connectPair(): a protocol that pauses in dataReceived and resumes soon after gets every byte", async () => {
+  class PausesEachChunk extends RecordingProtocol {
+    override dataReceived(data: Uint8Array): void {
+      super.dataReceived(data);
+      this.transport!.pauseReading();
+      queueMicrotask(() => this.transport!.resumeReading());
+    }
+  }
+  const { server, clientTransport, flush } = await connectPair(
+    () => new ProtocolBase(),
+    () => new PausesEachChunk(),
+    { chunking: 1 },
+  );
+  clientTransport.write(bytes("abc"));
+  await flush();
+  clientTransport.write(bytes("def"));
+  await flush();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(text(server.received()), "abcdef");
+  clientTransport.close();
+  await flush();
+});

@@ -71,6 +71,23 @@ Deno.test("MemoryTransport.receive() delivers at once, holds while paused, and f
     },
   );
 
+  await t.step(
+    "pausing again after a pause with nothing held: what arrives is held, then delivered with EOF",
+    async () => {
+      const protocol = new RecordingProtocol();
+      const transport = new MemoryTransport(protocol);
+      transport.pauseReading();
+      transport.resumeReading();
+      transport.pauseReading();
+      transport.receive(bytes("later"));
+      transport.receiveEof();
+      transport.resumeReading();
+      await settle();
+      assert.equal(text(protocol.received()), "later");
+      assert.equal(protocol.count("eofReceived"), 1);
+    },
+  );
+
   await t.step("BufferedProtocol: copied into buffers of its size", () => {
     const chunks: string[] = [];
     class Small extends BufferedProtocolBase {
