@@ -1,4 +1,4 @@
-import { checkBytes, describeValue } from "../_checks.ts";
+import { checkBytes, checkProtocolObject, describeValue } from "../_checks.ts";
 import { toError, warnDroppedWrites } from "../_report.ts";
 import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
 import { formatAddress } from "./_address.ts";
@@ -441,9 +441,10 @@ export class DatagramEndpoint implements DatagramTransport {
   }
 }
 
+/** Checks a datagram protocol's shape. */
 function checkProtocol(protocol: unknown): void {
+  checkProtocolObject(protocol);
   if (
-    typeof protocol !== "object" || protocol === null ||
     typeof (protocol as DatagramProtocol).datagramReceived !== "function"
   ) {
     throw new TypeError(

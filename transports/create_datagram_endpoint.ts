@@ -62,7 +62,8 @@ export interface CreateDatagramEndpointOptions {
  * @throws {Deno.errors.NotSupported} Without `--unstable-net`, or with
  * `broadcast: false`.
  * @throws {TypeError} Without `localAddr` and `remoteAddr`, or with a
- * malformed address.
+ * malformed address; or if `factory` is not a function or makes no
+ * datagram protocol (a Promise of one, from an async factory, is none).
  *
  * @example Ask a UDP echo server and wait for the answer
  * ```ts

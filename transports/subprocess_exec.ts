@@ -76,8 +76,8 @@ export type SubprocessShellOptions = SubprocessExecOptions;
  * @throws {TypeError} If `factory` is not a function, `program` is not a
  * string or URL, `args` is not an array of strings, a stdio option is not
  * `"piped"`, `"inherit"` or `"null"`, or `signal` is not an `AbortSignal`
- * (before the child starts); or if the factory makes no protocol (the
- * child is killed).
+ * (before the child starts); or if the factory makes no protocol, or
+ * returns a Promise of one as an async factory does (the child is killed).
  *
  * @example Run a command and collect what it prints
  * ```ts

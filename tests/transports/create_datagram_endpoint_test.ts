@@ -93,6 +93,22 @@ Deno.test("createDatagramEndpoint() checks its options", async (t) => {
     },
   );
 
+  await t.step(
+    "an async factory is a TypeError saying it returned a Promise",
+    async () => {
+      await assert.rejects(
+        () =>
+          createDatagramEndpoint(
+            (() => Promise.resolve(new RecordingDatagramProtocol())) as never,
+            on("127.0.0.1"),
+          ),
+        (error: unknown) =>
+          error instanceof TypeError &&
+          /the factory returned a Promise/.test(error.message),
+      );
+    },
+  );
+
   const addresses: [string, CreateDatagramEndpointOptions, ErrorConstructor][] =
     [
       ["localAddr with port 70000", {

@@ -81,6 +81,25 @@ Deno.test("subprocessExec() checks its arguments", async (t) => {
   );
 
   await t.step(
+    "an async factory is a TypeError saying it returned a Promise (the child is killed)",
+    async () => {
+      const protocol = new RecordingSubprocessProtocol();
+      await assert.rejects(
+        () =>
+          subprocessExec(
+            (() => Promise.resolve(protocol)) as unknown as () =>
+              RecordingSubprocessProtocol,
+            "cat",
+          ),
+        (error: unknown) =>
+          error instanceof TypeError &&
+          /the factory returned a Promise/.test(error.message),
+      );
+      assert.deepEqual(protocol.calls, []);
+    },
+  );
+
+  await t.step(
     "a program that is not a string or URL is a TypeError",
     async () => {
       await assert.rejects(
