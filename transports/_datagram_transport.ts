@@ -514,12 +514,18 @@ function isIpLiteral(hostname: string): boolean {
   return hostname.includes(":") || /^\d{1,3}(\.\d{1,3}){3}$/.test(hostname);
 }
 
-/** Writes an IP address as Deno reports senders: `::1`, `127.0.0.1`. */
+/**
+ * Writes an IP address as Deno reports senders: `::1`, `127.0.0.1`; an
+ * IPv6 address given in brackets (`[::1]`) loses them.
+ */
 export function canonicalHost(hostname: string): string {
-  if (!isIpLiteral(hostname)) return hostname;
+  const bare = hostname.startsWith("[") && hostname.endsWith("]")
+    ? hostname.slice(1, -1)
+    : hostname;
+  if (!isIpLiteral(bare)) return hostname;
   try {
     const host = new URL(
-      hostname.includes(":") ? `http://[${hostname}]` : `http://${hostname}`,
+      bare.includes(":") ? `http://[${bare}]` : `http://${bare}`,
     ).hostname;
     return host.startsWith("[") ? host.slice(1, -1) : host;
   } catch {
@@ -535,8 +541,8 @@ export function canonicalHost(hostname: string): string {
 function sameAddress(a: Deno.NetAddr, b: Deno.NetAddr): boolean {
   return a.port === b.port &&
     (a.hostname === b.hostname ||
-      canonicalHost(unmapped(a.hostname)) ===
-        canonicalHost(unmapped(b.hostname)));
+      unmapped(canonicalHost(a.hostname)) ===
+        unmapped(canonicalHost(b.hostname)));
 }
 
 /** `::ffff:1.2.3.4` (or `::ffff:102:304`) as `1.2.3.4`; others as they are. */
