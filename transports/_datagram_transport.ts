@@ -482,29 +482,38 @@ export function toUdpAddress(addr: unknown, cannot: string): Deno.NetAddr {
   return { transport: "udp", hostname, port };
 }
 
-/** Checks an address; `hostname` may be missing only when `local`. */
+/**
+ * Checks an address; `hostname` may be missing only when `local`.
+ *
+ * @param name The argument, for the messages: `addr`, `localAddr`.
+ */
 export function checkAddress(
   addr: unknown,
   cannot: string,
   local = false,
+  name = "addr",
 ): { hostname: string; port: number } {
   if (typeof addr !== "object" || addr === null) {
     throw new TypeError(
-      `${cannot}: an address must be { hostname, port }, not ${
+      `${cannot}: ${name} must be { hostname, port }, not ${
         describeValue(addr)
       }`,
     );
   }
   const { hostname, port } = addr as { hostname?: unknown; port?: unknown };
   if (typeof hostname !== "string" && !(local && hostname === undefined)) {
-    throw new TypeError(`${cannot}: an address needs a hostname string`);
+    throw new TypeError(
+      `${cannot}: ${name}.hostname must be a string, not ${
+        describeValue(hostname)
+      }`,
+    );
   }
   if (typeof port !== "number" || !Number.isInteger(port)) {
-    throw new TypeError(`${cannot}: port must be an integer`);
+    throw new TypeError(`${cannot}: ${name}.port must be an integer`);
   }
   if (port < 0 || port > 65535) {
     throw new RangeError(
-      `${cannot}: port (${port}) must be between 0 and 65535`,
+      `${cannot}: ${name}.port (${port}) must be between 0 and 65535`,
     );
   }
   return { hostname: hostname ?? "0.0.0.0", port };

@@ -1,5 +1,7 @@
 import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
+import { checkBoolean, checkObject, checkOnError } from "../_checks.ts";
 import {
+  checkHostname,
   formatAddress,
   resolveListenHostnames,
   withAddress,
@@ -61,9 +63,14 @@ export interface CreateDatagramEndpointOptions {
  * @returns The transport and the protocol.
  * @throws {Deno.errors.NotSupported} Without `--unstable-net`, or with
  * `broadcast: false`.
- * @throws {TypeError} Without `localAddr` and `remoteAddr`, or with a
- * malformed address; or if `factory` is not a function or makes no
- * datagram protocol (a Promise of one, from an async factory, is none).
+ * @throws {TypeError} Before any socket is opened: if `factory` is not a
+ * function, `options` is not an object, an address is not `{ hostname,
+ * port }` with a non-empty hostname string and an integer port,
+ * `reuseAddress`, `loopback` or `broadcast` is not a boolean, `onError` is
+ * not a function, or neither `localAddr` nor `remoteAddr` is given. Also
+ * if the factory makes no datagram protocol (a Promise of one, from an
+ * async factory, is none).
+ * @throws {RangeError} For a port out of range.
  *
  * @example Ask a UDP echo server and wait for the answer
  * ```ts
@@ -99,11 +106,20 @@ export async function createDatagramEndpoint<P extends DatagramProtocol>(
   factory: () => P,
   options: CreateDatagramEndpointOptions,
 ): Promise<[DatagramTransport, P]> {
-  const cannot = "Cannot create datagram endpoint";
-  checkFactory(factory, "create datagram endpoint");
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(`${cannot}: options must be an object`);
-  }
+  const what = "create datagram endpoint";
+  const cannot = `Cannot ${what}`;
+  checkFactory(factory, what);
+  checkObject(options, "options", what);
+  const localAddr = options.localAddr === undefined
+    ? undefined
+    : checkEndpointAddress(options.localAddr, "localAddr", what);
+  const remoteAddr = options.remoteAddr === undefined
+    ? undefined
+    : checkEndpointAddress(options.remoteAddr, "remoteAddr", what);
+  checkBoolean(options.reuseAddress, "reuseAddress", what);
+  checkBoolean(options.loopback, "loopback", what);
+  checkBoolean(options.broadcast, "broadcast", what);
+  const onError = checkOnError(options.onError, what);
   if (typeof Deno.listenDatagram !== "function") {
     throw new Deno.errors.NotSupported(
       `${cannot}: Deno's UDP API is unstable; run with --unstable-net, or add "unstable": ["net"] to deno.json`,
@@ -114,15 +130,15 @@ export async function createDatagramEndpoint<P extends DatagramProtocol>(
       `${cannot}: Deno enables broadcast (SO_BROADCAST) on every UDP socket and cannot turn it off`,
     );
   }
-  if (options.localAddr === undefined && options.remoteAddr === undefined) {
+  if (localAddr === undefined && remoteAddr === undefined) {
     throw new TypeError(`${cannot}: give localAddr, remoteAddr or both`);
   }
-  const remote = options.remoteAddr === undefined
+  const remote = remoteAddr === undefined
     ? undefined
-    : await resolveRemote(checkAddress(options.remoteAddr, cannot));
-  const local = options.localAddr === undefined
+    : await resolveRemote(remoteAddr as { hostname: string; port: number });
+  const local = localAddr === undefined
     ? { hostname: remote!.hostname.includes(":") ? "::" : "0.0.0.0", port: 0 }
-    : checkAddress(options.localAddr, cannot, true);
+    : { hostname: localAddr.hostname ?? "0.0.0.0", port: localAddr.port };
   let conn: Deno.DatagramConn;
   try {
     conn = Deno.listenDatagram({
@@ -147,7 +163,7 @@ export async function createDatagramEndpoint<P extends DatagramProtocol>(
     protocol = factory();
     transport = new DatagramEndpoint(conn, protocol, {
       remoteAddr: remote,
-      onError: options.onError,
+      onError,
       events: { made: (_, error) => made.resolve(error) },
     });
   } catch (error) {
@@ -158,6 +174,25 @@ export async function createDatagramEndpoint<P extends DatagramProtocol>(
   const failed = await made.promise;
   if (failed !== undefined) throw failed;
   return [transport, protocol];
+}
+
+/**
+ * Checks `localAddr` or `remoteAddr`: `{ hostname, port }`, where the
+ * hostname is a non-empty string (and may be missing for `localAddr`).
+ */
+function checkEndpointAddress(
+  addr: unknown,
+  name: "localAddr" | "remoteAddr",
+  what: string,
+): { hostname: string | undefined; port: number } {
+  const { port } = checkAddress(
+    addr,
+    `Cannot ${what}`,
+    name === "localAddr",
+    name,
+  );
+  const hostname = checkHostname((addr as DatagramAddress).hostname, what);
+  return { hostname, port };
 }
 
 /** Resolves a remote name to one IP address, once. */

@@ -108,28 +108,56 @@ Deno.test("createDatagramEndpoint() checks its options", async (t) => {
       );
     },
   );
+});
 
-  const addresses: [string, CreateDatagramEndpointOptions, ErrorConstructor][] =
-    [
-      ["localAddr with port 70000", {
-        localAddr: { hostname: "127.0.0.1", port: 70_000 },
-      }, RangeError],
-      ["localAddr without a port", {
-        localAddr: { hostname: "127.0.0.1" } as Deno.NetAddr,
-      }, TypeError],
-      ["remoteAddr without a hostname", {
-        remoteAddr: { port: 9 } as Deno.NetAddr,
-      }, TypeError],
-      ["remoteAddr as a string", {
-        remoteAddr: "127.0.0.1:9" as unknown as Deno.NetAddr,
-      }, TypeError],
-    ];
-  for (const [what, options, error] of addresses) {
-    await t.step(`${what} is a ${error.name}`, async () => {
+/** Bad options: what the error must name, the options, and its class. */
+const BAD_OPTIONS: [string, unknown, typeof TypeError][] = [
+  ["options", "udp", TypeError],
+  ["options", null, TypeError],
+  ["localAddr", { localAddr: 5 }, TypeError],
+  ["localAddr.hostname", { localAddr: { hostname: 5, port: 0 } }, TypeError],
+  ["hostname is empty", { localAddr: { hostname: "", port: 0 } }, TypeError],
+  ["localAddr.port", { localAddr: { port: 70_000 } }, RangeError],
+  ["localAddr.port", { localAddr: { hostname: "127.0.0.1" } }, TypeError],
+  ["remoteAddr", { remoteAddr: "127.0.0.1:9" }, TypeError],
+  ["remoteAddr.hostname", { remoteAddr: { port: 9 } }, TypeError],
+  ["hostname is empty", { remoteAddr: { hostname: "", port: 9 } }, TypeError],
+  [
+    "remoteAddr.port",
+    { remoteAddr: { hostname: "::1", port: 1.5 } },
+    TypeError,
+  ],
+  ["reuseAddress", { reuseAddress: "yes" }, TypeError],
+  ["loopback", { loopback: 1 }, TypeError],
+  ["broadcast", { broadcast: "no" }, TypeError],
+  ["onError", { onError: "log" }, TypeError],
+];
+
+Deno.test("createDatagramEndpoint() checks every option before it opens a socket, with an error that names it", async (t) => {
+  for (const [name, options, type] of BAD_OPTIONS) {
+    await t.step(`${name}: ${Deno.inspect(options)}`, async () => {
+      let made = 0;
+      const withLocal = typeof options === "object" && options !== null &&
+          !("localAddr" in options) && !("remoteAddr" in options)
+        ? on("127.0.0.1", options)
+        : options;
       await assert.rejects(
-        () => createDatagramEndpoint(factory, options),
-        error,
+        () =>
+          createDatagramEndpoint(() => {
+            made++;
+            return new RecordingDatagramProtocol();
+          }, withLocal as CreateDatagramEndpointOptions),
+        (error: unknown) => {
+          assert.ok(error instanceof type, `${error} is a ${type.name}`);
+          assert.ok(
+            error.message.startsWith("Cannot create datagram endpoint: ") &&
+              error.message.includes(name),
+            `"${error.message}" names ${name}`,
+          );
+          return true;
+        },
       );
+      assert.equal(made, 0, "no protocol was made");
     });
   }
 });

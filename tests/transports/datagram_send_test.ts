@@ -181,7 +181,7 @@ Deno.test("DatagramEndpoint.sendto() throws for bad data or a bad address, and q
         () => transport.sendto(new Uint8Array(1), addr as Deno.NetAddr),
         (thrown: unknown) =>
           thrown instanceof error &&
-          /^Cannot send datagram: .*(address|port)/.test(thrown.message),
+          /^Cannot send datagram: addr\b/.test(thrown.message),
       );
       assert.equal(transport.getWriteBufferSize(), 0);
     });
