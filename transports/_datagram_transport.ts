@@ -543,6 +543,30 @@ export function canonicalHost(hostname: string): string {
 }
 
 /**
+ * Picks where to bind and where to send among the IP addresses a local
+ * and a remote address resolve to, as asyncio pairs them: the first local
+ * address, in order, with a remote address of its family (the first one).
+ * The IPv6 wildcard `::` also reaches IPv4 peers (as IPv4-mapped
+ * addresses), so without an IPv6 remote it takes an IPv4 one.
+ *
+ * @param locals Where the endpoint may bind, in order of preference.
+ * @param remotes Where its peer is, in order of preference.
+ * @returns `[local, remote]`, or `undefined` if no two addresses fit.
+ */
+export function pairAddresses(
+  locals: readonly string[],
+  remotes: readonly string[],
+): [string, string] | undefined {
+  for (const local of locals) {
+    const ipv6 = local.includes(":");
+    const remote = remotes.find((remote) => remote.includes(":") === ipv6) ??
+      (canonicalHost(local) === "::" ? remotes[0] : undefined);
+    if (remote !== undefined) return [local, remote];
+  }
+  return undefined;
+}
+
+/**
  * `true` for the same host and port. An IPv4-mapped IPv6 address
  * (`::ffff:127.0.0.1`, how a dual-stack socket bound to `::` sees an IPv4
  * peer) is the same as the IPv4 address.

@@ -4,12 +4,16 @@ import {
   createDatagramEndpoint,
   type CreateDatagramEndpointOptions,
 } from "../../transports/create_datagram_endpoint.ts";
-import { DatagramEndpoint } from "../../transports/_datagram_transport.ts";
+import {
+  DatagramEndpoint,
+  pairAddresses,
+} from "../../transports/_datagram_transport.ts";
 import { bytes, text } from "../_test_utils.ts";
 import {
   HOSTS,
   on,
   open,
+  receive,
   RecordingDatagramProtocol,
   socket,
 } from "./_datagram_utils.ts";
@@ -160,6 +164,95 @@ Deno.test("createDatagramEndpoint() checks every option before it opens a socket
       assert.equal(made, 0, "no protocol was made");
     });
   }
+});
+
+Deno.test("createDatagramEndpoint() pairs localAddr and remoteAddr by address family, as asyncio", async (t) => {
+  const mismatches: [string, string][] = [
+    ["127.0.0.1", "::1"],
+    ["::1", "127.0.0.1"],
+    ["0.0.0.0", "::1"],
+  ];
+  for (const [local, remote] of mismatches) {
+    await t.step(
+      `localAddr ${local} with remoteAddr ${remote} is a TypeError; no socket is opened`,
+      async () => {
+        using peer = socket(remote);
+        let made = 0;
+        await assert.rejects(
+          () =>
+            createDatagramEndpoint(() => {
+              made++;
+              return new RecordingDatagramProtocol();
+            }, {
+              localAddr: { hostname: local, port: 0 },
+              remoteAddr: { hostname: remote, port: peer.addr.port },
+            }),
+          (error: unknown) =>
+            error instanceof TypeError &&
+            error.message.startsWith(
+              `Cannot create datagram endpoint: localAddr ${local} is IPv`,
+            ) &&
+            error.message.endsWith("they have no address family in common"),
+        );
+        assert.equal(made, 0);
+      },
+    );
+  }
+
+  for (const host of HOSTS) {
+    await t.step(
+      `localAddr without a hostname binds all interfaces of remoteAddr ${host}'s family`,
+      async () => {
+        using peer = socket(host);
+        await using client = await open(new RecordingDatagramProtocol(), {
+          localAddr: { port: 0 },
+          remoteAddr: { hostname: host, port: peer.addr.port },
+        });
+        assert.equal(client.addr.hostname, host === "::1" ? "::" : "0.0.0.0");
+        client.transport.sendto(bytes("over " + host));
+        assert.equal(text((await receive(peer)).data), "over " + host);
+      },
+    );
+  }
+
+  await t.step(
+    "a remote name resolves to an address of localAddr's family",
+    async () => {
+      using peer = socket("127.0.0.1");
+      await using client = await open(new RecordingDatagramProtocol(), {
+        localAddr: { hostname: "127.0.0.1", port: 0 },
+        remoteAddr: { hostname: "localhost", port: peer.addr.port },
+      });
+      assert.equal(
+        client.transport.getExtraInfo("peername")?.hostname,
+        "127.0.0.1",
+      );
+    },
+  );
+
+  await t.step("pairAddresses() prefers the local address's family", () => {
+    const both = ["127.0.0.1", "::1"];
+    assert.deepEqual(pairAddresses(["127.0.0.1"], both), [
+      "127.0.0.1",
+      "127.0.0.1",
+    ]);
+    assert.deepEqual(pairAddresses(["::1"], both), ["::1", "::1"]);
+    assert.deepEqual(pairAddresses(["::"], both), ["::", "::1"]);
+    // The wildcard :: also reaches IPv4 peers.
+    assert.deepEqual(pairAddresses(["::"], ["127.0.0.1"]), [
+      "::",
+      "127.0.0.1",
+    ]);
+    // A local name: its first address with a peer of its family.
+    assert.deepEqual(pairAddresses(both, ["::1"]), ["::1", "::1"]);
+    // No local address given: all interfaces, IPv4 first.
+    assert.deepEqual(pairAddresses(["0.0.0.0", "::"], both), [
+      "0.0.0.0",
+      "127.0.0.1",
+    ]);
+    assert.equal(pairAddresses(["127.0.0.1"], ["::1"]), undefined);
+    assert.equal(pairAddresses(["::1"], ["127.0.0.1"]), undefined);
+  });
 });
 
 Deno.test("createDatagramEndpoint() with reuseAddress binds a port in use", async (t) => {
