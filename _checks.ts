@@ -116,6 +116,28 @@ export function checkNumber(
   return value;
 }
 
+/**
+ * Checks that what a protocol factory made is an object, and names the
+ * usual mistake: an `async` factory, which returns a Promise of the
+ * protocol. Every transport checks its protocol with it first.
+ *
+ * @throws {TypeError} If `protocol` is a Promise, or not a non-null object.
+ */
+export function checkProtocolObject(
+  protocol: unknown,
+): asserts protocol is object {
+  if (protocol instanceof Promise) {
+    throw new TypeError(
+      "Cannot use protocol: the factory returned a Promise (an async factory?); it must return the protocol itself",
+    );
+  }
+  if (typeof protocol !== "object" || protocol === null) {
+    throw new TypeError(
+      `Cannot use protocol: expected an object, not ${describeValue(protocol)}`,
+    );
+  }
+}
+
 /** Names a value's type for an error message: `null`, `string`, `Array`... */
 export function describeValue(value: unknown): string {
   if (value === null) return "null";

@@ -1,4 +1,4 @@
-import { checkBytes, describeValue } from "../_checks.ts";
+import { checkBytes, checkProtocolObject, describeValue } from "../_checks.ts";
 import { toError, warnDroppedWrites } from "../_report.ts";
 import type { DatagramProtocol } from "../protocols/datagram_protocol.ts";
 import { formatAddress } from "./_address.ts";
@@ -441,9 +441,10 @@ export class DatagramEndpoint implements DatagramTransport {
   }
 }
 
+/** Checks a datagram protocol's shape. */
 function checkProtocol(protocol: unknown): void {
+  checkProtocolObject(protocol);
   if (
-    typeof protocol !== "object" || protocol === null ||
     typeof (protocol as DatagramProtocol).datagramReceived !== "function"
   ) {
     throw new TypeError(
@@ -481,29 +482,38 @@ export function toUdpAddress(addr: unknown, cannot: string): Deno.NetAddr {
   return { transport: "udp", hostname, port };
 }
 
-/** Checks an address; `hostname` may be missing only when `local`. */
+/**
+ * Checks an address; `hostname` may be missing only when `local`.
+ *
+ * @param name The argument, for the messages: `addr`, `localAddr`.
+ */
 export function checkAddress(
   addr: unknown,
   cannot: string,
   local = false,
+  name = "addr",
 ): { hostname: string; port: number } {
   if (typeof addr !== "object" || addr === null) {
     throw new TypeError(
-      `${cannot}: an address must be { hostname, port }, not ${
+      `${cannot}: ${name} must be { hostname, port }, not ${
         describeValue(addr)
       }`,
     );
   }
   const { hostname, port } = addr as { hostname?: unknown; port?: unknown };
   if (typeof hostname !== "string" && !(local && hostname === undefined)) {
-    throw new TypeError(`${cannot}: an address needs a hostname string`);
+    throw new TypeError(
+      `${cannot}: ${name}.hostname must be a string, not ${
+        describeValue(hostname)
+      }`,
+    );
   }
   if (typeof port !== "number" || !Number.isInteger(port)) {
-    throw new TypeError(`${cannot}: port must be an integer`);
+    throw new TypeError(`${cannot}: ${name}.port must be an integer`);
   }
   if (port < 0 || port > 65535) {
     throw new RangeError(
-      `${cannot}: port (${port}) must be between 0 and 65535`,
+      `${cannot}: ${name}.port (${port}) must be between 0 and 65535`,
     );
   }
   return { hostname: hostname ?? "0.0.0.0", port };
@@ -513,17 +523,47 @@ function isIpLiteral(hostname: string): boolean {
   return hostname.includes(":") || /^\d{1,3}(\.\d{1,3}){3}$/.test(hostname);
 }
 
-/** Writes an IP address as Deno reports senders: `::1`, `127.0.0.1`. */
+/**
+ * Writes an IP address as Deno reports senders: `::1`, `127.0.0.1`; an
+ * IPv6 address given in brackets (`[::1]`) loses them.
+ */
 export function canonicalHost(hostname: string): string {
-  if (!isIpLiteral(hostname)) return hostname;
+  const bare = hostname.startsWith("[") && hostname.endsWith("]")
+    ? hostname.slice(1, -1)
+    : hostname;
+  if (!isIpLiteral(bare)) return hostname;
   try {
     const host = new URL(
-      hostname.includes(":") ? `http://[${hostname}]` : `http://${hostname}`,
+      bare.includes(":") ? `http://[${bare}]` : `http://${bare}`,
     ).hostname;
     return host.startsWith("[") ? host.slice(1, -1) : host;
   } catch {
     return hostname;
   }
+}
+
+/**
+ * Picks where to bind and where to send among the IP addresses a local
+ * and a remote address resolve to, as asyncio pairs them: the first local
+ * address, in order, with a remote address of its family (the first one).
+ * The IPv6 wildcard `::` also reaches IPv4 peers (as IPv4-mapped
+ * addresses), so without an IPv6 remote it takes an IPv4 one.
+ *
+ * @param locals Where the endpoint may bind, in order of preference.
+ * @param remotes Where its peer is, in order of preference.
+ * @returns `[local, remote]`, or `undefined` if no two addresses fit.
+ */
+export function pairAddresses(
+  locals: readonly string[],
+  remotes: readonly string[],
+): [string, string] | undefined {
+  for (const local of locals) {
+    const ipv6 = local.includes(":");
+    const remote = remotes.find((remote) => remote.includes(":") === ipv6) ??
+      (canonicalHost(local) === "::" ? remotes[0] : undefined);
+    if (remote !== undefined) return [local, remote];
+  }
+  return undefined;
 }
 
 /**
@@ -534,8 +574,8 @@ export function canonicalHost(hostname: string): string {
 function sameAddress(a: Deno.NetAddr, b: Deno.NetAddr): boolean {
   return a.port === b.port &&
     (a.hostname === b.hostname ||
-      canonicalHost(unmapped(a.hostname)) ===
-        canonicalHost(unmapped(b.hostname)));
+      unmapped(canonicalHost(a.hostname)) ===
+        unmapped(canonicalHost(b.hostname)));
 }
 
 /** `::ffff:1.2.3.4` (or `::ffff:102:304`) as `1.2.3.4`; others as they are. */

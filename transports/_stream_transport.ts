@@ -1,4 +1,4 @@
-import { describeValue } from "../_checks.ts";
+import { checkProtocolObject } from "../_checks.ts";
 import { closeQuietly } from "./_conn.ts";
 import { IdleTimer } from "./_idle_timer.ts";
 import { ProtocolCaller, type TransportEvents } from "./_protocol_caller.ts";
@@ -168,7 +168,7 @@ export class StreamTransport implements Transport {
     options: StreamTransportOptions = {},
   ) {
     if (ends.sink === undefined) checkProtocol(protocol);
-    else checkObject(protocol);
+    else checkProtocolObject(protocol);
     this.#conn = ends.conn;
     this.#source = ends.conn ?? ends.source;
     this.#sink = ends.conn ?? ends.sink;
@@ -238,7 +238,7 @@ export class StreamTransport implements Transport {
       this.#protocolOwner.setProtocol(protocol as never);
       return;
     }
-    if (this.#reader === undefined) checkObject(protocol);
+    if (this.#reader === undefined) checkProtocolObject(protocol);
     else checkProtocol(protocol);
     this.#caller.protocol = protocol;
     this.#reader?.protocolChanged();
@@ -499,18 +499,9 @@ export class StreamTransport implements Transport {
   }
 }
 
-/** Checks that a protocol is an object (all a write pipe needs). */
-function checkObject(protocol: unknown): asserts protocol is object {
-  if (typeof protocol !== "object" || protocol === null) {
-    throw new TypeError(
-      `Cannot use protocol: expected an object, not ${describeValue(protocol)}`,
-    );
-  }
-}
-
 /** Checks a stream protocol's shape. */
 export function checkProtocol(protocol: unknown): void {
-  checkObject(protocol);
+  checkProtocolObject(protocol);
   if (isBuffered(protocol)) {
     if (typeof protocol.bufferUpdated !== "function") {
       throw new TypeError(

@@ -1,4 +1,4 @@
-import { describeValue } from "../_checks.ts";
+import { checkProtocolObject } from "../_checks.ts";
 import type { SubprocessProtocol } from "../protocols/subprocess_protocol.ts";
 import { ReadableSource, WritableSink } from "./_byte_io.ts";
 import { ProtocolCaller, type TransportEvents } from "./_protocol_caller.ts";
@@ -75,7 +75,7 @@ export class ChildProcessTransport implements SubprocessTransport {
     stdio: StdioOptions,
     options: ChildProcessTransportOptions = {},
   ) {
-    checkProtocol(protocol);
+    checkProtocolObject(protocol);
     this.#child = child;
     this.#caller = new ProtocolCaller(this, protocol, {
       onError: options.onError,
@@ -143,7 +143,7 @@ export class ChildProcessTransport implements SubprocessTransport {
 
   /** Switches the protocol for the next callbacks. */
   setProtocol(protocol: SubprocessProtocol): void {
-    checkProtocol(protocol);
+    checkProtocolObject(protocol);
     this.#caller.protocol = protocol;
   }
 
@@ -259,13 +259,5 @@ export class ChildProcessTransport implements SubprocessTransport {
     }
     this.#finished = true;
     queueMicrotask(() => this.#caller.lose(this.#failure));
-  }
-}
-
-function checkProtocol(protocol: unknown): void {
-  if (typeof protocol !== "object" || protocol === null) {
-    throw new TypeError(
-      `Cannot use protocol: expected an object, not ${describeValue(protocol)}`,
-    );
   }
 }

@@ -1,4 +1,4 @@
-import { describeValue } from "../_checks.ts";
+import { checkProtocolObject } from "../_checks.ts";
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
 import {
   type ByteSinkLike,
@@ -61,8 +61,9 @@ export interface ConnectWritePipeOptions {
  * @param source What to read.
  * @param options Error reporting.
  * @returns The transport and the protocol, once `connectionMade` has run.
- * @throws {TypeError} If `factory` is not a function or makes no protocol,
- * or `source` cannot be read or is a locked stream.
+ * @throws {TypeError} If `factory` is not a function or makes no protocol
+ * (a Promise of one, from an async factory, is none), or `source` cannot be
+ * read or is a locked stream.
  *
  * @example Count the lines of a stream
  * ```ts
@@ -137,7 +138,8 @@ export function connectReadPipe<P extends StreamProtocol<ReadTransport>>(
  * @param options Error reporting.
  * @returns The transport and the protocol, once `connectionMade` has run.
  * @throws {TypeError} If `factory` is not a function or makes no protocol
- * (an object), or `sink` cannot be written or is a locked stream.
+ * (an object; a Promise of one, from an async factory, is none), or `sink`
+ * cannot be written or is a locked stream.
  *
  * @example Write lines with flow control
  * ```ts
@@ -175,7 +177,7 @@ export function connectWritePipe<P extends BaseProtocol<WriteTransport>>(
     const open = sinkOpener(sink, cannot);
     return start(
       factory,
-      checkObject,
+      checkProtocolObject,
       (protocol, made) =>
         // A write pipe reads nothing: any protocol object will do.
         new StreamTransport(
@@ -230,15 +232,6 @@ function checkUnlocked(
   if (stream.locked) {
     throw new TypeError(
       `${cannot}: the ${name} stream is locked (a reader or writer holds it)`,
-    );
-  }
-}
-
-/** Checks that a write pipe's protocol is an object. */
-function checkObject(protocol: unknown): void {
-  if (typeof protocol !== "object" || protocol === null) {
-    throw new TypeError(
-      `Cannot use protocol: expected an object, not ${describeValue(protocol)}`,
     );
   }
 }

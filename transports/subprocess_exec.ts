@@ -1,4 +1,10 @@
-import { describeValue } from "../_checks.ts";
+import {
+  checkBoolean,
+  checkObject,
+  checkOnError,
+  checkSignal,
+  describeValue,
+} from "../_checks.ts";
 import type { SubprocessProtocol } from "../protocols/subprocess_protocol.ts";
 import { checkFactory } from "./_conn.ts";
 import {
@@ -73,11 +79,14 @@ export type SubprocessShellOptions = SubprocessExecOptions;
  * @param args Its arguments.
  * @param options Pipes, working directory, environment, error reporting.
  * @returns The transport and the protocol.
- * @throws {TypeError} If `factory` is not a function, `program` is not a
- * string or URL, `args` is not an array of strings, a stdio option is not
- * `"piped"`, `"inherit"` or `"null"`, or `signal` is not an `AbortSignal`
- * (before the child starts); or if the factory makes no protocol (the
- * child is killed).
+ * @throws {TypeError} Before the child starts: if `factory` is not a
+ * function, `program` is not a string or URL, `args` is not an array of
+ * strings, `options` is not an object, a stdio option is not `"piped"`,
+ * `"inherit"` or `"null"`, `cwd` is not a string or URL, `env` is not an
+ * object of strings, `clearEnv` is not a boolean, `signal` is not an
+ * `AbortSignal`, or `onError` is not a function. After it starts, if the
+ * factory makes no protocol, or returns a Promise of one as an async
+ * factory does (the child is killed).
  *
  * @example Run a command and collect what it prints
  * ```ts
@@ -113,9 +122,9 @@ export async function subprocessExec<P extends SubprocessProtocol>(
   options?: SubprocessExecOptions,
 ): Promise<[SubprocessTransport, P]> {
   if (args === undefined) args = [];
-  options ??= {};
-  const cannot = "Cannot start subprocess";
-  checkFactory(factory, "start subprocess");
+  const what = "start subprocess";
+  const cannot = `Cannot ${what}`;
+  checkFactory(factory, what);
   if (typeof program !== "string" && !(program instanceof URL)) {
     throw new TypeError(
       `${cannot}: program must be a string or URL, not ${
@@ -126,28 +135,35 @@ export async function subprocessExec<P extends SubprocessProtocol>(
   if (!Array.isArray(args) || args.some((arg) => typeof arg !== "string")) {
     throw new TypeError(`${cannot}: args must be an array of strings`);
   }
-  if (
-    options.signal !== undefined && !(options.signal instanceof AbortSignal)
-  ) {
-    throw new TypeError(
-      `${cannot}: signal must be an AbortSignal, not ${
-        describeValue(options.signal)
-      }`,
-    );
-  }
-  if (options.signal?.aborted) throw options.signal.reason;
+  if (options === undefined) options = {};
+  else checkObject(options, "options", what);
   const stdio = {
     stdin: checkStdio(options.stdin, "stdin"),
     stdout: checkStdio(options.stdout, "stdout"),
     stderr: checkStdio(options.stderr, "stderr"),
   };
+  if (
+    options.cwd !== undefined && typeof options.cwd !== "string" &&
+    !(options.cwd instanceof URL)
+  ) {
+    throw new TypeError(
+      `${cannot}: cwd must be a string or URL, not ${
+        describeValue(options.cwd)
+      }`,
+    );
+  }
+  checkEnv(options.env, cannot);
+  checkBoolean(options.clearEnv, "clearEnv", what);
+  const signal = checkSignal(options.signal, what);
+  const onError = checkOnError(options.onError, what);
+  if (signal?.aborted) throw signal.reason;
   const child = new Deno.Command(program, {
     args: [...args],
     ...stdio,
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     ...(options.env === undefined ? {} : { env: options.env }),
     ...(options.clearEnv === undefined ? {} : { clearEnv: options.clearEnv }),
-    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(signal === undefined ? {} : { signal }),
   }).spawn();
   let protocol: P;
   let transport: ChildProcessTransport;
@@ -155,7 +171,7 @@ export async function subprocessExec<P extends SubprocessProtocol>(
   try {
     protocol = factory();
     transport = new ChildProcessTransport(child, protocol, stdio, {
-      onError: options.onError,
+      onError,
       events: { made: (_, error) => made.resolve(error) },
     });
   } catch (error) {
@@ -244,4 +260,23 @@ function checkStdio(value: unknown, name: string): Stdio {
       JSON.stringify(value) ?? describeValue(value)
     }`,
   );
+}
+
+/** Checks an `env` option: an object whose values are all strings. */
+function checkEnv(env: unknown, cannot: string): void {
+  if (env === undefined) return;
+  if (typeof env !== "object" || env === null || Array.isArray(env)) {
+    throw new TypeError(
+      `${cannot}: env must be an object of strings, not ${describeValue(env)}`,
+    );
+  }
+  for (const [name, value] of Object.entries(env)) {
+    if (typeof value !== "string") {
+      throw new TypeError(
+        `${cannot}: env values must be strings; env.${name} is ${
+          describeValue(value)
+        }`,
+      );
+    }
+  }
 }

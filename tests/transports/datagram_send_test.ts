@@ -88,6 +88,37 @@ Deno.test("DatagramEndpoint.sendto() sends to addr, or to remoteAddr without one
     );
   }
 
+  // remoteAddr as given, and the same address written another way.
+  const spellings: [string, string, string][] = [
+    ["::1", "[::1]", "[::1]"],
+    ["::1", "::1", "[::1]"],
+    ["127.0.0.1", "127.0.0.1", "[::ffff:127.0.0.1]"],
+  ];
+  for (const [host, given, written] of spellings) {
+    await t.step(
+      `sendto(data, addr) to remoteAddr ${given} written as ${written} goes to remoteAddr`,
+      async () => {
+        using peer = socket(host);
+        await using client = await open(new RecordingDatagramProtocol(), {
+          remoteAddr: { hostname: given, port: peer.addr.port },
+        });
+        client.transport.sendto(bytes("written"), {
+          transport: "udp",
+          hostname: written,
+          port: peer.addr.port,
+        });
+        client.transport.sendto(bytes("as given"), {
+          transport: "udp",
+          hostname: given,
+          port: peer.addr.port,
+        });
+
+        assert.equal(text((await receive(peer)).data), "written");
+        assert.equal(text((await receive(peer)).data), "as given");
+      },
+    );
+  }
+
   await t.step(
     "sendto() without addr and without remoteAddr throws TypeError",
     async () => {
@@ -150,7 +181,7 @@ Deno.test("DatagramEndpoint.sendto() throws for bad data or a bad address, and q
         () => transport.sendto(new Uint8Array(1), addr as Deno.NetAddr),
         (thrown: unknown) =>
           thrown instanceof error &&
-          /^Cannot send datagram: .*(address|port)/.test(thrown.message),
+          /^Cannot send datagram: addr\b/.test(thrown.message),
       );
       assert.equal(transport.getWriteBufferSize(), 0);
     });

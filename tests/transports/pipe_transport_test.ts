@@ -190,6 +190,30 @@ Deno.test("connectReadPipe() and connectWritePipe() reject what they cannot use"
   );
 });
 
+Deno.test("connectReadPipe() and connectWritePipe() reject an async factory, saying it returned a Promise", async () => {
+  const returnedPromise = (error: unknown) =>
+    error instanceof TypeError &&
+    /the factory returned a Promise/.test(error.message);
+  const source = ReadableStream.from<Uint8Array>([]);
+  await assert.rejects(
+    connectReadPipe(
+      (() => Promise.resolve(new ProtocolBase())) as never,
+      source,
+    ),
+    returnedPromise,
+  );
+  const sink = new WritableStream<Uint8Array>();
+  await assert.rejects(
+    connectWritePipe(
+      (() => Promise.resolve(new ProtocolBase())) as never,
+      sink,
+    ),
+    returnedPromise,
+  );
+  assert.equal(source.locked, false);
+  assert.equal(sink.locked, false);
+});
+
 Deno.test("connectReadPipe(): a reader object's bad count fails only its own pipe, and leaves the shared read memory intact", async (t) => {
   // A kept chunk from another pipe: a bad count must not reach the memory
   // it lives in.

@@ -479,6 +479,10 @@ Deno.test("Server drops only the connection whose protocol factory fails", async
       throw boom;
     }],
     ["returns no protocol", () => ({}) as StreamProtocol],
+    [
+      "returns a Promise (an async factory)",
+      (() => Promise.resolve(new Echo())) as unknown as () => StreamProtocol,
+    ],
   ];
   for (const kind of KINDS) {
     for (const [how, fail] of failures) {
@@ -497,6 +501,12 @@ Deno.test("Server drops only the connection whose protocol factory fails", async
         assert.equal(errors.length, 1);
         if (how === "throws") assert.equal(errors[0]!.error, boom);
         else assert.ok(errors[0]!.error instanceof TypeError);
+        if (how.includes("Promise")) {
+          assert.match(
+            (errors[0]!.error as Error).message,
+            /the factory returned a Promise/,
+          );
+        }
         assert.match(errors[0]!.context.message, /factory/);
 
         assert.equal(await echo(a.conn, "still here"), "still here");
@@ -905,6 +915,29 @@ Deno.test("createServer() and the connect functions reject bad arguments", async
         () => connectAcceptedConn(notAFunction, accepted),
         TypeError,
       );
+      assert.equal(await readUntilClosed(conn), 0);
+    },
+  );
+
+  await t.step(
+    "createConnection() with an async factory is a TypeError saying it returned a Promise",
+    async () => {
+      using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const accepted = listener.accept();
+      await assert.rejects(
+        () =>
+          createConnection(
+            (() => Promise.resolve(new Echo())) as unknown as () => Echo,
+            {
+              hostname: "127.0.0.1",
+              port: listener.addr.port,
+            },
+          ),
+        (error: unknown) =>
+          error instanceof TypeError &&
+          /the factory returned a Promise/.test(error.message),
+      );
+      using conn = await accepted;
       assert.equal(await readUntilClosed(conn), 0);
     },
   );

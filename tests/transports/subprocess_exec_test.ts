@@ -81,6 +81,25 @@ Deno.test("subprocessExec() checks its arguments", async (t) => {
   );
 
   await t.step(
+    "an async factory is a TypeError saying it returned a Promise (the child is killed)",
+    async () => {
+      const protocol = new RecordingSubprocessProtocol();
+      await assert.rejects(
+        () =>
+          subprocessExec(
+            (() => Promise.resolve(protocol)) as unknown as () =>
+              RecordingSubprocessProtocol,
+            "cat",
+          ),
+        (error: unknown) =>
+          error instanceof TypeError &&
+          /the factory returned a Promise/.test(error.message),
+      );
+      assert.deepEqual(protocol.calls, []);
+    },
+  );
+
+  await t.step(
     "a program that is not a string or URL is a TypeError",
     async () => {
       await assert.rejects(
@@ -153,6 +172,65 @@ Deno.test("subprocessExec() checks its arguments", async (t) => {
       await assert.rejects(
         () => subprocessShell(factory, ["echo", "hi"] as unknown as string),
         TypeError,
+      );
+    },
+  );
+});
+
+/** Bad options: what the error must name, and the options. */
+const BAD_OPTIONS: [string, unknown][] = [
+  ["options", "piped"],
+  ["options", null],
+  ["cwd", { cwd: 5 }],
+  ["env", { env: "A=1" }],
+  ["env", { env: ["A=1"] }],
+  ["env.A", { env: { A: 1 } }],
+  ["clearEnv", { clearEnv: "yes" }],
+  ["onError", { onError: "log" }],
+];
+
+Deno.test("subprocessExec() checks every option before it starts the child, with an error that names it", async (t) => {
+  for (const [name, options] of BAD_OPTIONS) {
+    await t.step(`${name}: ${Deno.inspect(options)}`, async () => {
+      let made = 0;
+      await assert.rejects(
+        () =>
+          subprocessExec(
+            () => {
+              made++;
+              return new RecordingSubprocessProtocol();
+            },
+            "true",
+            [],
+            options as SubprocessExecOptions,
+          ),
+        (error: unknown) => {
+          assert.ok(error instanceof TypeError, `${error} is a TypeError`);
+          assert.ok(
+            error.message.startsWith("Cannot start subprocess: ") &&
+              error.message.includes(name),
+            `"${error.message}" names ${name}`,
+          );
+          return true;
+        },
+      );
+      assert.equal(made, 0, "no child was started");
+    });
+  }
+
+  await t.step(
+    "env values that are not strings: the message says so",
+    async () => {
+      await assert.rejects(
+        () =>
+          subprocessExec(() => new RecordingSubprocessProtocol(), "true", [], {
+            env: { LANG: "C", DEBUG: true } as never,
+          }),
+        {
+          name: "TypeError",
+          message:
+            "Cannot start subprocess: env values must be strings; env.DEBUG is boolean",
+        },
       );
     },
   );
