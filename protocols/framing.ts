@@ -194,7 +194,7 @@ export abstract class LineProtocol extends ProtocolBase {
    */
   #delimiterAcross(data: Uint8Array): number {
     const delimiter = this.delimiter;
-    const tail = this.#joinTail(delimiter.byteLength - 1);
+    const tail = this.#keptTail(delimiter.byteLength - 1);
     for (let begun = tail.byteLength; begun >= 1; begun--) {
       const rest = delimiter.byteLength - begun;
       if (rest > data.byteLength) continue;
@@ -256,11 +256,24 @@ export abstract class LineProtocol extends ProtocolBase {
     return parts.length === 1 ? parts[0]! : concat(parts);
   }
 
-  /** Returns the last `count` kept bytes (fewer if fewer are kept). */
-  #joinTail(count: number): Uint8Array {
-    const last = this.#parts.at(-1)!;
-    const from = last.byteLength >= count ? last : this.#joinParts();
-    return from.subarray(Math.max(0, from.byteLength - count));
+  /**
+   * Returns the last `count` kept bytes (fewer if fewer are kept), copying
+   * at most `count` bytes from the last parts: the cost of a chunk does not
+   * grow with the line kept so far.
+   */
+  #keptTail(count: number): Uint8Array {
+    const parts = this.#parts;
+    const last = parts.at(-1)!;
+    if (last.byteLength >= count) return last.subarray(last.byteLength - count);
+    const tail = new Uint8Array(Math.min(count, this.#partLength));
+    let end = tail.byteLength;
+    for (let i = parts.length - 1; end > 0; i--) {
+      const part = parts[i]!;
+      const take = Math.min(part.byteLength, end);
+      tail.set(part.subarray(part.byteLength - take), end - take);
+      end -= take;
+    }
+    return tail;
   }
 }
 

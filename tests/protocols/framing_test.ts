@@ -289,6 +289,55 @@ Deno.test("LineProtocol.dataReceived() gives the same lines however the stream i
   });
 });
 
+Deno.test("LineProtocol.dataReceived() finds a delimiter split over 2, 3 and 4 chunks at every offset", async (t) => {
+  for (const delimiter of ["\r\n", "aab", "\r\n\r\n", "abcab"]) {
+    await t.step(JSON.stringify(delimiter), () => {
+      // Lines of 0 to 3 bytes, so that the kept parts are often shorter
+      // than the delimiter: it begins over several of them.
+      const lines = ["xyz", "", "w", "uv"];
+      const stream = bytes(
+        lines.map((line) => line + delimiter).join("") + "q",
+      );
+      const n = stream.byteLength;
+      for (let i = 1; i < n; i++) {
+        for (let j = i; j < n; j++) {
+          for (let k = j; k < n; k++) {
+            // Equal cuts make fewer chunks: 2, 3 and 4 chunks in all.
+            const cuts = [...new Set([0, i, j, k, n])];
+            const chunks = cuts.slice(1).map((end, c) =>
+              stream.subarray(cuts[c]!, end)
+            );
+            const protocol = new Lines({ delimiter });
+            feed(protocol, chunks);
+            assert.deepEqual(
+              protocol.lines,
+              lines,
+              `chunks ${JSON.stringify(chunks.map(text))}`,
+            );
+          }
+        }
+      }
+    });
+  }
+});
+
+Deno.test("LineProtocol.dataReceived() splits 200,000 one-byte chunks of one line with a 4-byte delimiter", () => {
+  // Each chunk costs about its own bytes plus the delimiter: a splitter
+  // that went over the line kept so far for each chunk would take minutes.
+  const length = 200_000;
+  const protocol = new Lines({ delimiter: "\r\n\r\n", maxLineLength: length });
+  const stream = concat([
+    pattern(length, 7).map((byte) => byte & 0x7f | 0x20),
+    bytes("\r\n\r\nnext\r\n\r\n"),
+  ]);
+  for (let i = 0; i < stream.byteLength; i++) {
+    protocol.dataReceived(stream.subarray(i, i + 1));
+  }
+  assert.equal(protocol.received.length, 2);
+  assertBytes(protocol.received[0]!, stream.subarray(0, length));
+  assert.equal(text(protocol.received[1]!), "next");
+});
+
 Deno.test("LengthPrefixedProtocol.dataReceived() gives the same frames however the stream is chunked", async (t) => {
   for (const prefixLength of [1, 2, 4] as const) {
     await t.step(`prefix of ${prefixLength}: split at every position`, () => {
