@@ -149,7 +149,8 @@ export abstract class LineProtocol extends ProtocolBase {
 
   /**
    * Delivers the lines held by `pauseReading()`, from within this call,
-   * then resumes the transport unless a line paused it again. A callback
+   * then resumes the transport unless a line paused it again. Once the
+   * transport is closing, the held lines are dropped instead. A callback
    * that throws here aborts the connection, and the error is thrown from
    * this call.
    */
@@ -170,7 +171,7 @@ export abstract class LineProtocol extends ProtocolBase {
       const across = this.#delimiterAcross(data);
       if (across > 0) {
         const end = this.#partLength - (delimiter.byteLength - across);
-        if (!this.#endLine(this.#joinParts().subarray(0, end))) return;
+        this.#endLine(this.#joinParts().subarray(0, end));
         from = scan = across;
         if (this.#pause.stopsAt(data, from)) return;
       }
@@ -182,7 +183,7 @@ export abstract class LineProtocol extends ProtocolBase {
         ? this.#joinParts(data.subarray(from, at))
         : data.subarray(from, at);
       from = scan = at + delimiter.byteLength;
-      if (!this.#endLine(line)) return;
+      this.#endLine(line);
       if (this.#pause.stopsAt(data, from)) return;
     }
     this.#keep(data.subarray(from));
@@ -211,8 +212,8 @@ export abstract class LineProtocol extends ProtocolBase {
     return 0;
   }
 
-  /** Delivers a complete line; `false` when the transport is closing. */
-  #endLine(line: Uint8Array): boolean {
+  /** Delivers a complete line. */
+  #endLine(line: Uint8Array): void {
     this.#parts = [];
     this.#partLength = 0;
     if (this.#discarding) {
@@ -222,7 +223,6 @@ export abstract class LineProtocol extends ProtocolBase {
     } else {
       this.lineReceived(line);
     }
-    return !this.transport?.isClosing();
   }
 
   /** Keeps the start of a line; over the limit, drops it. */
@@ -414,7 +414,8 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
 
   /**
    * Delivers the frames held by `pauseReading()`, from within this call,
-   * then resumes the transport unless a frame paused it again. A callback
+   * then resumes the transport unless a frame paused it again. Once the
+   * transport is closing, the held frames are dropped instead. A callback
    * that throws here aborts the connection, and the error is thrown from
    * this call.
    */
@@ -438,10 +439,10 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
       }
       if (this.#frameLength < 0) {
         offset = this.#readPrefix(data, offset);
-        if (this.#skip > 0 && this.#closing()) return;
+        if (this.#skip > 0 && this.#pause.closing()) return;
         if (this.#frameLength !== 0) continue;
         this.#frameLength = -1;
-        if (!this.#deliver(EMPTY)) return;
+        this.frameReceived(EMPTY);
         if (this.#pause.stopsAt(data, offset)) return;
         continue;
       }
@@ -452,7 +453,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
         this.#frameLength = -1;
         const view = data.subarray(offset, offset + length);
         offset += length;
-        if (!this.#deliver(view)) return;
+        this.frameReceived(view);
         if (this.#pause.stopsAt(data, offset)) return;
         continue;
       }
@@ -465,7 +466,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
         this.#frameLength = -1;
         this.#frame = undefined;
         this.#frameFilled = 0;
-        if (!this.#deliver(frame)) return;
+        this.frameReceived(frame);
         if (this.#pause.stopsAt(data, offset)) return;
       }
     }
@@ -493,16 +494,6 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
     this.#frameLength = length;
     return offset + take;
   }
-
-  /** Delivers a frame; `false` when the transport is closing. */
-  #deliver(frame: Uint8Array): boolean {
-    this.frameReceived(frame);
-    return !this.#closing();
-  }
-
-  #closing(): boolean {
-    return this.transport?.isClosing() ?? false;
-  }
 }
 
 const EMPTY = new Uint8Array(0);
@@ -511,6 +502,8 @@ const EMPTY = new Uint8Array(0);
  * A framing protocol's own pause: between two messages of a chunk, not only
  * between chunks. While paused, the transport is paused too, and the bytes
  * not yet split are held (copied if the protocol's data is transient).
+ * Once the transport is closing, no message is delivered: what is held or
+ * not yet split is dropped, checked before each message.
  */
 class Pause {
   readonly #protocol: ProtocolBase;
@@ -550,6 +543,10 @@ class Pause {
 
   /** Splits `data` after what is held, or holds it all while paused. */
   receive(data: Uint8Array): void {
+    if (this.closing()) {
+      this.#held = undefined;
+      return;
+    }
     const held = this.#held;
     if (held !== undefined) {
       this.#held = undefined;
@@ -570,13 +567,20 @@ class Pause {
   }
 
   /**
-   * Called after each message: `true` if paused, holding `data` from
-   * `from` on.
+   * Called after each message: `true` if the split stops there, because
+   * the transport is closing (the rest is dropped) or because it is paused
+   * (the rest, `data` from `from` on, is held).
    */
   stopsAt(data: Uint8Array, from: number): boolean {
+    if (this.closing()) return true;
     if (!this.#paused) return false;
     if (from < data.byteLength) this.#held = this.#own(data.subarray(from));
     return true;
+  }
+
+  /** Returns `true` once the transport is closing or closed. */
+  closing(): boolean {
+    return this.#protocol.transport?.isClosing() ?? false;
   }
 
   /** Returns bytes the protocol may keep past `dataReceived`. */

@@ -1130,6 +1130,79 @@ Deno.test("LineProtocol and LengthPrefixedProtocol deliver nothing more from a c
   });
 });
 
+Deno.test("LineProtocol.resumeReading() and LengthPrefixedProtocol.resumeReading() deliver no held message once the transport closes", async (t) => {
+  /** Pauses after each line, as a server that answers each one later. */
+  class OneAtATime extends Lines {
+    log: string[] = [];
+    readonly lost = Promise.withResolvers<void>();
+    override lineReceived(line: Uint8Array): void {
+      super.lineReceived(line);
+      this.log.push(`line ${text(line)}`);
+      this.pauseReading();
+    }
+    override connectionLost(exc: Error | undefined): void {
+      super.connectionLost(exc);
+      this.log.push("lost");
+      this.lost.resolve();
+    }
+  }
+
+  await t.step("LineProtocol, after close()", () => {
+    const protocol = new OneAtATime();
+    const transport = new MemoryTransport(protocol);
+    transport.receive(bytes("a\nb\nc\n"));
+    transport.close();
+    protocol.resumeReading();
+    assert.deepEqual(protocol.lines, ["a"]);
+  });
+
+  await t.step("LineProtocol, after abort() and connectionLost", async () => {
+    const protocol = new OneAtATime();
+    const transport = new MemoryTransport(protocol);
+    transport.receive(bytes("a\nb\nc\n"));
+    transport.abort();
+    await protocol.lost.promise;
+    protocol.resumeReading();
+    assert.deepEqual(protocol.log, ["line a", "lost"]);
+  });
+
+  /** Pauses after each frame. */
+  class FrameAtATime extends Frames {
+    readonly lost = Promise.withResolvers<void>();
+    override frameReceived(frame: Uint8Array): void {
+      super.frameReceived(frame);
+      this.pauseReading();
+    }
+    override connectionLost(exc: Error | undefined): void {
+      super.connectionLost(exc);
+      this.lost.resolve();
+    }
+  }
+  const stream = concat(["a", "", "b"].map((f) => frame(bytes(f), 1)));
+
+  await t.step("LengthPrefixedProtocol, after close()", () => {
+    const protocol = new FrameAtATime({ prefixLength: 1 });
+    const transport = new MemoryTransport(protocol);
+    transport.receive(stream);
+    transport.close();
+    protocol.resumeReading();
+    assert.deepEqual(protocol.frames, ["a"]);
+  });
+
+  await t.step(
+    "LengthPrefixedProtocol, after abort() and connectionLost",
+    async () => {
+      const protocol = new FrameAtATime({ prefixLength: 1 });
+      const transport = new MemoryTransport(protocol);
+      transport.receive(stream);
+      transport.abort();
+      await protocol.lost.promise;
+      protocol.resumeReading();
+      assert.deepEqual(protocol.frames, ["a"]);
+    },
+  );
+});
+
 // Over sockets.
 
 /** Echoes each line with `sendLine`. */
