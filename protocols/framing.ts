@@ -405,8 +405,9 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
   }
 
   /**
-   * Stops delivering frames after the current one, and pauses the
-   * transport; the rest of the chunk waits for `resumeReading()`.
+   * Stops delivering frames after the current one (or after the frame that
+   * `frameLengthExceeded()` skips), and pauses the transport; the rest of
+   * the chunk waits for `resumeReading()`.
    */
   pauseReading(): void {
     this.#pause.pause();
@@ -439,7 +440,8 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
       }
       if (this.#frameLength < 0) {
         offset = this.#readPrefix(data, offset);
-        if (this.#skip > 0 && this.#pause.closing()) return;
+        // After frameLengthExceeded(), as after a frame.
+        if (this.#skip > 0 && this.#pause.stopsAt(data, offset)) return;
         if (this.#frameLength !== 0) continue;
         this.#frameLength = -1;
         this.frameReceived(EMPTY);

@@ -759,6 +759,53 @@ Deno.test("LengthPrefixedProtocol.frameLengthExceeded() is called for a frame ov
     }
   });
 
+  await t.step(
+    "an override that pauses holds the frames after the skipped one",
+    () => {
+      class PauseOnTooLong extends SkippingFrames {
+        override frameLengthExceeded(length: number): void {
+          super.frameLengthExceeded(length);
+          this.pauseReading();
+        }
+      }
+      const protocol = new PauseOnTooLong({
+        prefixLength: 1,
+        maxFrameLength: 2,
+      });
+      const transport = new MemoryTransport(protocol);
+      transport.receive(new Uint8Array([3, 1, 2, 3, 1, 65, 1, 66]));
+      assert.deepEqual(protocol.exceeded, [3]);
+      assert.deepEqual(protocol.frames, []);
+      assert.equal(transport.isReading(), false);
+      protocol.resumeReading();
+      assert.deepEqual(protocol.frames, ["A", "B"]);
+      assert.equal(transport.isReading(), true);
+    },
+  );
+
+  await t.step(
+    "an override that pauses before the frame's bytes came skips them on resume",
+    () => {
+      class PauseOnTooLong extends SkippingFrames {
+        override frameLengthExceeded(length: number): void {
+          super.frameLengthExceeded(length);
+          this.pauseReading();
+        }
+      }
+      const protocol = new PauseOnTooLong({
+        prefixLength: 1,
+        maxFrameLength: 2,
+      });
+      const transport = new MemoryTransport(protocol);
+      transport.receive(new Uint8Array([3, 1]));
+      // A read that was in flight when the transport paused.
+      protocol.dataReceived(new Uint8Array([2, 3, 1, 65]));
+      assert.deepEqual(protocol.frames, []);
+      protocol.resumeReading();
+      assert.deepEqual(protocol.frames, ["A"]);
+    },
+  );
+
   await t.step("random streams with over-long frames, in random chunks", () => {
     const next = random(0xface);
     for (let trial = 0; trial < 300; trial++) {
