@@ -1,6 +1,8 @@
 import { concat, copyOf, indexOfNeedle, startsWith } from "../_bytes.ts";
+import { describeValue } from "../_checks.ts";
 import { FrameTooLongError } from "../transports/errors.ts";
-import type { Transport } from "../transports/transport.ts";
+import type { StreamProtocol, Transport } from "../transports/transport.ts";
+import type { BufferedProtocol } from "./buffered_protocol.ts";
 import { ProtocolBase } from "./protocol.ts";
 
 /**
@@ -51,6 +53,16 @@ const encoder = new TextEncoder();
  * paused, and {@linkcode LineProtocol.resumeReading} delivers them, then
  * reads again.
  *
+ * A `lineReceived` (or `lineLengthExceeded`) that calls the transport's
+ * `setProtocol(next)` ends this protocol's turn, as Twisted's `setRawMode`
+ * does: once it returns, the bytes after that line go to `next` as the
+ * transport gives bytes (`dataReceived`, or `getBuffer` and `bufferUpdated`
+ * for a `BufferedProtocol`), and no line after it comes to this protocol,
+ * which starts at a new line if it is set again. The bytes go over even if
+ * the line also paused: the transport then stays paused until resumed.
+ * Lines held by `pauseReading()` when the switch is made later go over on
+ * `resumeReading()`.
+ *
  * Lines are the protocol's to keep, unless the subclass declares
  * `transientData` (then a line is valid only during `lineReceived`).
  *
@@ -79,8 +91,12 @@ export abstract class LineProtocol extends ProtocolBase {
   #partLength = 0;
   /** Dropping an over-long line until its delimiter. */
   #discarding = false;
-  /** Lines held while paused. */
-  readonly #pause: Pause = new Pause(this, (data) => this.#split(data));
+  /** Lines held while paused; bytes handed over after a switch. */
+  readonly #delivery: Delivery = new Delivery(
+    this,
+    (data) => this.#split(data),
+    () => this.#reset(),
+  );
 
   /**
    * Makes a line splitter.
@@ -144,7 +160,7 @@ export abstract class LineProtocol extends ProtocolBase {
    * transport; the rest of the chunk waits for `resumeReading()`.
    */
   pauseReading(): void {
-    this.#pause.pause();
+    this.#delivery.pause();
   }
 
   /**
@@ -155,12 +171,12 @@ export abstract class LineProtocol extends ProtocolBase {
    * this call.
    */
   resumeReading(): void {
-    this.#pause.resume();
+    this.#delivery.resume();
   }
 
   /** Splits `data` into lines; keeps what has no delimiter yet. */
   override dataReceived(data: Uint8Array): void {
-    this.#pause.receive(data);
+    this.#delivery.receive(data);
   }
 
   #split(data: Uint8Array): void {
@@ -173,7 +189,7 @@ export abstract class LineProtocol extends ProtocolBase {
         const end = this.#partLength - (delimiter.byteLength - across);
         this.#endLine(this.#joinParts().subarray(0, end));
         from = scan = across;
-        if (this.#pause.stopsAt(data, from)) return;
+        if (this.#delivery.stopsAt(data, from)) return;
       }
     }
     for (;;) {
@@ -184,7 +200,7 @@ export abstract class LineProtocol extends ProtocolBase {
         : data.subarray(from, at);
       from = scan = at + delimiter.byteLength;
       this.#endLine(line);
-      if (this.#pause.stopsAt(data, from)) return;
+      if (this.#delivery.stopsAt(data, from)) return;
     }
     this.#keep(data.subarray(from));
   }
@@ -241,6 +257,8 @@ export abstract class LineProtocol extends ProtocolBase {
       if (exceeded) {
         this.#discarding = true;
         this.lineLengthExceeded(length);
+        // The line's bytes are spent; a switch there forgets the line.
+        this.#delivery.stopsAt(EMPTY, 0);
       }
       return;
     }
@@ -248,6 +266,13 @@ export abstract class LineProtocol extends ProtocolBase {
       this.transientData ? copyOf(rest) : rest,
     );
     this.#partLength = length;
+  }
+
+  /** Forgets the line begun, after a switch to another protocol. */
+  #reset(): void {
+    this.#parts = [];
+    this.#partLength = 0;
+    this.#discarding = false;
   }
 
   /** Returns the kept parts joined, and `more` after them. */
@@ -314,6 +339,11 @@ export interface LengthPrefixedProtocolOptions {
  * which stops only the next chunk); {@linkcode
  * LengthPrefixedProtocol.resumeReading} delivers the frames held meanwhile.
  *
+ * A switch to another protocol with the transport's `setProtocol()` from
+ * `frameReceived` or `frameLengthExceeded` hands the bytes after that frame
+ * (or after the over-long prefix: the frame's bytes too) to the new
+ * protocol, as {@linkcode LineProtocol} does after a line.
+ *
  * @example Frames of up to 64 KiB with a 2-byte prefix
  * ```ts
  * import { LengthPrefixedProtocol } from "@aio/protocols";
@@ -349,8 +379,12 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
   #frameFilled = 0;
   /** Bytes of an over-long frame still to skip. */
   #skip = 0;
-  /** Frames held while paused. */
-  readonly #pause: Pause = new Pause(this, (data) => this.#split(data));
+  /** Frames held while paused; bytes handed over after a switch. */
+  readonly #delivery: Delivery = new Delivery(
+    this,
+    (data) => this.#split(data),
+    () => this.#reset(),
+  );
 
   /**
    * Makes a frame splitter.
@@ -410,7 +444,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
    * the chunk waits for `resumeReading()`.
    */
   pauseReading(): void {
-    this.#pause.pause();
+    this.#delivery.pause();
   }
 
   /**
@@ -421,12 +455,12 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
    * this call.
    */
   resumeReading(): void {
-    this.#pause.resume();
+    this.#delivery.resume();
   }
 
   /** Splits `data` into frames; keeps a partial prefix or frame. */
   override dataReceived(data: Uint8Array): void {
-    this.#pause.receive(data);
+    this.#delivery.receive(data);
   }
 
   #split(data: Uint8Array): void {
@@ -441,11 +475,11 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
       if (this.#frameLength < 0) {
         offset = this.#readPrefix(data, offset);
         // After frameLengthExceeded(), as after a frame.
-        if (this.#skip > 0 && this.#pause.stopsAt(data, offset)) return;
+        if (this.#skip > 0 && this.#delivery.stopsAt(data, offset)) return;
         if (this.#frameLength !== 0) continue;
         this.#frameLength = -1;
         this.frameReceived(EMPTY);
-        if (this.#pause.stopsAt(data, offset)) return;
+        if (this.#delivery.stopsAt(data, offset)) return;
         continue;
       }
       const length = this.#frameLength;
@@ -456,7 +490,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
         const view = data.subarray(offset, offset + length);
         offset += length;
         this.frameReceived(view);
-        if (this.#pause.stopsAt(data, offset)) return;
+        if (this.#delivery.stopsAt(data, offset)) return;
         continue;
       }
       const frame = this.#frame ??= new Uint8Array(length);
@@ -469,9 +503,18 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
         this.#frame = undefined;
         this.#frameFilled = 0;
         this.frameReceived(frame);
-        if (this.#pause.stopsAt(data, offset)) return;
+        if (this.#delivery.stopsAt(data, offset)) return;
       }
     }
+  }
+
+  /** Forgets the prefix or frame begun, after a switch to another protocol. */
+  #reset(): void {
+    this.#prefixFilled = 0;
+    this.#frameLength = -1;
+    this.#frame = undefined;
+    this.#frameFilled = 0;
+    this.#skip = 0;
   }
 
   /**
@@ -501,25 +544,46 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
 const EMPTY = new Uint8Array(0);
 
 /**
- * A framing protocol's own pause: between two messages of a chunk, not only
- * between chunks. While paused, the transport is paused too, and the bytes
- * not yet split are held (copied if the protocol's data is transient).
- * Once the transport is closing, no message is delivered: what is held or
- * not yet split is dropped, checked before each message.
+ * How a framing protocol delivers its messages: it runs the protocol's
+ * split on the bytes, which asks after each message whether to go on.
+ *
+ * - Its own pause: between two messages of a chunk, not only between
+ *   chunks. While paused, the transport is paused too, and the bytes not
+ *   yet split are held (copied if the protocol's data is transient).
+ * - Closing: once the transport is closing, no message is delivered: what
+ *   is held or not yet split is dropped, checked before each message.
+ * - A switch: once a callback gave the transport another protocol, the
+ *   bytes not yet split go to that protocol, and the framing protocol
+ *   forgets any partial message.
  */
-class Pause {
+class Delivery {
   readonly #protocol: ProtocolBase;
   /** Splits bytes into messages and delivers them. */
   readonly #split: (data: Uint8Array) => void;
+  /** Forgets a partial message. */
+  readonly #reset: () => void;
   #paused = false;
   /** Bytes read and not yet split, while paused. */
   #held: Uint8Array | undefined;
+  /** The transport's protocol when the bytes were held. */
+  #heldFor: StreamProtocol | undefined;
+  /**
+   * The transport's protocol when the split began: a switch from it hands
+   * the rest over. (Not always the framing protocol: another protocol may
+   * feed it.)
+   */
+  #owner: StreamProtocol | undefined;
   /** Set while `#split` runs. */
   #splitting = false;
 
-  constructor(protocol: ProtocolBase, split: (data: Uint8Array) => void) {
+  constructor(
+    protocol: ProtocolBase,
+    split: (data: Uint8Array) => void,
+    reset: () => void,
+  ) {
     this.#protocol = protocol;
     this.#split = split;
+    this.#reset = reset;
   }
 
   pause(): void {
@@ -534,7 +598,7 @@ class Pause {
     if (held !== undefined && !this.#splitting) {
       this.#held = undefined;
       try {
-        this.receive(held);
+        if (!this.closing()) this.#deliver(held, this.#heldFor);
       } catch (error) {
         this.#protocol.transport?.abort();
         throw error;
@@ -550,33 +614,39 @@ class Pause {
       return;
     }
     const held = this.#held;
+    let owner = this.#protocol.transport?.getProtocol();
     if (held !== undefined) {
       this.#held = undefined;
       data = concat([held, data]);
+      owner = this.#heldFor;
     } else if (this.#paused) {
       data = this.#own(data);
     }
     if (this.#paused) {
       this.#held = data;
+      this.#heldFor = owner;
       return;
     }
-    this.#splitting = true;
-    try {
-      this.#split(data);
-    } finally {
-      this.#splitting = false;
-    }
+    this.#deliver(data, owner);
   }
 
   /**
    * Called after each message: `true` if the split stops there, because
-   * the transport is closing (the rest is dropped) or because it is paused
-   * (the rest, `data` from `from` on, is held).
+   * the transport is closing (the rest is dropped), because the message
+   * switched protocols (the rest, `data` from `from` on, is handed over) or
+   * because it paused (the rest is held).
    */
   stopsAt(data: Uint8Array, from: number): boolean {
     if (this.closing()) return true;
+    if (this.#switched()) {
+      this.#handOver(data.subarray(from));
+      return true;
+    }
     if (!this.#paused) return false;
-    if (from < data.byteLength) this.#held = this.#own(data.subarray(from));
+    if (from < data.byteLength) {
+      this.#held = this.#own(data.subarray(from));
+      this.#heldFor = this.#owner;
+    }
     return true;
   }
 
@@ -585,10 +655,74 @@ class Pause {
     return this.#protocol.transport?.isClosing() ?? false;
   }
 
+  /** Splits `data`, or hands it over if `owner` is no longer current. */
+  #deliver(data: Uint8Array, owner: StreamProtocol | undefined): void {
+    const outerOwner = this.#owner;
+    const outerSplitting = this.#splitting;
+    this.#owner = owner;
+    try {
+      if (this.#switched()) {
+        this.#handOver(data);
+      } else {
+        this.#splitting = true;
+        this.#split(data);
+      }
+    } finally {
+      this.#owner = outerOwner;
+      this.#splitting = outerSplitting;
+    }
+  }
+
+  /** Returns `true` if the transport's protocol is no longer the owner. */
+  #switched(): boolean {
+    const transport = this.#protocol.transport;
+    return transport !== undefined && transport.getProtocol() !== this.#owner;
+  }
+
+  /**
+   * Gives `rest` to the transport's current protocol, as the transport does
+   * after a switch: a `Protocol` gets it in one `dataReceived` (copied if it
+   * keeps what it gets and `rest` is transient); a `BufferedProtocol` gets
+   * it copied into its buffers, `getBuffer` then `bufferUpdated` until all
+   * is given, within this call even if the transport pauses meanwhile.
+   */
+  #handOver(rest: Uint8Array): void {
+    this.#reset();
+    const transport = this.#protocol.transport!;
+    while (rest.byteLength > 0 && !transport.isClosing()) {
+      const protocol = transport.getProtocol();
+      if (!isBuffered(protocol)) {
+        const copy = this.#protocol.transientData &&
+          protocol.transientData !== true;
+        protocol.dataReceived(copy ? copyOf(rest) : rest);
+        return;
+      }
+      const buffer: unknown = protocol.getBuffer(rest.byteLength);
+      if (!(buffer instanceof Uint8Array) || buffer.byteLength === 0) {
+        throw new TypeError(
+          `Cannot hand bytes over to the new protocol: getBuffer() must return a non-empty Uint8Array, not ${
+            buffer instanceof Uint8Array
+              ? "an empty one"
+              : describeValue(buffer)
+          }`,
+        );
+      }
+      const nbytes = Math.min(buffer.byteLength, rest.byteLength);
+      buffer.set(rest.subarray(0, nbytes));
+      rest = rest.subarray(nbytes);
+      protocol.bufferUpdated(nbytes);
+    }
+  }
+
   /** Returns bytes the protocol may keep past `dataReceived`. */
   #own(data: Uint8Array): Uint8Array {
     return this.#protocol.transientData ? copyOf(data) : data;
   }
+}
+
+/** Returns `true` if `protocol` is a `BufferedProtocol` (has `getBuffer`). */
+function isBuffered(protocol: StreamProtocol): protocol is BufferedProtocol {
+  return typeof (protocol as BufferedProtocol).getBuffer === "function";
 }
 
 function checkLimit(value: unknown, name: string): number {

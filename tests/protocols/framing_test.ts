@@ -10,7 +10,7 @@ import {
   type LineProtocolOptions,
 } from "../../protocols/framing.ts";
 import type { Protocol } from "../../protocols/protocol.ts";
-import type { Transport } from "../../transports/transport.ts";
+import type { StreamProtocol, Transport } from "../../transports/transport.ts";
 import {
   assertBytes,
   bytes,
@@ -21,6 +21,8 @@ import {
   readExactly,
   readUntilClosed,
   Recorder,
+  RecordingBufferedProtocol,
+  RecordingProtocol,
   text,
   within,
   writeAll,
@@ -1084,6 +1086,234 @@ Deno.test("LineProtocol paused after every line answers 2,000 pipelined lines in
   }
   await within(done.promise, "connectionLost");
   assert.equal(lost, undefined);
+});
+
+// Switching protocols.
+
+Deno.test("LineProtocol hands the bytes after the line that switched protocols to the new protocol", async (t) => {
+  /** Switches the transport to `next` on the line "RAW". */
+  class Command extends Lines {
+    constructor(readonly next: StreamProtocol, options?: LineProtocolOptions) {
+      super(options);
+    }
+    override lineReceived(line: Uint8Array): void {
+      super.lineReceived(line);
+      if (text(line) === "RAW") this.transport!.setProtocol(this.next);
+    }
+  }
+
+  await t.step(
+    "a Protocol gets the rest of the chunk, partial line included",
+    () => {
+      const raw = new RecordingProtocol();
+      const protocol = new Command(raw);
+      const transport = new MemoryTransport(protocol);
+      transport.receive(bytes("HELLO\nRAW\nbinary\npayload"));
+      transport.receive(bytes("-more"));
+      assert.equal(transport.getProtocol(), raw);
+      assert.deepEqual(protocol.lines, ["HELLO", "RAW"]);
+      assert.equal(text(raw.received()), "binary\npayload-more");
+    },
+  );
+
+  await t.step("at every split into 2 and 3 chunks", () => {
+    const stream = bytes("a\r\nRAW\r\nb\r\nc");
+    for (const chunks of splits(stream)) {
+      const raw = new RecordingProtocol();
+      const protocol = new Command(raw, { delimiter: "\r\n" });
+      const transport = new MemoryTransport(protocol);
+      for (const chunk of chunks) transport.receive(chunk);
+      const name = `chunks ${JSON.stringify(chunks.map(text))}`;
+      assert.deepEqual(protocol.lines, ["a", "RAW"], name);
+      assert.equal(text(raw.received()), "b\r\nc", name);
+    }
+  });
+
+  await t.step("a BufferedProtocol gets the rest through its buffers", () => {
+    const raw = new RecordingBufferedProtocol(3);
+    const protocol = new Command(raw);
+    const transport = new MemoryTransport(protocol);
+    transport.receive(bytes("RAW\nbinary\npayload"));
+    assert.deepEqual(protocol.lines, ["RAW"]);
+    assert.equal(text(raw.received()), "binary\npayload");
+    assert.deepEqual(raw.sizeHints, [14, 11, 8, 5, 2]);
+  });
+
+  await t.step(
+    "a BufferedProtocol whose getBuffer() fails loses the connection",
+    async () => {
+      const lost = Promise.withResolvers<Error | undefined>();
+      const protocol = new Command({
+        getBuffer: () => new Uint8Array(0),
+        bufferUpdated() {},
+        connectionLost: (exc) => lost.resolve(exc),
+      });
+      const { errors, onError } = errorCollector();
+      const transport = new MemoryTransport(protocol, { onError });
+      transport.receive(bytes("RAW\nbinary"));
+      assert.equal(transport.isClosing(), true);
+      const exc = await lost.promise;
+      assert.ok(exc instanceof TypeError);
+      assert.match(exc.message, /getBuffer\(\) must return/);
+      assert.equal(errors.length, 1);
+    },
+  );
+
+  await t.step("transient data is copied for a protocol that keeps it", () => {
+    const raw = new RecordingProtocol();
+    const protocol = new (class extends Command {
+      override readonly transientData = true;
+    })(raw);
+    new MemoryTransport(protocol);
+    feedReusing(protocol, [bytes("RAW\nab")]);
+    assert.equal(text(raw.received()), "ab");
+  });
+
+  await t.step(
+    "a line that pauses, then switches, hands the rest over at once",
+    () => {
+      const raw = new RecordingProtocol();
+      const protocol = new (class extends Command {
+        override lineReceived(line: Uint8Array): void {
+          this.pauseReading();
+          super.lineReceived(line);
+        }
+      })(raw);
+      const transport = new MemoryTransport(protocol);
+      transport.receive(bytes("RAW\nbinary\n"));
+      assert.deepEqual(protocol.lines, ["RAW"]);
+      assert.equal(text(raw.received()), "binary\n");
+      // The transport stays paused until resumed.
+      assert.equal(transport.isReading(), false);
+      transport.resumeReading();
+      assert.equal(transport.isReading(), true);
+    },
+  );
+
+  await t.step(
+    "a switch while lines are held hands them over on resumeReading()",
+    () => {
+      class PauseFirst extends Lines {
+        override lineReceived(line: Uint8Array): void {
+          super.lineReceived(line);
+          this.pauseReading();
+        }
+      }
+      const protocol = new PauseFirst();
+      const transport = new MemoryTransport(protocol);
+      transport.receive(bytes("STARTTLS\nhandshake"));
+      assert.equal(transport.isReading(), false);
+      // Later, once the async work for "STARTTLS" is done:
+      const raw = new RecordingProtocol();
+      transport.setProtocol(raw);
+      protocol.resumeReading();
+      assert.deepEqual(protocol.lines, ["STARTTLS"]);
+      assert.equal(text(raw.received()), "handshake");
+      assert.equal(transport.isReading(), true);
+    },
+  );
+
+  await t.step("switched back and forth in one chunk, it starts afresh", () => {
+    // SMTP's BDAT: "BDAT n" announces n raw bytes, then lines again.
+    class Session extends Lines {
+      readonly raw = new Chunk(this);
+      override lineReceived(line: Uint8Array): void {
+        super.lineReceived(line);
+        const match = /^BDAT (\d+)$/.exec(text(line));
+        if (match === null) return;
+        this.raw.left = Number(match[1]);
+        this.transport!.setProtocol(this.raw);
+      }
+    }
+    /** Takes `left` bytes, then gives the rest back to `session`. */
+    class Chunk extends RecordingProtocol {
+      left = 0;
+      constructor(readonly session: Session) {
+        super();
+      }
+      override dataReceived(data: Uint8Array): void {
+        const take = Math.min(this.left, data.byteLength);
+        super.dataReceived(data.subarray(0, take));
+        this.left -= take;
+        if (this.left > 0) return;
+        this.session.transport!.setProtocol(this.session);
+        if (take < data.byteLength) {
+          this.session.dataReceived(data.subarray(take));
+        }
+      }
+    }
+    const stream = bytes("BDAT 3\nx\nyBDAT 2\n\n\nQUIT\n");
+    for (const chunks of splits(stream)) {
+      const protocol = new Session();
+      const transport = new MemoryTransport(protocol);
+      for (const chunk of chunks) transport.receive(chunk);
+      const name = `chunks ${JSON.stringify(chunks.map(text))}`;
+      assert.deepEqual(protocol.lines, ["BDAT 3", "BDAT 2", "QUIT"], name);
+      assert.equal(text(protocol.raw.received()), "x\ny\n\n", name);
+    }
+  });
+
+  await t.step("a protocol that feeds it is not taken for a switch", () => {
+    const inner = new Lines();
+    const outer: Protocol = {
+      connectionMade: (transport) => inner.connectionMade(transport),
+      dataReceived: (data) => inner.dataReceived(data),
+    };
+    const transport = new MemoryTransport(outer);
+    transport.receive(bytes("a\nb\nc"));
+    transport.receive(bytes("\n"));
+    assert.equal(transport.getProtocol(), outer);
+    assert.deepEqual(inner.lines, ["a", "b", "c"]);
+  });
+});
+
+Deno.test("LengthPrefixedProtocol hands the bytes after the frame that switched protocols to the new protocol", async (t) => {
+  const stream = concat([
+    frame(bytes("a"), 1),
+    frame(bytes("RAW"), 1),
+    frame(bytes("b"), 1),
+    bytes("tail"),
+  ]);
+
+  await t.step("from frameReceived, at every split into 2 and 3 chunks", () => {
+    for (const chunks of splits(stream)) {
+      const raw = new RecordingProtocol();
+      const protocol = new (class extends Frames {
+        override frameReceived(frame: Uint8Array): void {
+          super.frameReceived(frame);
+          if (text(frame) === "RAW") this.transport!.setProtocol(raw);
+        }
+      })({ prefixLength: 1 });
+      const transport = new MemoryTransport(protocol);
+      for (const chunk of chunks) transport.receive(chunk);
+      const name = `chunks ${JSON.stringify(chunks.map(text))}`;
+      assert.deepEqual(protocol.frames, ["a", "RAW"], name);
+      assertBytes(
+        raw.received(),
+        concat([frame(bytes("b"), 1), bytes("tail")]),
+      );
+    }
+  });
+
+  await t.step("from frameLengthExceeded, the frame's bytes too", () => {
+    const raw = new RecordingBufferedProtocol();
+    const protocol = new (class extends SkippingFrames {
+      override frameLengthExceeded(length: number): void {
+        super.frameLengthExceeded(length);
+        this.transport!.setProtocol(raw);
+      }
+    })({ prefixLength: 1, maxFrameLength: 2 });
+    const transport = new MemoryTransport(protocol);
+    transport.receive(new Uint8Array([1, 65, 4, 1, 2]));
+    transport.receive(new Uint8Array([3, 4, 1, 66]));
+    assert.deepEqual(protocol.frames, ["A"]);
+    assert.deepEqual(protocol.exceeded, [4]);
+    assertBytes(raw.received(), new Uint8Array([1, 2, 3, 4, 1, 66]));
+    // Set again, it starts at a prefix: nothing is left to skip.
+    transport.setProtocol(protocol);
+    transport.receive(new Uint8Array([1, 67]));
+    assert.deepEqual(protocol.frames, ["A", "C"]);
+  });
 });
 
 // Closing.
