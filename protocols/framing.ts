@@ -116,7 +116,7 @@ export abstract class LineProtocol extends ProtocolBase {
     } else {
       throw new TypeError(
         `Cannot make a LineProtocol: the delimiter must be a string or a Uint8Array, not ${
-          describe(delimiter)
+          describeValue(delimiter)
         }`,
       );
     }
@@ -732,13 +732,6 @@ function checkLimit(value: unknown, name: string): number {
     );
   }
   return value;
-}
-
-/** Names a value's type for an error message: `null`, `number`, `Array`... */
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (typeof value !== "object") return typeof value;
-  return value.constructor?.name ?? "object";
 }
 
 /** Returns the transport a protocol writes to, once it has one. */
