@@ -36,6 +36,12 @@ export interface LineProtocolOptions {
 const encoder = new TextEncoder();
 
 /**
+ * A {@linkcode LineProtocol} copies a piece of a line shorter than this,
+ * rather than keeping a view of the chunk.
+ */
+const SMALL_PIECE = 256;
+
+/**
  * A `Protocol` that splits the byte stream into lines: Twisted's
  * `LineReceiver`. Each `lineReceived(line)` gets one line without its
  * delimiter, as a view with no copy when the line arrived in one chunk.
@@ -89,6 +95,13 @@ export abstract class LineProtocol extends ProtocolBase {
   /** The start of a line that has no delimiter yet, in pieces. */
   #parts: Uint8Array[] = [];
   #partLength = 0;
+  /**
+   * Memory of the protocol's own that the last piece is a view of, with
+   * room to grow: small chunks are copied into it rather than kept as
+   * pieces, so that a line dripped in tiny chunks costs about its length
+   * in memory, not an array object per chunk.
+   */
+  #gather: Uint8Array | undefined;
   /** Dropping an over-long line until its delimiter. */
   #discarding = false;
   /** Lines held while paused; bytes handed over after a switch. */
@@ -232,6 +245,7 @@ export abstract class LineProtocol extends ProtocolBase {
   #endLine(line: Uint8Array): void {
     this.#parts = [];
     this.#partLength = 0;
+    this.#gather = undefined;
     if (this.#discarding) {
       this.#discarding = false;
     } else if (line.byteLength > this.maxLineLength) {
@@ -254,6 +268,7 @@ export abstract class LineProtocol extends ProtocolBase {
       const keep = Math.min(all.byteLength, unsure);
       this.#parts = keep > 0 ? [all.slice(all.byteLength - keep)] : [];
       this.#partLength = keep;
+      this.#gather = undefined;
       if (exceeded) {
         this.#discarding = true;
         this.lineLengthExceeded(length);
@@ -262,16 +277,36 @@ export abstract class LineProtocol extends ProtocolBase {
       }
       return;
     }
-    this.#parts.push(
-      this.transientData ? copyOf(rest) : rest,
-    );
+    if (rest.byteLength < SMALL_PIECE) {
+      this.#gatherPiece(rest);
+    } else {
+      this.#gather = undefined;
+      this.#parts.push(this.transientData ? copyOf(rest) : rest);
+    }
     this.#partLength = length;
+  }
+
+  /** Copies a small piece into the last piece, growing it as needed. */
+  #gatherPiece(piece: Uint8Array): void {
+    const parts = this.#parts;
+    let gather = this.#gather;
+    const filled = gather === undefined ? 0 : parts.at(-1)!.byteLength;
+    const length = filled + piece.byteLength;
+    if (gather === undefined || length > gather.byteLength) {
+      const grown = new Uint8Array(Math.max(2 * length, 2 * SMALL_PIECE));
+      if (gather === undefined) parts.push(grown);
+      else grown.set(parts.at(-1)!);
+      gather = this.#gather = grown;
+    }
+    gather.set(piece, filled);
+    parts[parts.length - 1] = gather.subarray(0, length);
   }
 
   /** Forgets the line begun, after a switch to another protocol. */
   #reset(): void {
     this.#parts = [];
     this.#partLength = 0;
+    this.#gather = undefined;
     this.#discarding = false;
   }
 

@@ -459,10 +459,51 @@ Deno.test("LineProtocol.lineReceived() gets views of one chunk and copies of sev
           this.lines.push(text(line));
         }
       })();
-      feedReusing(protocol, [bytes("abc"), bytes("d\n")]);
-      assert.notDeepEqual(protocol.lines, ["abcd"]);
+      // A piece of 256 bytes or more is kept as a view.
+      const start = "a".repeat(256);
+      feedReusing(protocol, [bytes(start), bytes("d\n")]);
+      assert.notDeepEqual(protocol.lines, [`${start}d`]);
     },
   );
+
+  await t.step(
+    "pieces under 256 bytes are gathered in the protocol's own memory",
+    () => {
+      // So a line dripped in tiny chunks holds no array per chunk: here, a
+      // reused array does no harm even without transientData.
+      for (const size of [1, 3, 255]) {
+        const line = pattern(10_000, size).map((byte) => byte & 0x7f | 0x20);
+        const protocol = new Lines({ delimiter: "\r\n\r\n" });
+        feedReusing(
+          protocol,
+          chunk(concat([line, bytes("\r\n\r\n")]), () => size - 1, size),
+        );
+        assert.equal(protocol.received.length, 1, `size ${size}`);
+        assertBytes(protocol.received[0]!, line, `size ${size}`);
+      }
+    },
+  );
+
+  await t.step("small and large pieces mixed, in random chunks", () => {
+    const next = random(0x9a7);
+    for (let trial = 0; trial < 200; trial++) {
+      const ascii = (length: number) =>
+        pattern(length, trial).map((byte) => byte & 0x7f | 0x20);
+      const stream = concat([
+        ascii(next(2000)),
+        bytes("\r\n"),
+        ascii(next(600)),
+        bytes("\r\n"),
+      ]);
+      const protocol = new Lines({ delimiter: "\r\n" });
+      feed(protocol, chunk(stream, next, 1 + next(700)));
+      assert.deepEqual(
+        protocol.lines,
+        referenceLines(stream, bytes("\r\n")),
+        `trial ${trial}`,
+      );
+    }
+  });
 });
 
 Deno.test("LengthPrefixedProtocol.frameReceived() gets views of one chunk and copies of several", async (t) => {
