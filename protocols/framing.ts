@@ -3,7 +3,7 @@ import { describeValue } from "../_checks.ts";
 import { FrameTooLongError } from "../transports/errors.ts";
 import type { StreamProtocol, Transport } from "../transports/transport.ts";
 import type { BufferedProtocol } from "./buffered_protocol.ts";
-import { ProtocolBase } from "./protocol.ts";
+import { type Protocol, ProtocolBase } from "./protocol.ts";
 
 /**
  * Options for {@linkcode LineProtocol}.
@@ -708,10 +708,17 @@ class Delivery {
     }
   }
 
-  /** Returns `true` if the transport's protocol is no longer the owner. */
+  /**
+   * Returns `true` if the transport's protocol is no longer the owner, but
+   * another stream protocol. (The pipe of a child process gives the
+   * subprocess protocol, which may feed a framing protocol and be switched:
+   * that is no switch of the stream.)
+   */
   #switched(): boolean {
-    const transport = this.#protocol.transport;
-    return transport !== undefined && transport.getProtocol() !== this.#owner;
+    const protocol = this.#protocol.transport?.getProtocol();
+    return protocol !== this.#owner && protocol !== undefined &&
+      (isBuffered(protocol) ||
+        typeof (protocol as Protocol).dataReceived === "function");
   }
 
   /**

@@ -1294,6 +1294,29 @@ Deno.test("LineProtocol hands the bytes after the line that switched protocols t
     }
   });
 
+  await t.step(
+    "a switch to a protocol that takes no bytes is not a switch of the stream",
+    () => {
+      // A child's pipe gives the subprocess protocol, which may feed a
+      // LineProtocol from pipeDataReceived and be switched itself.
+      let current: object = { pipeDataReceived() {} };
+      const pipe = {
+        getProtocol: () => current,
+        isClosing: () => false,
+      } as unknown as Transport;
+      const protocol = new (class extends Lines {
+        override lineReceived(line: Uint8Array): void {
+          super.lineReceived(line);
+          current = { pipeDataReceived() {} };
+        }
+      })();
+      protocol.connectionMade(pipe);
+      protocol.dataReceived(bytes("a\nb\nc"));
+      protocol.dataReceived(bytes("\n"));
+      assert.deepEqual(protocol.lines, ["a", "b", "c"]);
+    },
+  );
+
   await t.step("a protocol that feeds it is not taken for a switch", () => {
     const inner = new Lines();
     const outer: Protocol = {
