@@ -64,9 +64,10 @@ const SMALL_PIECE = 256;
  * does: once it returns, the bytes after that line go to `next` as the
  * transport gives bytes (`dataReceived`, or `getBuffer` and `bufferUpdated`
  * for a `BufferedProtocol`), and no line after it comes to this protocol,
- * which starts at a new line if it is set again. The bytes go over even if
- * the line also paused: the transport then stays paused until resumed.
- * Lines held by `pauseReading()` when the switch is made later go over on
+ * which starts at a new line if it is set again. They all go over at once,
+ * even if the line also paused or `next` pauses the transport meanwhile
+ * (the transport then stays paused until resumed). Lines held by
+ * `pauseReading()` when the switch is made later go over on
  * `resumeReading()`.
  *
  * Lines are the protocol's to keep, unless the subclass declares
