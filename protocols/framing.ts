@@ -1,7 +1,9 @@
 import { concat, copyOf, indexOfNeedle, startsWith } from "../_bytes.ts";
+import { describeValue } from "../_checks.ts";
 import { FrameTooLongError } from "../transports/errors.ts";
-import type { Transport } from "../transports/transport.ts";
-import { ProtocolBase } from "./protocol.ts";
+import type { StreamProtocol, Transport } from "../transports/transport.ts";
+import type { BufferedProtocol } from "./buffered_protocol.ts";
+import { type Protocol, ProtocolBase } from "./protocol.ts";
 
 /**
  * Options for {@linkcode LineProtocol}.
@@ -34,6 +36,12 @@ export interface LineProtocolOptions {
 const encoder = new TextEncoder();
 
 /**
+ * A {@linkcode LineProtocol} copies a piece of a line shorter than this,
+ * rather than keeping a view of the chunk.
+ */
+const SMALL_PIECE = 256;
+
+/**
  * A `Protocol` that splits the byte stream into lines: Twisted's
  * `LineReceiver`. Each `lineReceived(line)` gets one line without its
  * delimiter, as a view with no copy when the line arrived in one chunk.
@@ -50,6 +58,17 @@ const encoder = new TextEncoder();
  * only the next chunk): the lines already read wait with the transport
  * paused, and {@linkcode LineProtocol.resumeReading} delivers them, then
  * reads again.
+ *
+ * A `lineReceived` (or `lineLengthExceeded`) that calls the transport's
+ * `setProtocol(next)` ends this protocol's turn, as Twisted's `setRawMode`
+ * does: once it returns, the bytes after that line go to `next` as the
+ * transport gives bytes (`dataReceived`, or `getBuffer` and `bufferUpdated`
+ * for a `BufferedProtocol`), and no line after it comes to this protocol,
+ * which starts at a new line if it is set again. They all go over at once,
+ * even if the line also paused or `next` pauses the transport meanwhile
+ * (the transport then stays paused until resumed). Lines held by
+ * `pauseReading()` when the switch is made later go over on
+ * `resumeReading()`.
  *
  * Lines are the protocol's to keep, unless the subclass declares
  * `transientData` (then a line is valid only during `lineReceived`).
@@ -77,10 +96,21 @@ export abstract class LineProtocol extends ProtocolBase {
   /** The start of a line that has no delimiter yet, in pieces. */
   #parts: Uint8Array[] = [];
   #partLength = 0;
+  /**
+   * Memory of the protocol's own that the last piece is a view of, with
+   * room to grow: small chunks are copied into it rather than kept as
+   * pieces, so that a line dripped in tiny chunks costs about its length
+   * in memory, not an array object per chunk.
+   */
+  #gather: Uint8Array | undefined;
   /** Dropping an over-long line until its delimiter. */
   #discarding = false;
-  /** Lines held while paused. */
-  readonly #pause: Pause = new Pause(this, (data) => this.#split(data));
+  /** Lines held while paused; bytes handed over after a switch. */
+  readonly #delivery: Delivery = new Delivery(
+    this,
+    (data) => this.#split(data),
+    () => this.#reset(),
+  );
 
   /**
    * Makes a line splitter.
@@ -100,7 +130,7 @@ export abstract class LineProtocol extends ProtocolBase {
     } else {
       throw new TypeError(
         `Cannot make a LineProtocol: the delimiter must be a string or a Uint8Array, not ${
-          describe(delimiter)
+          describeValue(delimiter)
         }`,
       );
     }
@@ -144,22 +174,23 @@ export abstract class LineProtocol extends ProtocolBase {
    * transport; the rest of the chunk waits for `resumeReading()`.
    */
   pauseReading(): void {
-    this.#pause.pause();
+    this.#delivery.pause();
   }
 
   /**
    * Delivers the lines held by `pauseReading()`, from within this call,
-   * then resumes the transport unless a line paused it again. A callback
+   * then resumes the transport unless a line paused it again. Once the
+   * transport is closing, the held lines are dropped instead. A callback
    * that throws here aborts the connection, and the error is thrown from
    * this call.
    */
   resumeReading(): void {
-    this.#pause.resume();
+    this.#delivery.resume();
   }
 
   /** Splits `data` into lines; keeps what has no delimiter yet. */
   override dataReceived(data: Uint8Array): void {
-    this.#pause.receive(data);
+    this.#delivery.receive(data);
   }
 
   #split(data: Uint8Array): void {
@@ -170,9 +201,9 @@ export abstract class LineProtocol extends ProtocolBase {
       const across = this.#delimiterAcross(data);
       if (across > 0) {
         const end = this.#partLength - (delimiter.byteLength - across);
-        if (!this.#endLine(this.#joinParts().subarray(0, end))) return;
+        this.#endLine(this.#joinParts().subarray(0, end));
         from = scan = across;
-        if (this.#pause.stopsAt(data, from)) return;
+        if (this.#delivery.stopsAt(data, from)) return;
       }
     }
     for (;;) {
@@ -182,8 +213,8 @@ export abstract class LineProtocol extends ProtocolBase {
         ? this.#joinParts(data.subarray(from, at))
         : data.subarray(from, at);
       from = scan = at + delimiter.byteLength;
-      if (!this.#endLine(line)) return;
-      if (this.#pause.stopsAt(data, from)) return;
+      this.#endLine(line);
+      if (this.#delivery.stopsAt(data, from)) return;
     }
     this.#keep(data.subarray(from));
   }
@@ -194,7 +225,7 @@ export abstract class LineProtocol extends ProtocolBase {
    */
   #delimiterAcross(data: Uint8Array): number {
     const delimiter = this.delimiter;
-    const tail = this.#joinTail(delimiter.byteLength - 1);
+    const tail = this.#keptTail(delimiter.byteLength - 1);
     for (let begun = tail.byteLength; begun >= 1; begun--) {
       const rest = delimiter.byteLength - begun;
       if (rest > data.byteLength) continue;
@@ -211,10 +242,11 @@ export abstract class LineProtocol extends ProtocolBase {
     return 0;
   }
 
-  /** Delivers a complete line; `false` when the transport is closing. */
-  #endLine(line: Uint8Array): boolean {
+  /** Delivers a complete line. */
+  #endLine(line: Uint8Array): void {
     this.#parts = [];
     this.#partLength = 0;
+    this.#gather = undefined;
     if (this.#discarding) {
       this.#discarding = false;
     } else if (line.byteLength > this.maxLineLength) {
@@ -222,7 +254,6 @@ export abstract class LineProtocol extends ProtocolBase {
     } else {
       this.lineReceived(line);
     }
-    return !this.transport?.isClosing();
   }
 
   /** Keeps the start of a line; over the limit, drops it. */
@@ -238,16 +269,46 @@ export abstract class LineProtocol extends ProtocolBase {
       const keep = Math.min(all.byteLength, unsure);
       this.#parts = keep > 0 ? [all.slice(all.byteLength - keep)] : [];
       this.#partLength = keep;
+      this.#gather = undefined;
       if (exceeded) {
         this.#discarding = true;
         this.lineLengthExceeded(length);
+        // The line's bytes are spent; a switch there forgets the line.
+        this.#delivery.stopsAt(EMPTY, 0);
       }
       return;
     }
-    this.#parts.push(
-      this.transientData ? copyOf(rest) : rest,
-    );
+    if (rest.byteLength < SMALL_PIECE) {
+      this.#gatherPiece(rest);
+    } else {
+      this.#gather = undefined;
+      this.#parts.push(this.transientData ? copyOf(rest) : rest);
+    }
     this.#partLength = length;
+  }
+
+  /** Copies a small piece into the last piece, growing it as needed. */
+  #gatherPiece(piece: Uint8Array): void {
+    const parts = this.#parts;
+    let gather = this.#gather;
+    const filled = gather === undefined ? 0 : parts.at(-1)!.byteLength;
+    const length = filled + piece.byteLength;
+    if (gather === undefined || length > gather.byteLength) {
+      const grown = new Uint8Array(Math.max(2 * length, 2 * SMALL_PIECE));
+      if (gather === undefined) parts.push(grown);
+      else grown.set(parts.at(-1)!);
+      gather = this.#gather = grown;
+    }
+    gather.set(piece, filled);
+    parts[parts.length - 1] = gather.subarray(0, length);
+  }
+
+  /** Forgets the line begun, after a switch to another protocol. */
+  #reset(): void {
+    this.#parts = [];
+    this.#partLength = 0;
+    this.#gather = undefined;
+    this.#discarding = false;
   }
 
   /** Returns the kept parts joined, and `more` after them. */
@@ -256,11 +317,24 @@ export abstract class LineProtocol extends ProtocolBase {
     return parts.length === 1 ? parts[0]! : concat(parts);
   }
 
-  /** Returns the last `count` kept bytes (fewer if fewer are kept). */
-  #joinTail(count: number): Uint8Array {
-    const last = this.#parts.at(-1)!;
-    const from = last.byteLength >= count ? last : this.#joinParts();
-    return from.subarray(Math.max(0, from.byteLength - count));
+  /**
+   * Returns the last `count` kept bytes (fewer if fewer are kept), copying
+   * at most `count` bytes from the last parts: the cost of a chunk does not
+   * grow with the line kept so far.
+   */
+  #keptTail(count: number): Uint8Array {
+    const parts = this.#parts;
+    const last = parts.at(-1)!;
+    if (last.byteLength >= count) return last.subarray(last.byteLength - count);
+    const tail = new Uint8Array(Math.min(count, this.#partLength));
+    let end = tail.byteLength;
+    for (let i = parts.length - 1; end > 0; i--) {
+      const part = parts[i]!;
+      const take = Math.min(part.byteLength, end);
+      tail.set(part.subarray(part.byteLength - take), end - take);
+      end -= take;
+    }
+    return tail;
   }
 }
 
@@ -301,6 +375,11 @@ export interface LengthPrefixedProtocolOptions {
  * which stops only the next chunk); {@linkcode
  * LengthPrefixedProtocol.resumeReading} delivers the frames held meanwhile.
  *
+ * A switch to another protocol with the transport's `setProtocol()` from
+ * `frameReceived` or `frameLengthExceeded` hands the bytes after that frame
+ * (or after the over-long prefix: the frame's bytes too) to the new
+ * protocol, as {@linkcode LineProtocol} does after a line.
+ *
  * @example Frames of up to 64 KiB with a 2-byte prefix
  * ```ts
  * import { LengthPrefixedProtocol } from "@aio/protocols";
@@ -336,8 +415,12 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
   #frameFilled = 0;
   /** Bytes of an over-long frame still to skip. */
   #skip = 0;
-  /** Frames held while paused. */
-  readonly #pause: Pause = new Pause(this, (data) => this.#split(data));
+  /** Frames held while paused; bytes handed over after a switch. */
+  readonly #delivery: Delivery = new Delivery(
+    this,
+    (data) => this.#split(data),
+    () => this.#reset(),
+  );
 
   /**
    * Makes a frame splitter.
@@ -392,26 +475,28 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
   }
 
   /**
-   * Stops delivering frames after the current one, and pauses the
-   * transport; the rest of the chunk waits for `resumeReading()`.
+   * Stops delivering frames after the current one (or after the frame that
+   * `frameLengthExceeded()` skips), and pauses the transport; the rest of
+   * the chunk waits for `resumeReading()`.
    */
   pauseReading(): void {
-    this.#pause.pause();
+    this.#delivery.pause();
   }
 
   /**
    * Delivers the frames held by `pauseReading()`, from within this call,
-   * then resumes the transport unless a frame paused it again. A callback
+   * then resumes the transport unless a frame paused it again. Once the
+   * transport is closing, the held frames are dropped instead. A callback
    * that throws here aborts the connection, and the error is thrown from
    * this call.
    */
   resumeReading(): void {
-    this.#pause.resume();
+    this.#delivery.resume();
   }
 
   /** Splits `data` into frames; keeps a partial prefix or frame. */
   override dataReceived(data: Uint8Array): void {
-    this.#pause.receive(data);
+    this.#delivery.receive(data);
   }
 
   #split(data: Uint8Array): void {
@@ -425,11 +510,12 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
       }
       if (this.#frameLength < 0) {
         offset = this.#readPrefix(data, offset);
-        if (this.#skip > 0 && this.#closing()) return;
+        // After frameLengthExceeded(), as after a frame.
+        if (this.#skip > 0 && this.#delivery.stopsAt(data, offset)) return;
         if (this.#frameLength !== 0) continue;
         this.#frameLength = -1;
-        if (!this.#deliver(EMPTY)) return;
-        if (this.#pause.stopsAt(data, offset)) return;
+        this.frameReceived(EMPTY);
+        if (this.#delivery.stopsAt(data, offset)) return;
         continue;
       }
       const length = this.#frameLength;
@@ -439,8 +525,8 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
         this.#frameLength = -1;
         const view = data.subarray(offset, offset + length);
         offset += length;
-        if (!this.#deliver(view)) return;
-        if (this.#pause.stopsAt(data, offset)) return;
+        this.frameReceived(view);
+        if (this.#delivery.stopsAt(data, offset)) return;
         continue;
       }
       const frame = this.#frame ??= new Uint8Array(length);
@@ -452,10 +538,19 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
         this.#frameLength = -1;
         this.#frame = undefined;
         this.#frameFilled = 0;
-        if (!this.#deliver(frame)) return;
-        if (this.#pause.stopsAt(data, offset)) return;
+        this.frameReceived(frame);
+        if (this.#delivery.stopsAt(data, offset)) return;
       }
     }
+  }
+
+  /** Forgets the prefix or frame begun, after a switch to another protocol. */
+  #reset(): void {
+    this.#prefixFilled = 0;
+    this.#frameLength = -1;
+    this.#frame = undefined;
+    this.#frameFilled = 0;
+    this.#skip = 0;
   }
 
   /**
@@ -480,38 +575,51 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
     this.#frameLength = length;
     return offset + take;
   }
-
-  /** Delivers a frame; `false` when the transport is closing. */
-  #deliver(frame: Uint8Array): boolean {
-    this.frameReceived(frame);
-    return !this.#closing();
-  }
-
-  #closing(): boolean {
-    return this.transport?.isClosing() ?? false;
-  }
 }
 
 const EMPTY = new Uint8Array(0);
 
 /**
- * A framing protocol's own pause: between two messages of a chunk, not only
- * between chunks. While paused, the transport is paused too, and the bytes
- * not yet split are held (copied if the protocol's data is transient).
+ * How a framing protocol delivers its messages: it runs the protocol's
+ * split on the bytes, which asks after each message whether to go on.
+ *
+ * - Its own pause: between two messages of a chunk, not only between
+ *   chunks. While paused, the transport is paused too, and the bytes not
+ *   yet split are held (copied if the protocol's data is transient).
+ * - Closing: once the transport is closing, no message is delivered: what
+ *   is held or not yet split is dropped, checked before each message.
+ * - A switch: once a callback gave the transport another protocol, the
+ *   bytes not yet split go to that protocol, and the framing protocol
+ *   forgets any partial message.
  */
-class Pause {
+class Delivery {
   readonly #protocol: ProtocolBase;
   /** Splits bytes into messages and delivers them. */
   readonly #split: (data: Uint8Array) => void;
+  /** Forgets a partial message. */
+  readonly #reset: () => void;
   #paused = false;
   /** Bytes read and not yet split, while paused. */
   #held: Uint8Array | undefined;
+  /** The transport's protocol when the bytes were held. */
+  #heldFor: StreamProtocol | undefined;
+  /**
+   * The transport's protocol when the split began: a switch from it hands
+   * the rest over. (Not always the framing protocol: another protocol may
+   * feed it.)
+   */
+  #owner: StreamProtocol | undefined;
   /** Set while `#split` runs. */
   #splitting = false;
 
-  constructor(protocol: ProtocolBase, split: (data: Uint8Array) => void) {
+  constructor(
+    protocol: ProtocolBase,
+    split: (data: Uint8Array) => void,
+    reset: () => void,
+  ) {
     this.#protocol = protocol;
     this.#split = split;
+    this.#reset = reset;
   }
 
   pause(): void {
@@ -526,7 +634,7 @@ class Pause {
     if (held !== undefined && !this.#splitting) {
       this.#held = undefined;
       try {
-        this.receive(held);
+        if (!this.closing()) this.#deliver(held, this.#heldFor);
       } catch (error) {
         this.#protocol.transport?.abort();
         throw error;
@@ -537,39 +645,127 @@ class Pause {
 
   /** Splits `data` after what is held, or holds it all while paused. */
   receive(data: Uint8Array): void {
+    if (this.closing()) {
+      this.#held = undefined;
+      return;
+    }
     const held = this.#held;
+    let owner = this.#protocol.transport?.getProtocol();
     if (held !== undefined) {
       this.#held = undefined;
       data = concat([held, data]);
+      owner = this.#heldFor;
     } else if (this.#paused) {
       data = this.#own(data);
     }
     if (this.#paused) {
       this.#held = data;
+      this.#heldFor = owner;
       return;
     }
-    this.#splitting = true;
+    this.#deliver(data, owner);
+  }
+
+  /**
+   * Called after each message: `true` if the split stops there, because
+   * the transport is closing (the rest is dropped), because the message
+   * switched protocols (the rest, `data` from `from` on, is handed over) or
+   * because it paused (the rest is held).
+   */
+  stopsAt(data: Uint8Array, from: number): boolean {
+    if (this.closing()) return true;
+    if (this.#switched()) {
+      this.#handOver(data.subarray(from));
+      return true;
+    }
+    if (!this.#paused) return false;
+    if (from < data.byteLength) {
+      this.#held = this.#own(data.subarray(from));
+      this.#heldFor = this.#owner;
+    }
+    return true;
+  }
+
+  /** Returns `true` once the transport is closing or closed. */
+  closing(): boolean {
+    return this.#protocol.transport?.isClosing() ?? false;
+  }
+
+  /** Splits `data`, or hands it over if `owner` is no longer current. */
+  #deliver(data: Uint8Array, owner: StreamProtocol | undefined): void {
+    const outerOwner = this.#owner;
+    const outerSplitting = this.#splitting;
+    this.#owner = owner;
     try {
-      this.#split(data);
+      if (this.#switched()) {
+        this.#handOver(data);
+      } else {
+        this.#splitting = true;
+        this.#split(data);
+      }
     } finally {
-      this.#splitting = false;
+      this.#owner = outerOwner;
+      this.#splitting = outerSplitting;
     }
   }
 
   /**
-   * Called after each message: `true` if paused, holding `data` from
-   * `from` on.
+   * Returns `true` if the transport's protocol is no longer the owner, but
+   * another stream protocol. (The pipe of a child process gives the
+   * subprocess protocol, which may feed a framing protocol and be switched:
+   * that is no switch of the stream.)
    */
-  stopsAt(data: Uint8Array, from: number): boolean {
-    if (!this.#paused) return false;
-    if (from < data.byteLength) this.#held = this.#own(data.subarray(from));
-    return true;
+  #switched(): boolean {
+    const protocol = this.#protocol.transport?.getProtocol();
+    return protocol !== this.#owner && protocol !== undefined &&
+      (isBuffered(protocol) ||
+        typeof (protocol as Protocol).dataReceived === "function");
+  }
+
+  /**
+   * Gives `rest` to the transport's current protocol, as the transport does
+   * after a switch: a `Protocol` gets it in one `dataReceived` (copied if it
+   * keeps what it gets and `rest` is transient); a `BufferedProtocol` gets
+   * it copied into its buffers, `getBuffer` then `bufferUpdated` until all
+   * is given, within this call even if the transport pauses meanwhile.
+   */
+  #handOver(rest: Uint8Array): void {
+    this.#reset();
+    const transport = this.#protocol.transport!;
+    while (rest.byteLength > 0 && !transport.isClosing()) {
+      const protocol = transport.getProtocol();
+      if (!isBuffered(protocol)) {
+        const copy = this.#protocol.transientData &&
+          protocol.transientData !== true;
+        protocol.dataReceived(copy ? copyOf(rest) : rest);
+        return;
+      }
+      const buffer: unknown = protocol.getBuffer(rest.byteLength);
+      if (!(buffer instanceof Uint8Array) || buffer.byteLength === 0) {
+        throw new TypeError(
+          `Cannot hand bytes over to the new protocol: getBuffer() must return a non-empty Uint8Array, not ${
+            buffer instanceof Uint8Array
+              ? "an empty one"
+              : describeValue(buffer)
+          }`,
+        );
+      }
+      const nbytes = Math.min(buffer.byteLength, rest.byteLength);
+      buffer.set(rest.subarray(0, nbytes));
+      rest = rest.subarray(nbytes);
+      protocol.bufferUpdated(nbytes);
+    }
   }
 
   /** Returns bytes the protocol may keep past `dataReceived`. */
   #own(data: Uint8Array): Uint8Array {
     return this.#protocol.transientData ? copyOf(data) : data;
   }
+}
+
+/** Returns `true` if `protocol` is a `BufferedProtocol` (has `getBuffer`). */
+function isBuffered(protocol: StreamProtocol): protocol is BufferedProtocol {
+  return typeof (protocol as BufferedProtocol).getBuffer === "function";
 }
 
 function checkLimit(value: unknown, name: string): number {
@@ -579,13 +775,6 @@ function checkLimit(value: unknown, name: string): number {
     );
   }
   return value;
-}
-
-/** Names a value's type for an error message: `null`, `number`, `Array`... */
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (typeof value !== "object") return typeof value;
-  return value.constructor?.name ?? "object";
 }
 
 /** Returns the transport a protocol writes to, once it has one. */

@@ -10,7 +10,7 @@ import {
   type LineProtocolOptions,
 } from "../../protocols/framing.ts";
 import type { Protocol } from "../../protocols/protocol.ts";
-import type { Transport } from "../../transports/transport.ts";
+import type { StreamProtocol, Transport } from "../../transports/transport.ts";
 import {
   assertBytes,
   bytes,
@@ -21,6 +21,8 @@ import {
   readExactly,
   readUntilClosed,
   Recorder,
+  RecordingBufferedProtocol,
+  RecordingProtocol,
   text,
   within,
   writeAll,
@@ -289,6 +291,55 @@ Deno.test("LineProtocol.dataReceived() gives the same lines however the stream i
   });
 });
 
+Deno.test("LineProtocol.dataReceived() finds a delimiter split over 2, 3 and 4 chunks at every offset", async (t) => {
+  for (const delimiter of ["\r\n", "aab", "\r\n\r\n", "abcab"]) {
+    await t.step(JSON.stringify(delimiter), () => {
+      // Lines of 0 to 3 bytes, so that the kept parts are often shorter
+      // than the delimiter: it begins over several of them.
+      const lines = ["xyz", "", "w", "uv"];
+      const stream = bytes(
+        lines.map((line) => line + delimiter).join("") + "q",
+      );
+      const n = stream.byteLength;
+      for (let i = 1; i < n; i++) {
+        for (let j = i; j < n; j++) {
+          for (let k = j; k < n; k++) {
+            // Equal cuts make fewer chunks: 2, 3 and 4 chunks in all.
+            const cuts = [...new Set([0, i, j, k, n])];
+            const chunks = cuts.slice(1).map((end, c) =>
+              stream.subarray(cuts[c]!, end)
+            );
+            const protocol = new Lines({ delimiter });
+            feed(protocol, chunks);
+            assert.deepEqual(
+              protocol.lines,
+              lines,
+              `chunks ${JSON.stringify(chunks.map(text))}`,
+            );
+          }
+        }
+      }
+    });
+  }
+});
+
+Deno.test("LineProtocol.dataReceived() splits 200,000 one-byte chunks of one line with a 4-byte delimiter", () => {
+  // Each chunk costs about its own bytes plus the delimiter: a splitter
+  // that went over the line kept so far for each chunk would take minutes.
+  const length = 200_000;
+  const protocol = new Lines({ delimiter: "\r\n\r\n", maxLineLength: length });
+  const stream = concat([
+    pattern(length, 7).map((byte) => byte & 0x7f | 0x20),
+    bytes("\r\n\r\nnext\r\n\r\n"),
+  ]);
+  for (let i = 0; i < stream.byteLength; i++) {
+    protocol.dataReceived(stream.subarray(i, i + 1));
+  }
+  assert.equal(protocol.received.length, 2);
+  assertBytes(protocol.received[0]!, stream.subarray(0, length));
+  assert.equal(text(protocol.received[1]!), "next");
+});
+
 Deno.test("LengthPrefixedProtocol.dataReceived() gives the same frames however the stream is chunked", async (t) => {
   for (const prefixLength of [1, 2, 4] as const) {
     await t.step(`prefix of ${prefixLength}: split at every position`, () => {
@@ -408,10 +459,51 @@ Deno.test("LineProtocol.lineReceived() gets views of one chunk and copies of sev
           this.lines.push(text(line));
         }
       })();
-      feedReusing(protocol, [bytes("abc"), bytes("d\n")]);
-      assert.notDeepEqual(protocol.lines, ["abcd"]);
+      // A piece of 256 bytes or more is kept as a view.
+      const start = "a".repeat(256);
+      feedReusing(protocol, [bytes(start), bytes("d\n")]);
+      assert.notDeepEqual(protocol.lines, [`${start}d`]);
     },
   );
+
+  await t.step(
+    "pieces under 256 bytes are gathered in the protocol's own memory",
+    () => {
+      // So a line dripped in tiny chunks holds no array per chunk: here, a
+      // reused array does no harm even without transientData.
+      for (const size of [1, 3, 255]) {
+        const line = pattern(10_000, size).map((byte) => byte & 0x7f | 0x20);
+        const protocol = new Lines({ delimiter: "\r\n\r\n" });
+        feedReusing(
+          protocol,
+          chunk(concat([line, bytes("\r\n\r\n")]), () => size - 1, size),
+        );
+        assert.equal(protocol.received.length, 1, `size ${size}`);
+        assertBytes(protocol.received[0]!, line, `size ${size}`);
+      }
+    },
+  );
+
+  await t.step("small and large pieces mixed, in random chunks", () => {
+    const next = random(0x9a7);
+    for (let trial = 0; trial < 200; trial++) {
+      const ascii = (length: number) =>
+        pattern(length, trial).map((byte) => byte & 0x7f | 0x20);
+      const stream = concat([
+        ascii(next(2000)),
+        bytes("\r\n"),
+        ascii(next(600)),
+        bytes("\r\n"),
+      ]);
+      const protocol = new Lines({ delimiter: "\r\n" });
+      feed(protocol, chunk(stream, next, 1 + next(700)));
+      assert.deepEqual(
+        protocol.lines,
+        referenceLines(stream, bytes("\r\n")),
+        `trial ${trial}`,
+      );
+    }
+  });
 });
 
 Deno.test("LengthPrefixedProtocol.frameReceived() gets views of one chunk and copies of several", async (t) => {
@@ -710,6 +802,53 @@ Deno.test("LengthPrefixedProtocol.frameLengthExceeded() is called for a frame ov
     }
   });
 
+  await t.step(
+    "an override that pauses holds the frames after the skipped one",
+    () => {
+      class PauseOnTooLong extends SkippingFrames {
+        override frameLengthExceeded(length: number): void {
+          super.frameLengthExceeded(length);
+          this.pauseReading();
+        }
+      }
+      const protocol = new PauseOnTooLong({
+        prefixLength: 1,
+        maxFrameLength: 2,
+      });
+      const transport = new MemoryTransport(protocol);
+      transport.receive(new Uint8Array([3, 1, 2, 3, 1, 65, 1, 66]));
+      assert.deepEqual(protocol.exceeded, [3]);
+      assert.deepEqual(protocol.frames, []);
+      assert.equal(transport.isReading(), false);
+      protocol.resumeReading();
+      assert.deepEqual(protocol.frames, ["A", "B"]);
+      assert.equal(transport.isReading(), true);
+    },
+  );
+
+  await t.step(
+    "an override that pauses before the frame's bytes came skips them on resume",
+    () => {
+      class PauseOnTooLong extends SkippingFrames {
+        override frameLengthExceeded(length: number): void {
+          super.frameLengthExceeded(length);
+          this.pauseReading();
+        }
+      }
+      const protocol = new PauseOnTooLong({
+        prefixLength: 1,
+        maxFrameLength: 2,
+      });
+      const transport = new MemoryTransport(protocol);
+      transport.receive(new Uint8Array([3, 1]));
+      // A read that was in flight when the transport paused.
+      protocol.dataReceived(new Uint8Array([2, 3, 1, 65]));
+      assert.deepEqual(protocol.frames, []);
+      protocol.resumeReading();
+      assert.deepEqual(protocol.frames, ["A"]);
+    },
+  );
+
   await t.step("random streams with over-long frames, in random chunks", () => {
     const next = random(0xface);
     for (let trial = 0; trial < 300; trial++) {
@@ -990,6 +1129,257 @@ Deno.test("LineProtocol paused after every line answers 2,000 pipelined lines in
   assert.equal(lost, undefined);
 });
 
+// Switching protocols.
+
+Deno.test("LineProtocol hands the bytes after the line that switched protocols to the new protocol", async (t) => {
+  /** Switches the transport to `next` on the line "RAW". */
+  class Command extends Lines {
+    constructor(readonly next: StreamProtocol, options?: LineProtocolOptions) {
+      super(options);
+    }
+    override lineReceived(line: Uint8Array): void {
+      super.lineReceived(line);
+      if (text(line) === "RAW") this.transport!.setProtocol(this.next);
+    }
+  }
+
+  await t.step(
+    "a Protocol gets the rest of the chunk, partial line included",
+    () => {
+      const raw = new RecordingProtocol();
+      const protocol = new Command(raw);
+      const transport = new MemoryTransport(protocol);
+      transport.receive(bytes("HELLO\nRAW\nbinary\npayload"));
+      transport.receive(bytes("-more"));
+      assert.equal(transport.getProtocol(), raw);
+      assert.deepEqual(protocol.lines, ["HELLO", "RAW"]);
+      assert.equal(text(raw.received()), "binary\npayload-more");
+    },
+  );
+
+  await t.step("at every split into 2 and 3 chunks", () => {
+    const stream = bytes("a\r\nRAW\r\nb\r\nc");
+    for (const chunks of splits(stream)) {
+      const raw = new RecordingProtocol();
+      const protocol = new Command(raw, { delimiter: "\r\n" });
+      const transport = new MemoryTransport(protocol);
+      for (const chunk of chunks) transport.receive(chunk);
+      const name = `chunks ${JSON.stringify(chunks.map(text))}`;
+      assert.deepEqual(protocol.lines, ["a", "RAW"], name);
+      assert.equal(text(raw.received()), "b\r\nc", name);
+    }
+  });
+
+  await t.step("a BufferedProtocol gets the rest through its buffers", () => {
+    const raw = new RecordingBufferedProtocol(3);
+    const protocol = new Command(raw);
+    const transport = new MemoryTransport(protocol);
+    transport.receive(bytes("RAW\nbinary\npayload"));
+    assert.deepEqual(protocol.lines, ["RAW"]);
+    assert.equal(text(raw.received()), "binary\npayload");
+    assert.deepEqual(raw.sizeHints, [14, 11, 8, 5, 2]);
+  });
+
+  await t.step(
+    "a BufferedProtocol whose getBuffer() fails loses the connection",
+    async () => {
+      const lost = Promise.withResolvers<Error | undefined>();
+      const protocol = new Command({
+        getBuffer: () => new Uint8Array(0),
+        bufferUpdated() {},
+        connectionLost: (exc) => lost.resolve(exc),
+      });
+      const { errors, onError } = errorCollector();
+      const transport = new MemoryTransport(protocol, { onError });
+      transport.receive(bytes("RAW\nbinary"));
+      assert.equal(transport.isClosing(), true);
+      const exc = await lost.promise;
+      assert.ok(exc instanceof TypeError);
+      assert.match(exc.message, /getBuffer\(\) must return/);
+      assert.equal(errors.length, 1);
+    },
+  );
+
+  await t.step("transient data is copied for a protocol that keeps it", () => {
+    const raw = new RecordingProtocol();
+    const protocol = new (class extends Command {
+      override readonly transientData = true;
+    })(raw);
+    new MemoryTransport(protocol);
+    feedReusing(protocol, [bytes("RAW\nab")]);
+    assert.equal(text(raw.received()), "ab");
+  });
+
+  await t.step(
+    "a line that pauses, then switches, hands the rest over at once",
+    () => {
+      const raw = new RecordingProtocol();
+      const protocol = new (class extends Command {
+        override lineReceived(line: Uint8Array): void {
+          this.pauseReading();
+          super.lineReceived(line);
+        }
+      })(raw);
+      const transport = new MemoryTransport(protocol);
+      transport.receive(bytes("RAW\nbinary\n"));
+      assert.deepEqual(protocol.lines, ["RAW"]);
+      assert.equal(text(raw.received()), "binary\n");
+      // The transport stays paused until resumed.
+      assert.equal(transport.isReading(), false);
+      transport.resumeReading();
+      assert.equal(transport.isReading(), true);
+    },
+  );
+
+  await t.step(
+    "a switch while lines are held hands them over on resumeReading()",
+    () => {
+      class PauseFirst extends Lines {
+        override lineReceived(line: Uint8Array): void {
+          super.lineReceived(line);
+          this.pauseReading();
+        }
+      }
+      const protocol = new PauseFirst();
+      const transport = new MemoryTransport(protocol);
+      transport.receive(bytes("STARTTLS\nhandshake"));
+      assert.equal(transport.isReading(), false);
+      // Later, once the async work for "STARTTLS" is done:
+      const raw = new RecordingProtocol();
+      transport.setProtocol(raw);
+      protocol.resumeReading();
+      assert.deepEqual(protocol.lines, ["STARTTLS"]);
+      assert.equal(text(raw.received()), "handshake");
+      assert.equal(transport.isReading(), true);
+    },
+  );
+
+  await t.step("switched back and forth in one chunk, it starts afresh", () => {
+    // SMTP's BDAT: "BDAT n" announces n raw bytes, then lines again.
+    class Session extends Lines {
+      readonly raw = new Chunk(this);
+      override lineReceived(line: Uint8Array): void {
+        super.lineReceived(line);
+        const match = /^BDAT (\d+)$/.exec(text(line));
+        if (match === null) return;
+        this.raw.left = Number(match[1]);
+        this.transport!.setProtocol(this.raw);
+      }
+    }
+    /** Takes `left` bytes, then gives the rest back to `session`. */
+    class Chunk extends RecordingProtocol {
+      left = 0;
+      constructor(readonly session: Session) {
+        super();
+      }
+      override dataReceived(data: Uint8Array): void {
+        const take = Math.min(this.left, data.byteLength);
+        super.dataReceived(data.subarray(0, take));
+        this.left -= take;
+        if (this.left > 0) return;
+        this.session.transport!.setProtocol(this.session);
+        if (take < data.byteLength) {
+          this.session.dataReceived(data.subarray(take));
+        }
+      }
+    }
+    const stream = bytes("BDAT 3\nx\nyBDAT 2\n\n\nQUIT\n");
+    for (const chunks of splits(stream)) {
+      const protocol = new Session();
+      const transport = new MemoryTransport(protocol);
+      for (const chunk of chunks) transport.receive(chunk);
+      const name = `chunks ${JSON.stringify(chunks.map(text))}`;
+      assert.deepEqual(protocol.lines, ["BDAT 3", "BDAT 2", "QUIT"], name);
+      assert.equal(text(protocol.raw.received()), "x\ny\n\n", name);
+    }
+  });
+
+  await t.step(
+    "a switch to a protocol that takes no bytes is not a switch of the stream",
+    () => {
+      // A child's pipe gives the subprocess protocol, which may feed a
+      // LineProtocol from pipeDataReceived and be switched itself.
+      let current: object = { pipeDataReceived() {} };
+      const pipe = {
+        getProtocol: () => current,
+        isClosing: () => false,
+      } as unknown as Transport;
+      const protocol = new (class extends Lines {
+        override lineReceived(line: Uint8Array): void {
+          super.lineReceived(line);
+          current = { pipeDataReceived() {} };
+        }
+      })();
+      protocol.connectionMade(pipe);
+      protocol.dataReceived(bytes("a\nb\nc"));
+      protocol.dataReceived(bytes("\n"));
+      assert.deepEqual(protocol.lines, ["a", "b", "c"]);
+    },
+  );
+
+  await t.step("a protocol that feeds it is not taken for a switch", () => {
+    const inner = new Lines();
+    const outer: Protocol = {
+      connectionMade: (transport) => inner.connectionMade(transport),
+      dataReceived: (data) => inner.dataReceived(data),
+    };
+    const transport = new MemoryTransport(outer);
+    transport.receive(bytes("a\nb\nc"));
+    transport.receive(bytes("\n"));
+    assert.equal(transport.getProtocol(), outer);
+    assert.deepEqual(inner.lines, ["a", "b", "c"]);
+  });
+});
+
+Deno.test("LengthPrefixedProtocol hands the bytes after the frame that switched protocols to the new protocol", async (t) => {
+  const stream = concat([
+    frame(bytes("a"), 1),
+    frame(bytes("RAW"), 1),
+    frame(bytes("b"), 1),
+    bytes("tail"),
+  ]);
+
+  await t.step("from frameReceived, at every split into 2 and 3 chunks", () => {
+    for (const chunks of splits(stream)) {
+      const raw = new RecordingProtocol();
+      const protocol = new (class extends Frames {
+        override frameReceived(frame: Uint8Array): void {
+          super.frameReceived(frame);
+          if (text(frame) === "RAW") this.transport!.setProtocol(raw);
+        }
+      })({ prefixLength: 1 });
+      const transport = new MemoryTransport(protocol);
+      for (const chunk of chunks) transport.receive(chunk);
+      const name = `chunks ${JSON.stringify(chunks.map(text))}`;
+      assert.deepEqual(protocol.frames, ["a", "RAW"], name);
+      assertBytes(
+        raw.received(),
+        concat([frame(bytes("b"), 1), bytes("tail")]),
+      );
+    }
+  });
+
+  await t.step("from frameLengthExceeded, the frame's bytes too", () => {
+    const raw = new RecordingBufferedProtocol();
+    const protocol = new (class extends SkippingFrames {
+      override frameLengthExceeded(length: number): void {
+        super.frameLengthExceeded(length);
+        this.transport!.setProtocol(raw);
+      }
+    })({ prefixLength: 1, maxFrameLength: 2 });
+    const transport = new MemoryTransport(protocol);
+    transport.receive(new Uint8Array([1, 65, 4, 1, 2]));
+    transport.receive(new Uint8Array([3, 4, 1, 66]));
+    assert.deepEqual(protocol.frames, ["A"]);
+    assert.deepEqual(protocol.exceeded, [4]);
+    assertBytes(raw.received(), new Uint8Array([1, 2, 3, 4, 1, 66]));
+    // Set again, it starts at a prefix: nothing is left to skip.
+    transport.setProtocol(protocol);
+    transport.receive(new Uint8Array([1, 67]));
+    assert.deepEqual(protocol.frames, ["A", "C"]);
+  });
+});
+
 // Closing.
 
 Deno.test("LineProtocol and LengthPrefixedProtocol deliver nothing more from a chunk once the transport closes", async (t) => {
@@ -1079,6 +1469,79 @@ Deno.test("LineProtocol and LengthPrefixedProtocol deliver nothing more from a c
     assert.deepEqual(protocols[0]!.lines, ["a", "quit"]);
     assert.deepEqual(lost, [undefined]);
   });
+});
+
+Deno.test("LineProtocol.resumeReading() and LengthPrefixedProtocol.resumeReading() deliver no held message once the transport closes", async (t) => {
+  /** Pauses after each line, as a server that answers each one later. */
+  class OneAtATime extends Lines {
+    log: string[] = [];
+    readonly lost = Promise.withResolvers<void>();
+    override lineReceived(line: Uint8Array): void {
+      super.lineReceived(line);
+      this.log.push(`line ${text(line)}`);
+      this.pauseReading();
+    }
+    override connectionLost(exc: Error | undefined): void {
+      super.connectionLost(exc);
+      this.log.push("lost");
+      this.lost.resolve();
+    }
+  }
+
+  await t.step("LineProtocol, after close()", () => {
+    const protocol = new OneAtATime();
+    const transport = new MemoryTransport(protocol);
+    transport.receive(bytes("a\nb\nc\n"));
+    transport.close();
+    protocol.resumeReading();
+    assert.deepEqual(protocol.lines, ["a"]);
+  });
+
+  await t.step("LineProtocol, after abort() and connectionLost", async () => {
+    const protocol = new OneAtATime();
+    const transport = new MemoryTransport(protocol);
+    transport.receive(bytes("a\nb\nc\n"));
+    transport.abort();
+    await protocol.lost.promise;
+    protocol.resumeReading();
+    assert.deepEqual(protocol.log, ["line a", "lost"]);
+  });
+
+  /** Pauses after each frame. */
+  class FrameAtATime extends Frames {
+    readonly lost = Promise.withResolvers<void>();
+    override frameReceived(frame: Uint8Array): void {
+      super.frameReceived(frame);
+      this.pauseReading();
+    }
+    override connectionLost(exc: Error | undefined): void {
+      super.connectionLost(exc);
+      this.lost.resolve();
+    }
+  }
+  const stream = concat(["a", "", "b"].map((f) => frame(bytes(f), 1)));
+
+  await t.step("LengthPrefixedProtocol, after close()", () => {
+    const protocol = new FrameAtATime({ prefixLength: 1 });
+    const transport = new MemoryTransport(protocol);
+    transport.receive(stream);
+    transport.close();
+    protocol.resumeReading();
+    assert.deepEqual(protocol.frames, ["a"]);
+  });
+
+  await t.step(
+    "LengthPrefixedProtocol, after abort() and connectionLost",
+    async () => {
+      const protocol = new FrameAtATime({ prefixLength: 1 });
+      const transport = new MemoryTransport(protocol);
+      transport.receive(stream);
+      transport.abort();
+      await protocol.lost.promise;
+      protocol.resumeReading();
+      assert.deepEqual(protocol.frames, ["a"]);
+    },
+  );
 });
 
 // Over sockets.
