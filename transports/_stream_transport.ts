@@ -362,7 +362,8 @@ export class StreamTransport implements Transport {
   /**
    * Calls the protocol's `idleTimedOut()` once nothing was read or written
    * for `ms` milliseconds (counted from now), or closes the transport if
-   * the protocol has none; 0 turns it off.
+   * the protocol has none; 0 turns it off. While closing, an idle period
+   * with nothing written aborts the transport.
    *
    * @throws {RangeError} Unless `ms` is a number from 0 to 2^31 - 1.
    */
@@ -446,13 +447,21 @@ export class StreamTransport implements Transport {
   }
 
   #idleTimedOut(): void {
-    if (this.#closing) return;
+    if (this.#caller.ending) return;
+    if (this.#closing) {
+      // close() wrote nothing for a whole idle period: the peer stopped
+      // reading, and the flush would wait for ever.
+      this.abort();
+      return;
+    }
     const protocol = this.#caller.protocol as { idleTimedOut?: unknown };
     if (typeof protocol.idleTimedOut === "function") {
       this.#caller.call("idleTimedOut");
     } else {
       this.close();
     }
+    // A close that waits to flush gets one more idle period to progress.
+    if (this.#closing && !this.#caller.ending) this.#idle?.touch();
   }
 
   #writeSide(what: string): WriteSide {

@@ -269,7 +269,9 @@ export interface Transport extends ReadTransport, WriteTransport {
    * Calls the protocol's `idleTimedOut()` once nothing was read or written
    * for `ms` milliseconds, counted from now (the transport closes if the
    * protocol has no `idleTimedOut`); 0 turns it off. After it fired, the
-   * next read or write starts the count again.
+   * next read or write starts the count again. While the transport is
+   * closing (flushing after `close()`), an idle period with nothing written
+   * aborts it instead: the peer stopped reading.
    *
    * @throws {TypeError} Unless `ms` is a number.
    * @throws {RangeError} Unless it is from 0 to 2^31 - 1.

@@ -5,6 +5,7 @@ import {
   ProtocolBase,
   type Transport,
 } from "../../mod.ts";
+import { MemoryTransport } from "../../testing/mod.ts";
 import { bytes, RecordingProtocol, within } from "../_test_utils.ts";
 
 const LOCAL = { hostname: "127.0.0.1", port: 0 } as const;
@@ -115,6 +116,65 @@ Deno.test("Transport.setIdleTimeout(): activity postpones it, the protocol's idl
     },
   );
 });
+
+Deno.test("An idle timeout aborts a closing transport whose peer stopped reading, instead of flushing for ever", async (t) => {
+  await t.step("closed by the timeout (no idleTimedOut)", async () => {
+    const protocol = new RecordingProtocol();
+    const transport = new MemoryTransport(protocol, { peerReading: false });
+    transport.setIdleTimeout(20);
+    transport.write(bytes("never taken"));
+    await within(protocol.waitFor("connectionLost"), "the abort");
+    assert.equal(protocol.lostWith, undefined);
+    assert.equal(transport.getWriteBufferSize(), 0);
+  });
+
+  await t.step("closed by the protocol, then stuck", async () => {
+    const protocol = new CountsTimeouts();
+    const transport = new MemoryTransport(protocol, { peerReading: false });
+    transport.setIdleTimeout(20);
+    transport.write(bytes("never taken"));
+    transport.close();
+    await within(protocol.waitFor("connectionLost"), "the abort");
+    assert.equal(protocol.timedOut, 0);
+  });
+
+  await t.step("over TCP, with 8 MiB the client never reads", async () => {
+    const server = new WritesOnConnect(8 * 1024 * 1024);
+    await using listening = await createServer(() => server, {
+      ...LOCAL,
+      idleTimeout: 30,
+    });
+    const client = await Deno.connect({
+      ...LOCAL,
+      port: listening.addrs[0]!.port,
+    });
+    try {
+      await within(server.waitFor("connectionLost"), "the abort");
+      assert.equal(server.transport!.getWriteBufferSize(), 0);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+/** Counts its `idleTimedOut` calls, and does nothing on them. */
+class CountsTimeouts extends RecordingProtocol {
+  timedOut = 0;
+  idleTimedOut(): void {
+    this.timedOut++;
+  }
+}
+
+/** Writes `size` bytes as soon as it is connected. */
+class WritesOnConnect extends RecordingProtocol {
+  constructor(readonly size: number) {
+    super();
+  }
+  override connectionMade(transport: Transport): void {
+    super.connectionMade(transport);
+    transport.write(new Uint8Array(this.size));
+  }
+}
 
 Deno.test("createServer() and createConnection() with keepAlive set SO_KEEPALIVE and still serve", async () => {
   const server = new RecordingProtocol();
