@@ -16,7 +16,7 @@ import {
   ProtocolBase,
 } from "@aio/protocols";
 
-/** Prints what arrives; keeps the transport open after EOF to close it. */
+/** Prints what arrives; the server's EOF closes the transport. */
 class Client extends ProtocolBase {
   #decoder = new TextDecoder();
   done: Promise<Error | undefined>;

@@ -3,7 +3,7 @@
  * headers as language servers talk (the LSP base protocol):
  *
  * ```text
- * Content-Length: 46\r\n
+ * Content-Length: 40\r\n
  * \r\n
  * {"jsonrpc":"2.0","id":1,"method":"ping"}
  * ```
@@ -16,8 +16,10 @@
  *
  * Methods: `ping` (answers `"pong"`), `add` (`params: [a, b]`), `echo`
  * (answers its params), `shutdown` (answers `null`), and the notification
- * `exit` (ends the process). A request it cannot parse gets a JSON-RPC
- * error, and the server goes on. It reads stdin with `connectReadPipe` and
+ * `exit` (ends the process). A request whose JSON it cannot parse gets a
+ * JSON-RPC error, and the server goes on; a frame with no valid
+ * `Content-Length` (or a header over 4 KiB) gets an error, and the server
+ * ends, since it cannot tell where the next frame starts. It reads stdin with `connectReadPipe` and
  * writes stdout with `connectWritePipe`; while stdout's buffer is over its
  * high-water mark it stops reading stdin, so a client that does not read
  * its answers cannot make the server grow.

@@ -97,6 +97,7 @@ export class BufferedProtocolBase<T extends ReadTransport = Transport>
    * Makes a protocol with a buffer of its own.
    *
    * @param size The buffer's size in bytes (default 64 KiB).
+   * @throws {RangeError} Unless `size` is a positive integer.
    */
   constructor(size = 64 * 1024) {
     super();

@@ -160,6 +160,7 @@ export abstract class LineProtocol extends ProtocolBase {
    * Writes `line` and the delimiter in one write.
    *
    * @returns What `write()` returns: `false` while over the high mark.
+   * @throws {TypeError} Before `connectionMade`, or as `write()` throws.
    */
   sendLine(line: Uint8Array | string): boolean {
     const bytes = typeof line === "string" ? encoder.encode(line) : line;
@@ -461,6 +462,7 @@ export abstract class LengthPrefixedProtocol extends ProtocolBase {
    *
    * @returns What `write()` returns: `false` while over the high mark.
    * @throws {RangeError} If the prefix cannot hold the frame's length.
+   * @throws {TypeError} Before `connectionMade`, or as `write()` throws.
    */
   sendFrame(frame: Uint8Array): boolean {
     const max = 2 ** (8 * this.prefixLength) - 1;

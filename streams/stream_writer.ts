@@ -116,7 +116,7 @@ export class StreamWriter {
    * and timers keep firing meanwhile.
    *
    * @throws The read side's error, or `Deno.errors.ConnectionReset` if the
-   * connection was lost.
+   * connection was lost (`Deno.errors.BrokenPipe` for a child's stdin).
    */
   async drain(): Promise<void> {
     const exc = this.#reader?.exception();

@@ -1,4 +1,4 @@
-import { checkProtocolObject } from "../_checks.ts";
+import { checkNumber, checkProtocolObject } from "../_checks.ts";
 import { closeQuietly } from "./_conn.ts";
 import { IdleTimer } from "./_idle_timer.ts";
 import { ProtocolCaller, type TransportEvents } from "./_protocol_caller.ts";
@@ -368,6 +368,7 @@ export class StreamTransport implements Transport {
    * @throws {RangeError} Unless `ms` is a number from 0 to 2^31 - 1.
    */
   setIdleTimeout(ms: number): void {
+    checkNumber(ms, "the idle time", "set idle timeout", 0);
     if (this.#caller.ending) return;
     this.#idle ??= new IdleTimer(() => this.#idleTimedOut());
     this.#idle.set(ms);

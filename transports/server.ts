@@ -509,6 +509,8 @@ export class Server<A extends Deno.Addr = Deno.Addr>
  * type, or `handshakeTimeout` comes without `tls`; nothing listens then.
  * @throws {RangeError} For a `port`, `idleTimeout` or `handshakeTimeout` out
  * of range.
+ * @throws {Deno.errors.NotSupported} For `reusePort` without
+ * `--unstable-net`.
  *
  * @example An echo server on a free port
  * ```ts

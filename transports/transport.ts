@@ -338,8 +338,8 @@ export interface DatagramTransport extends ReadTransport {
   getExtraInfo(name: string, defaultValue?: unknown): unknown;
   /**
    * Queues one datagram to `addr`, or to the endpoint's `remoteAddr` when
-   * `addr` is omitted, and returns at once. The caller must not change
-   * `data` until `getWriteBufferSize()` is 0.
+   * `addr` is omitted, and returns at once. `data` is copied (as asyncio's
+   * `bytes(data)`): the caller may reuse it at once.
    */
   sendto(data: Uint8Array, addr?: Deno.NetAddr): void;
   /** Closes at once and drops the queued datagrams; idempotent. */

@@ -105,6 +105,8 @@ Deno.test("Transport.setIdleTimeout(): activity postpones it, the protocol's idl
       });
       assert.throws(() => transport.setIdleTimeout(Number.NaN), RangeError);
       assert.throws(() => transport.setIdleTimeout("5" as never), TypeError);
+    transport.abort();
+    assert.throws(() => transport.setIdleTimeout(-1), RangeError);
       await assert.rejects(
         createServer(() => new ProtocolBase(), {
           ...LOCAL,
