@@ -18,7 +18,12 @@ export interface RelayResult {
  *
  * - Flow control both ways: while one side's write buffer is over its
  *   high-water mark, the other side stops reading, so a slow reader on
- *   either end holds the relay's memory to the write buffers.
+ *   either end holds the relay's memory to the write buffers. This holds
+ *   from the start: a side already over its high-water mark when
+ *   `relay()` is called keeps the other side from reading until it
+ *   drains. A side still paused from earlier writes with its buffer
+ *   between the marks takes what the other side reads until a `write()`
+ *   takes it over the high-water mark again, as with Node's `pipe()`.
  * - EOF goes through: when one peer half-closes, the other side gets
  *   `writeEof()` (or is closed, if it cannot half-close). Once EOF has
  *   gone through both ways, both are closed after flushing.
@@ -70,8 +75,8 @@ export function relay(a: Transport, b: Transport): Promise<RelayResult> {
   // gone): it counts as lost now, and the other side goes as it would.
   if (aClosing) toB.connectionLost(undefined);
   if (bClosing) toA.connectionLost(undefined);
-  if (!a.isClosing()) a.resumeReading();
-  if (!b.isClosing()) b.resumeReading();
+  toB.start();
+  toA.start();
   return done.promise;
 }
 
@@ -116,6 +121,17 @@ class RelayHalf implements Protocol {
     this.#direction = direction;
   }
 
+  /**
+   * Reads this side, unless the other side's write buffer is over its
+   * high-water mark: its writing is paused then, so its `resumeWriting`
+   * will start this side.
+   */
+  start(): void {
+    if (this.#self.isClosing()) return;
+    if (overHighWater(this.#other)) this.#self.pauseReading();
+    else this.#self.resumeReading();
+  }
+
   dataReceived(data: Uint8Array): void {
     if (this.#other.isClosing()) {
       // The other side is closing (closed here, or lost): what this side
@@ -124,7 +140,10 @@ class RelayHalf implements Protocol {
       return;
     }
     this.#state.counts[this.#direction] += data.byteLength;
-    this.#other.write(data);
+    // `false`: the other side's buffer is over its high-water mark, so its
+    // writing is paused, whether or not `pauseWriting` came now (it does
+    // not come again to a side paused since before the relay).
+    if (this.#other.write(data) === false) this.#self.pauseReading();
   }
 
   eofReceived(): boolean {
@@ -156,6 +175,12 @@ class RelayHalf implements Protocol {
     else this.#other.close();
     this.#state.lost(this, exc);
   }
+}
+
+/** `true` if `transport`'s write buffer is over its high-water mark. */
+function overHighWater(transport: Transport): boolean {
+  return transport.getWriteBufferSize() >
+    transport.getWriteBufferLimits().high;
 }
 
 function checkTransport(transport: unknown, name: string): void {
