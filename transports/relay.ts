@@ -26,7 +26,9 @@ export interface RelayResult {
  *   takes it over the high-water mark again, as with Node's `pipe()`.
  * - EOF goes through: when one peer half-closes, the other side gets
  *   `writeEof()` (or is closed, if it cannot half-close). Once EOF has
- *   gone through both ways, both are closed after flushing.
+ *   gone through both ways, both are closed after flushing. This includes
+ *   an EOF a side got before `relay()` was called, while its old protocol
+ *   kept it open (`eofReceived()` returned `true`).
  * - A failure ends both: when either side is lost with an error, the
  *   other is aborted. Deno reports a peer's reset as EOF, so a reset may
  *   only show as a failed write later.
@@ -124,12 +126,23 @@ class RelayHalf implements Protocol {
   /**
    * Reads this side, unless the other side's write buffer is over its
    * high-water mark: its writing is paused then, so its `resumeWriting`
-   * will start this side.
+   * will start this side. Passes on an EOF this side got before the relay.
    */
   start(): void {
-    if (this.#self.isClosing()) return;
-    if (overHighWater(this.#other)) this.#self.pauseReading();
-    else this.#self.resumeReading();
+    const self = this.#self;
+    if (self.isClosing()) return;
+    if (!self.isReading()) {
+      // Paused, or at EOF: its old protocol got the peer's EOF and kept
+      // it open. A transport that is not closing delivers data once
+      // resumed, unless it is at EOF. (An EOF that came while paused is
+      // held, and comes to this protocol after the resume.)
+      self.resumeReading();
+      if (!self.isReading()) {
+        this.eofReceived();
+        return;
+      }
+    }
+    if (overHighWater(this.#other)) self.pauseReading();
   }
 
   dataReceived(data: Uint8Array): void {

@@ -180,6 +180,73 @@ Deno.test("relay() starts from a side whose writing is paused already", async (t
   );
 });
 
+Deno.test("relay() passes on an EOF a side got before the call", async (t) => {
+  /** A transport whose old protocol kept it open after the peer's EOF. */
+  const halfClosed = () => {
+    const transport = new MemoryTransport({
+      dataReceived() {},
+      eofReceived: () => true,
+    });
+    transport.receive(bytes("request"));
+    transport.receiveEof();
+    return transport;
+  };
+
+  await t.step(
+    "one side: the other gets writeEof(), and its EOF ends the relay",
+    async () => {
+      const a = halfClosed();
+      const b = new MemoryTransport(new ProtocolBase());
+      const done = relay(a, b);
+      await settle(() => b.eofWritten, "b's writeEof()");
+      assert.equal(a.closed, false);
+      b.receive(bytes("reply"));
+      b.receiveEof();
+      assert.deepEqual(await within(done, "the relay's end"), {
+        aToB: 0,
+        bToA: 5,
+        error: undefined,
+      });
+      assert.equal(text(a.written()), "reply");
+      assert.equal(a.closed && b.closed, true);
+    },
+  );
+
+  await t.step("both sides: both are closed at once", async () => {
+    const a = halfClosed();
+    const b = halfClosed();
+    const done = relay(a, b);
+    assert.deepEqual(await within(done, "the relay's end"), {
+      aToB: 0,
+      bToA: 0,
+      error: undefined,
+    });
+    assert.equal(a.closed && b.closed, true);
+  });
+
+  await t.step(
+    "an EOF held while reading was paused goes through once",
+    async () => {
+      const a = new MemoryTransport(new ProtocolBase());
+      a.pauseReading();
+      a.receive(bytes("request"));
+      a.receiveEof(); // held, with the data, for the relay
+      const b = new MemoryTransport(new ProtocolBase());
+      const done = relay(a, b);
+      await settle(() => b.eofWritten, "b's writeEof()");
+      b.receive(bytes("reply"));
+      b.receiveEof();
+      assert.deepEqual(await within(done, "the relay's end"), {
+        aToB: 7,
+        bToA: 5,
+        error: undefined,
+      });
+      assert.equal(text(b.written()), "request");
+      assert.equal(text(a.written()), "reply");
+    },
+  );
+});
+
 Deno.test("relay() ends both when one side fails, and rejects bad arguments", async (t) => {
   await t.step("the backend resets: the client is closed too", async () => {
     using backend = Deno.listen(LOCAL);
