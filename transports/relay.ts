@@ -35,6 +35,8 @@ export interface RelayResult {
  * - A side that is already closing (or closed) when `relay()` is called
  *   counts as lost at once, cleanly: the other side is closed after
  *   flushing, and the promise resolves once it is lost.
+ * - A transport is in one relay at a time: until its relay has lost it,
+ *   `relay()` throws for it.
  *
  * Data goes through without a copy: the relaying protocols declare
  * `transientData`, and a write of a lent read keeps its memory until it
@@ -44,6 +46,8 @@ export interface RelayResult {
  * @param b The other, usually one from `createConnection`.
  * @returns Resolves once both transports are lost, with the byte counts and
  * the first error.
+ * @throws {TypeError} If `a` or `b` is not a stream transport, if they are
+ * the same one, or if either is in a relay that has not lost it.
  *
  * @example A TCP proxy to a backend
  * ```ts ignore
@@ -65,6 +69,8 @@ export function relay(a: Transport, b: Transport): Promise<RelayResult> {
   if (a === b) {
     throw new TypeError("Cannot relay: a and b are the same transport");
   }
+  checkFree(a, "a");
+  checkFree(b, "b");
   const done = Promise.withResolvers<RelayResult>();
   const state = new RelayState(done.resolve);
   const toB = new RelayHalf(a, b, state, "aToB");
@@ -110,6 +116,8 @@ class RelayHalf implements Protocol {
   #state: RelayState;
   #direction: "aToB" | "bToA";
   #eof = false;
+  /** This side was lost (or counted as lost): the relay is done with it. */
+  #lost = false;
 
   constructor(
     self: Transport,
@@ -183,7 +191,13 @@ class RelayHalf implements Protocol {
     if (!this.#eof || !this.#other.isClosing()) this.#other.resumeReading();
   }
 
+  /** `true` until this side is lost: a relay still uses the transport. */
+  get running(): boolean {
+    return !this.#lost;
+  }
+
   connectionLost(exc: Error | undefined): void {
+    this.#lost = true;
     if (exc !== undefined) this.#other.abort();
     else this.#other.close();
     this.#state.lost(this, exc);
@@ -196,10 +210,18 @@ function overHighWater(transport: Transport): boolean {
     transport.getWriteBufferLimits().high;
 }
 
+/** Throws if `transport` is in a relay that has not lost it yet. */
+function checkFree(transport: Transport, name: string): void {
+  const protocol = transport.getProtocol();
+  if (protocol instanceof RelayHalf && protocol.running) {
+    throw new TypeError(`Cannot relay: ${name} is in a relay already`);
+  }
+}
+
 function checkTransport(transport: unknown, name: string): void {
   if (
     typeof transport !== "object" || transport === null ||
-    !["write", "setProtocol", "pauseReading"].every((method) =>
+    !["write", "setProtocol", "getProtocol", "pauseReading"].every((method) =>
       typeof (transport as Record<string, unknown>)[method] === "function"
     )
   ) {

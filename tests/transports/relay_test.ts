@@ -268,6 +268,28 @@ Deno.test("relay() ends both when one side fails, and rejects bad arguments", as
   });
 });
 
+Deno.test("relay() rejects a transport that is in a relay already, until that relay has lost it", async () => {
+  const a = new MemoryTransport(new ProtocolBase());
+  const b = new MemoryTransport(new ProtocolBase());
+  const c = new MemoryTransport(new ProtocolBase());
+  const cProtocol = c.getProtocol();
+  const done = relay(a, b);
+  const aProtocol = a.getProtocol();
+  assert.throws(() => relay(a, c), TypeError);
+  assert.throws(() => relay(c, b), TypeError);
+  assert.equal(a.getProtocol(), aProtocol);
+  assert.equal(c.getProtocol(), cProtocol);
+
+  // The first relay goes on, and ends.
+  a.receive(bytes("hi"));
+  assert.equal(text(b.written()), "hi");
+  a.lose();
+  assert.equal((await within(done, "the relay's end")).aToB, 2);
+  // Lost to its relay, a is free: a closed side ends the new one at once.
+  await within(relay(a, c), "the second relay's end");
+  assert.equal(c.closed, true);
+});
+
 Deno.test("relay() stops reading a side whose other side is closed here, and counts only what it passed on", async () => {
   using backend = Deno.listen(LOCAL);
   let clientSide: Transport | undefined;
