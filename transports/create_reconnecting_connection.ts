@@ -25,11 +25,20 @@ export interface ReconnectOptions {
 
 /** A client that keeps itself connected. */
 export interface ReconnectingConnection<P extends StreamProtocol> {
-  /** The live connection's transport and protocol, if connected now. */
+  /**
+   * The live connection's transport and protocol, if connected now:
+   * `undefined` while connecting, and once the connection is closing
+   * (from inside its protocol's `connectionLost` too).
+   */
   readonly current: [Transport, P] | undefined;
   /** How many connections were made so far. */
   readonly connections: number;
-  /** Resolves with the live connection, or the next one. */
+  /**
+   * Resolves with the live connection, or the next one. Called once the
+   * live one is closing (from its protocol's `connectionLost`, say), it
+   * waits for the next, so that what is sent then goes to a connection
+   * that is open.
+   */
   connected(): Promise<[Transport, P]>;
   /** Stops reconnecting and closes the live connection, as the signal does. */
   close(): void;
@@ -114,7 +123,6 @@ export function createReconnectingConnection<P extends StreamProtocol>(
 
 class Reconnector<P extends StreamProtocol>
   implements ReconnectingConnection<P> {
-  current: [Transport, P] | undefined;
   connections = 0;
   readonly closed: Promise<void>;
   #factory: () => P;
@@ -131,6 +139,8 @@ class Reconnector<P extends StreamProtocol>
   #wakeTimer: (() => void) | undefined;
   #waiters: ((connection: [Transport, P]) => void)[] = [];
   #failWaiters: ((error: unknown) => void)[] = [];
+  /** The last connection made, until it is lost. */
+  #current: [Transport, P] | undefined;
 
   constructor(
     factory: () => P,
@@ -151,8 +161,19 @@ class Reconnector<P extends StreamProtocol>
     if (this.#signal?.aborted) this.close();
   }
 
+  /**
+   * The last connection made, unless it is closing: its writes would be
+   * dropped, and it is lost (its `connectionLost` may be running now)
+   * before the next connection is made.
+   */
+  get current(): [Transport, P] | undefined {
+    const current = this.#current;
+    return current?.[0].isClosing() === false ? current : undefined;
+  }
+
   connected(): Promise<[Transport, P]> {
-    if (this.current !== undefined) return Promise.resolve(this.current);
+    const current = this.current;
+    if (current !== undefined) return Promise.resolve(current);
     if (this.#stopped) {
       return Promise.reject(
         new TypeError("Cannot wait for a connection: reconnecting stopped"),
@@ -173,7 +194,7 @@ class Reconnector<P extends StreamProtocol>
     );
     clearTimeout(this.#timer);
     this.#wakeTimer?.();
-    this.current?.[0].close();
+    this.#current?.[0].close();
     const waiters = this.#failWaiters;
     this.#waiters = [];
     this.#failWaiters = [];
@@ -220,14 +241,17 @@ class Reconnector<P extends StreamProtocol>
       }
       failures = 0;
       this.connections++;
-      this.current = connection;
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      this.#failWaiters = [];
-      for (const resolve of waiters) resolve(connection);
+      this.#current = connection;
+      // A connection closing already is no answer: the waiters wait on.
+      if (!connection[0].isClosing()) {
+        const waiters = this.#waiters;
+        this.#waiters = [];
+        this.#failWaiters = [];
+        for (const resolve of waiters) resolve(connection);
+      }
       if (this.#stopped) connection[0].close();
       await lost.promise;
-      this.current = undefined;
+      this.#current = undefined;
       if (this.#stopped) break;
       // After a drop, wait at least the initial delay, as Twisted does.
       await this.#sleep(this.#delay(0));

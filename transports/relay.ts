@@ -18,16 +18,25 @@ export interface RelayResult {
  *
  * - Flow control both ways: while one side's write buffer is over its
  *   high-water mark, the other side stops reading, so a slow reader on
- *   either end holds the relay's memory to the write buffers.
+ *   either end holds the relay's memory to the write buffers. This holds
+ *   from the start: a side already over its high-water mark when
+ *   `relay()` is called keeps the other side from reading until it
+ *   drains. A side still paused from earlier writes with its buffer
+ *   between the marks takes what the other side reads until a `write()`
+ *   takes it over the high-water mark again, as with Node's `pipe()`.
  * - EOF goes through: when one peer half-closes, the other side gets
  *   `writeEof()` (or is closed, if it cannot half-close). Once EOF has
- *   gone through both ways, both are closed after flushing.
+ *   gone through both ways, both are closed after flushing. This includes
+ *   an EOF a side got before `relay()` was called, while its old protocol
+ *   kept it open (`eofReceived()` returned `true`).
  * - A failure ends both: when either side is lost with an error, the
  *   other is aborted. Deno reports a peer's reset as EOF, so a reset may
  *   only show as a failed write later.
  * - A side that is already closing (or closed) when `relay()` is called
  *   counts as lost at once, cleanly: the other side is closed after
  *   flushing, and the promise resolves once it is lost.
+ * - A transport is in one relay at a time: until its relay has lost it,
+ *   `relay()` throws for it.
  *
  * Data goes through without a copy: the relaying protocols declare
  * `transientData`, and a write of a lent read keeps its memory until it
@@ -37,6 +46,8 @@ export interface RelayResult {
  * @param b The other, usually one from `createConnection`.
  * @returns Resolves once both transports are lost, with the byte counts and
  * the first error.
+ * @throws {TypeError} If `a` or `b` is not a stream transport, if they are
+ * the same one, or if either is in a relay that has not lost it.
  *
  * @example A TCP proxy to a backend
  * ```ts ignore
@@ -58,6 +69,8 @@ export function relay(a: Transport, b: Transport): Promise<RelayResult> {
   if (a === b) {
     throw new TypeError("Cannot relay: a and b are the same transport");
   }
+  checkFree(a, "a");
+  checkFree(b, "b");
   const done = Promise.withResolvers<RelayResult>();
   const state = new RelayState(done.resolve);
   const toB = new RelayHalf(a, b, state, "aToB");
@@ -70,8 +83,8 @@ export function relay(a: Transport, b: Transport): Promise<RelayResult> {
   // gone): it counts as lost now, and the other side goes as it would.
   if (aClosing) toB.connectionLost(undefined);
   if (bClosing) toA.connectionLost(undefined);
-  if (!a.isClosing()) a.resumeReading();
-  if (!b.isClosing()) b.resumeReading();
+  toB.start();
+  toA.start();
   return done.promise;
 }
 
@@ -103,6 +116,8 @@ class RelayHalf implements Protocol {
   #state: RelayState;
   #direction: "aToB" | "bToA";
   #eof = false;
+  /** This side was lost (or counted as lost): the relay is done with it. */
+  #lost = false;
 
   constructor(
     self: Transport,
@@ -116,6 +131,28 @@ class RelayHalf implements Protocol {
     this.#direction = direction;
   }
 
+  /**
+   * Reads this side, unless the other side's write buffer is over its
+   * high-water mark: its writing is paused then, so its `resumeWriting`
+   * will start this side. Passes on an EOF this side got before the relay.
+   */
+  start(): void {
+    const self = this.#self;
+    if (self.isClosing()) return;
+    if (!self.isReading()) {
+      // Paused, or at EOF: its old protocol got the peer's EOF and kept
+      // it open. A transport that is not closing delivers data once
+      // resumed, unless it is at EOF. (An EOF that came while paused is
+      // held, and comes to this protocol after the resume.)
+      self.resumeReading();
+      if (!self.isReading()) {
+        this.eofReceived();
+        return;
+      }
+    }
+    if (overHighWater(this.#other)) self.pauseReading();
+  }
+
   dataReceived(data: Uint8Array): void {
     if (this.#other.isClosing()) {
       // The other side is closing (closed here, or lost): what this side
@@ -124,7 +161,10 @@ class RelayHalf implements Protocol {
       return;
     }
     this.#state.counts[this.#direction] += data.byteLength;
-    this.#other.write(data);
+    // `false`: the other side's buffer is over its high-water mark, so its
+    // writing is paused, whether or not `pauseWriting` came now (it does
+    // not come again to a side paused since before the relay).
+    if (this.#other.write(data) === false) this.#self.pauseReading();
   }
 
   eofReceived(): boolean {
@@ -151,17 +191,37 @@ class RelayHalf implements Protocol {
     if (!this.#eof || !this.#other.isClosing()) this.#other.resumeReading();
   }
 
+  /** `true` until this side is lost: a relay still uses the transport. */
+  get running(): boolean {
+    return !this.#lost;
+  }
+
   connectionLost(exc: Error | undefined): void {
+    this.#lost = true;
     if (exc !== undefined) this.#other.abort();
     else this.#other.close();
     this.#state.lost(this, exc);
   }
 }
 
+/** `true` if `transport`'s write buffer is over its high-water mark. */
+function overHighWater(transport: Transport): boolean {
+  return transport.getWriteBufferSize() >
+    transport.getWriteBufferLimits().high;
+}
+
+/** Throws if `transport` is in a relay that has not lost it yet. */
+function checkFree(transport: Transport, name: string): void {
+  const protocol = transport.getProtocol();
+  if (protocol instanceof RelayHalf && protocol.running) {
+    throw new TypeError(`Cannot relay: ${name} is in a relay already`);
+  }
+}
+
 function checkTransport(transport: unknown, name: string): void {
   if (
     typeof transport !== "object" || transport === null ||
-    !["write", "setProtocol", "pauseReading"].every((method) =>
+    !["write", "setProtocol", "getProtocol", "pauseReading"].every((method) =>
       typeof (transport as Record<string, unknown>)[method] === "function"
     )
   ) {

@@ -33,9 +33,15 @@ export interface SendfileSource {
  * Sends a file (or a range of it) through a write transport with flow
  * control: asyncio's `loop.sendfile()`. It reads 256 KiB at a time and
  * waits whenever the transport's write buffer is over its high-water mark,
- * so it never holds more than the write buffer and one chunk, whatever the
- * file's size. Over this module's transports the chunks are reused memory,
- * taken back once written.
+ * so it never holds more than the high-water mark and one chunk, whatever
+ * the file's size. Over this module's transports the chunks are reused
+ * memory, taken back once written.
+ *
+ * As Node's `pipe()`, it goes by what `write()` returns: once a chunk
+ * takes the buffer over the high-water mark (`write()` returns `false`),
+ * it waits for `resumeWriting`, which comes at the low-water mark. A
+ * transport still paused from earlier writes, with its buffer between the
+ * marks, gets chunks until it is over the high-water mark again.
  *
  * While it runs, the transport's protocol is wrapped: every callback still
  * reaches it, and `sendfile` also learns of `pauseWriting`,
@@ -114,17 +120,19 @@ export async function sendfile(
         if (lending) releaseBlock(chunk);
         watch.throwIfLost();
       }
+      let accepted: boolean;
       if (!lending) {
-        transport.write(chunk.subarray(0, nbytes));
+        accepted = transport.write(chunk.subarray(0, nbytes));
       } else {
         const lent = lendBlock(chunk, nbytes);
         if (lent instanceof Uint8Array) {
-          transport.write(lent);
+          accepted = transport.write(lent);
         } else {
-          transport.write(chunk.subarray(0, nbytes));
+          accepted = transport.write(chunk.subarray(0, nbytes));
           drop(lent);
         }
       }
+      watch.wrote(accepted);
       sent += nbytes;
     }
     await watch.writable();
@@ -136,7 +144,18 @@ export async function sendfile(
   return sent;
 }
 
-/** Learns whether writing is paused, and whether the connection was lost. */
+/**
+ * Learns whether writing is paused, and whether the connection was lost.
+ *
+ * A transport pauses strictly over its high mark and resumes at or below
+ * its low mark, and it has no query for its paused flag. So the watch
+ * counts as paused only what is sure to be: a buffer over the high mark,
+ * a `write()` that returned `false`, a `pauseWriting`. Each of them means
+ * that the transport's flow control is paused, so `resumeWriting` will
+ * come. A buffer between the marks may be paused or not: waiting there
+ * could wait for a `resumeWriting` that never comes, so writing goes on
+ * until the buffer is over the high mark.
+ */
 class FlowWatch {
   paused: boolean;
   lost = false;
@@ -153,6 +172,14 @@ class FlowWatch {
 
   pause(): void {
     this.paused = true;
+  }
+
+  /**
+   * `accepted` is what `write()` returned: `false` over the high mark
+   * (anything else, from a transport of another kind, is no pause).
+   */
+  wrote(accepted: boolean): void {
+    if (accepted === false) this.paused = true;
   }
 
   resume(): void {

@@ -4,6 +4,7 @@ import {
   createServer,
   ProtocolBase,
   type Server,
+  type Transport,
 } from "../../mod.ts";
 import type { CreateConnectionOptions, ErrorContext } from "../../mod.ts";
 import { bytes, RecordingProtocol, within } from "../_test_utils.ts";
@@ -71,6 +72,59 @@ Deno.test("createReconnectingConnection() connects again, with a fresh protocol,
   // The tries while the server was away were reported, and nothing else.
   for (const error of refused) {
     assert.ok(error instanceof Deno.errors.ConnectionRefused, `${error}`);
+  }
+});
+
+Deno.test("createReconnectingConnection(): from connectionLost on, current is undefined and connected() waits for the next connection", async () => {
+  // The server closes the first connection at once.
+  let accepted = 0;
+  await using server = await createServer(() => ({
+    connectionMade(transport: Transport) {
+      if (++accepted === 1) transport.close();
+    },
+    dataReceived() {},
+  }), { hostname: "127.0.0.1", port: 0 });
+  const firstLost = Promise.withResolvers<{
+    lostTransport: Transport;
+    current: unknown;
+    next: Promise<[Transport, ProtocolBase]>;
+  }>();
+  let made = 0;
+  const client: ReturnType<typeof createReconnectingConnection<ProtocolBase>> =
+    createReconnectingConnection(
+      () => {
+        const first = ++made === 1;
+        return new (class extends ProtocolBase {
+          override connectionLost(): void {
+            // As code that resends what is pending on reconnect does.
+            if (first) {
+              firstLost.resolve({
+                lostTransport: this.transport!,
+                current: client.current,
+                next: client.connected(),
+              });
+            }
+          }
+        })();
+      },
+      { hostname: "127.0.0.1", port: server.addrs[0]!.port },
+      {
+        initialDelay: 5,
+      },
+    );
+  try {
+    const { lostTransport, current, next } = await within(
+      firstLost.promise,
+      "the first connection's loss",
+    );
+    assert.equal(current, undefined);
+    const [transport] = await within(next, "the next connection");
+    assert.notEqual(transport, lostTransport);
+    assert.equal(transport.isClosing(), false);
+    assert.equal(client.connections, 2);
+  } finally {
+    client.close();
+    await within(client.closed, "the client to stop");
   }
 });
 

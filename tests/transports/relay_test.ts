@@ -3,14 +3,17 @@ import {
   createConnection,
   createServer,
   type Protocol,
+  ProtocolBase,
   relay,
   type RelayResult,
   type Transport,
 } from "../../mod.ts";
+import { MemoryTransport } from "../../testing/mod.ts";
 import {
   assertBytes,
   bytes,
   pattern,
+  quietPeriod,
   readExactly,
   readUntilClosed,
   RecordingProtocol,
@@ -20,6 +23,15 @@ import {
 } from "../_test_utils.ts";
 
 const LOCAL = { hostname: "127.0.0.1", port: 0 } as const;
+const KiB = 1024;
+
+/** Lets queued work run until `done()` holds: at most 100 zero-delay turns. */
+async function settle(done: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 100 && !done(); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  assert.ok(done(), `Gave up waiting for ${what}`);
+}
 
 /**
  * A proxy on a free port: each connection is relayed to `backendPort`.
@@ -116,6 +128,125 @@ Deno.test("relay() holds memory to the write buffers when one end reads slowly",
   (await backendSide).close();
 });
 
+Deno.test("relay() starts from a side whose writing is paused already", async (t) => {
+  await t.step(
+    "over its high mark: the other side does not read until it drains",
+    async () => {
+      const a = new MemoryTransport(new ProtocolBase());
+      const b = new MemoryTransport(new ProtocolBase(), { peerReading: false });
+      b.write(new Uint8Array(100 * KiB)); // over 64 KiB: b's writing pauses
+      const done = relay(a, b);
+      assert.equal(a.isReading(), false);
+      a.receive(pattern(64 * KiB, 1)); // held by a
+      await quietPeriod();
+      assert.equal(b.getWriteBufferSize(), 100 * KiB);
+
+      // b's peer reads: b drains, a reads again and passes the bytes on.
+      b.written({ clear: true });
+      b.setPeerReading(true);
+      await settle(() => b.written().length === 164 * KiB, "a's data");
+      assertBytes(b.written().subarray(100 * KiB), pattern(64 * KiB, 1));
+      assert.equal(a.isReading(), true);
+      a.abort();
+      assert.deepEqual(await within(done, "the relay's end"), {
+        aToB: 64 * KiB,
+        bToA: 0,
+        error: undefined,
+      });
+    },
+  );
+
+  await t.step(
+    "between its marks: the other side reads until it is over high again",
+    async () => {
+      const a = new MemoryTransport(new ProtocolBase());
+      const b = new MemoryTransport(new ProtocolBase(), { peerReading: false });
+      b.write(new Uint8Array(100 * KiB)); // paused
+      // Still paused: it resumes only at or below the new low mark.
+      b.setWriteBufferLimits({ high: 200 * KiB, low: 50 * KiB });
+      const done = relay(a, b);
+      let chunks = 0;
+      for (; chunks < 64 && a.isReading(); chunks++) {
+        a.receive(new Uint8Array(64 * KiB));
+      }
+      // 100 + 64 KiB is under high; 100 + 128 KiB is over it.
+      assert.equal(chunks, 2);
+      assert.equal(b.getWriteBufferSize(), 228 * KiB);
+      b.setPeerReading(true);
+      await settle(() => a.isReading(), "a to read again");
+      a.abort();
+      assert.equal((await within(done, "the relay's end")).aToB, 128 * KiB);
+    },
+  );
+});
+
+Deno.test("relay() passes on an EOF a side got before the call", async (t) => {
+  /** A transport whose old protocol kept it open after the peer's EOF. */
+  const halfClosed = () => {
+    const transport = new MemoryTransport({
+      dataReceived() {},
+      eofReceived: () => true,
+    });
+    transport.receive(bytes("request"));
+    transport.receiveEof();
+    return transport;
+  };
+
+  await t.step(
+    "one side: the other gets writeEof(), and its EOF ends the relay",
+    async () => {
+      const a = halfClosed();
+      const b = new MemoryTransport(new ProtocolBase());
+      const done = relay(a, b);
+      await settle(() => b.eofWritten, "b's writeEof()");
+      assert.equal(a.closed, false);
+      b.receive(bytes("reply"));
+      b.receiveEof();
+      assert.deepEqual(await within(done, "the relay's end"), {
+        aToB: 0,
+        bToA: 5,
+        error: undefined,
+      });
+      assert.equal(text(a.written()), "reply");
+      assert.equal(a.closed && b.closed, true);
+    },
+  );
+
+  await t.step("both sides: both are closed at once", async () => {
+    const a = halfClosed();
+    const b = halfClosed();
+    const done = relay(a, b);
+    assert.deepEqual(await within(done, "the relay's end"), {
+      aToB: 0,
+      bToA: 0,
+      error: undefined,
+    });
+    assert.equal(a.closed && b.closed, true);
+  });
+
+  await t.step(
+    "an EOF held while reading was paused goes through once",
+    async () => {
+      const a = new MemoryTransport(new ProtocolBase());
+      a.pauseReading();
+      a.receive(bytes("request"));
+      a.receiveEof(); // held, with the data, for the relay
+      const b = new MemoryTransport(new ProtocolBase());
+      const done = relay(a, b);
+      await settle(() => b.eofWritten, "b's writeEof()");
+      b.receive(bytes("reply"));
+      b.receiveEof();
+      assert.deepEqual(await within(done, "the relay's end"), {
+        aToB: 7,
+        bToA: 5,
+        error: undefined,
+      });
+      assert.equal(text(b.written()), "request");
+      assert.equal(text(a.written()), "reply");
+    },
+  );
+});
+
 Deno.test("relay() ends both when one side fails, and rejects bad arguments", async (t) => {
   await t.step("the backend resets: the client is closed too", async () => {
     using backend = Deno.listen(LOCAL);
@@ -135,6 +266,28 @@ Deno.test("relay() ends both when one side fails, and rejects bad arguments", as
   await t.step("bad arguments are TypeErrors", () => {
     assert.throws(() => relay({} as never, {} as never), TypeError);
   });
+});
+
+Deno.test("relay() rejects a transport that is in a relay already, until that relay has lost it", async () => {
+  const a = new MemoryTransport(new ProtocolBase());
+  const b = new MemoryTransport(new ProtocolBase());
+  const c = new MemoryTransport(new ProtocolBase());
+  const cProtocol = c.getProtocol();
+  const done = relay(a, b);
+  const aProtocol = a.getProtocol();
+  assert.throws(() => relay(a, c), TypeError);
+  assert.throws(() => relay(c, b), TypeError);
+  assert.equal(a.getProtocol(), aProtocol);
+  assert.equal(c.getProtocol(), cProtocol);
+
+  // The first relay goes on, and ends.
+  a.receive(bytes("hi"));
+  assert.equal(text(b.written()), "hi");
+  a.lose();
+  assert.equal((await within(done, "the relay's end")).aToB, 2);
+  // Lost to its relay, a is free: a closed side ends the new one at once.
+  await within(relay(a, c), "the second relay's end");
+  assert.equal(c.closed, true);
 });
 
 Deno.test("relay() stops reading a side whose other side is closed here, and counts only what it passed on", async () => {

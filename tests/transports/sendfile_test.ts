@@ -9,6 +9,7 @@ import {
 import {
   assertBytes,
   pattern,
+  quietPeriod,
   RecordingProtocol,
   within,
 } from "../_test_utils.ts";
@@ -100,6 +101,100 @@ Deno.test("sendfile() waits on flow control: the write buffer stays near its hig
   const total = chunks.reduce((n, chunk) => n + chunk.byteLength, 0);
   assert.equal(total, data.byteLength);
   assert.ok(mostBuffered <= 64 * 1024 + 256 * 1024, `buffered ${mostBuffered}`);
+});
+
+/**
+ * A write pipe with `buffered` bytes written, whose peer takes `first` of
+ * them (0: none), then stops reading. Resolves once a write is stuck;
+ * `unstick()` fails it.
+ */
+async function stuckPipe(buffered: number, first: number) {
+  const stuck = Promise.withResolvers<number>();
+  const stuckWrite = Promise.withResolvers<void>();
+  let taken = first === 0;
+  const [transport, protocol] = await connectWritePipe(
+    () => new RecordingProtocol(),
+    {
+      write(p: Uint8Array): Promise<number> {
+        if (!taken) {
+          taken = true;
+          return Promise.resolve(Math.min(p.length, first));
+        }
+        stuckWrite.resolve();
+        return stuck.promise;
+      },
+    },
+  );
+  transport.write(new Uint8Array(buffered));
+  await within(stuckWrite.promise, "the stuck write");
+  const unstick = () => stuck.reject(new Deno.errors.BrokenPipe("gone"));
+  return { transport, protocol, unstick };
+}
+
+/** A file of `size` zero bytes that counts its reads. */
+function countingFile(size: number) {
+  const file = {
+    reads: 0,
+    position: 0,
+    read(p: Uint8Array): Promise<number | null> {
+      file.reads++;
+      const n = Math.min(p.length, size - file.position);
+      file.position += n;
+      return Promise.resolve(n === 0 ? null : n);
+    },
+    seek: () => Promise.resolve(0),
+  };
+  return file;
+}
+
+Deno.test("sendfile() on a transport whose buffer is between its marks", async (t) => {
+  await t.step(
+    "paused since it went over high: one chunk, then it waits",
+    async () => {
+      // 100 KiB written, 60 KiB taken: 40 KiB left, over low (16 KiB), so
+      // writing stays paused.
+      const { transport, protocol, unstick } = await stuckPipe(
+        100 * 1024,
+        60 * 1024,
+      );
+      assert.equal(transport.getWriteBufferSize(), 40 * 1024);
+      assert.equal(protocol.count("pauseWriting"), 1);
+      assert.equal(protocol.count("resumeWriting"), 0);
+      const file = countingFile(8 * 1024 * 1024);
+      const sending = sendfile(transport, file).then(
+        (sent) => `sent ${sent}`,
+        (error) => `${error.name}`,
+      );
+      await quietPeriod();
+      const reads = file.reads;
+      const buffered = transport.getWriteBufferSize();
+      transport.abort();
+      unstick();
+      const outcome = await within(sending, "sendfile's end");
+      assert.equal(reads, 1);
+      assert.equal(buffered, 40 * 1024 + 256 * 1024);
+      // It was still waiting: the loss ends it.
+      assert.equal(outcome, "BrokenPipe");
+    },
+  );
+
+  await t.step(
+    "not paused: it sends without waiting for a resume",
+    async () => {
+      // 40 KiB written at once: under high, so writing never paused.
+      const { transport, protocol, unstick } = await stuckPipe(40 * 1024, 0);
+      assert.equal(protocol.count("pauseWriting"), 0);
+      const sent = await within(
+        sendfile(transport, countingFile(10)),
+        "sendfile",
+      );
+      assert.equal(sent, 10);
+      assert.equal(transport.getWriteBufferSize(), 40 * 1024 + 10);
+      transport.abort();
+      unstick();
+      await within(protocol.waitFor("connectionLost"), "the pipe's end");
+    },
+  );
 });
 
 Deno.test("sendfile() rejects when the connection is lost, and checks its arguments", async () => {
