@@ -170,6 +170,9 @@ export function drive<P extends StreamProtocol>(
         lost(lost) {
           events?.lost?.(lost);
         },
+        replaced(old, upgraded) {
+          events?.replaced?.(old, upgraded);
+        },
       },
     });
   } catch (error) {

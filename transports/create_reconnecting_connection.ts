@@ -12,7 +12,7 @@ export interface ReconnectOptions {
   initialDelay?: number;
   /** The longest wait, in milliseconds (default 60 000). */
   maxDelay?: number;
-  /** How much each failed try multiplies the wait (default 2, as Twisted's e). */
+  /** How much each failed try multiplies the wait (default 2; Twisted's is e). */
   factor?: number;
   /**
    * How much the wait varies at random, as a fraction of it (default 0.1):
@@ -63,7 +63,8 @@ export interface ReconnectingConnection<P extends StreamProtocol> {
  *
  * @param factory Makes a protocol for each connection.
  * @param options Where to connect, as for {@linkcode createConnection};
- * checked at once, as `createConnection` checks them.
+ * checked at once, as `createConnection` checks them. Its `signal` stops
+ * reconnecting, as `reconnect.signal` does.
  * @param reconnect The backoff and the signal that stops it.
  * @returns A handle on the connection that is live at any time.
  * @throws {TypeError} If `factory` is not a function, or an option of
@@ -111,7 +112,9 @@ export function createReconnectingConnection<P extends StreamProtocol>(
   );
   const factor = checkNumber(reconnect.factor ?? 2, "factor", what, 1);
   const jitter = checkNumber(reconnect.jitter ?? 0.1, "jitter", what, 0, 1);
-  const signal = checkSignal(reconnect.signal, what);
+  const stops = [options.signal, checkSignal(reconnect.signal, what)]
+    .filter((signal) => signal !== undefined);
+  const signal = stops.length > 1 ? AbortSignal.any(stops) : stops[0];
   return new Reconnector(factory, options, formatAddress(hostname, port), {
     initialDelay,
     maxDelay,
@@ -223,6 +226,7 @@ class Reconnector<P extends StreamProtocol>
               reported = error !== undefined;
             },
             lost: () => lost.resolve(),
+            replaced: (old, upgraded) => this.#replaced(old, upgraded),
           },
         );
       } catch (error) {
@@ -256,6 +260,18 @@ class Reconnector<P extends StreamProtocol>
       // After a drop, wait at least the initial delay, as Twisted does.
       await this.#sleep(this.#delay(0));
     }
+  }
+
+  /** `startTls()` upgraded the live connection: the new transport is it. */
+  #replaced(old: Transport, upgraded: Transport): void {
+    const current = this.#current;
+    if (current?.[0] !== old) return;
+    const connection: [Transport, P] = [upgraded, current[1]];
+    this.#current = connection;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    this.#failWaiters = [];
+    for (const resolve of waiters) resolve(connection);
   }
 
   /** The wait after `failures` failed tries in a row. */

@@ -304,3 +304,19 @@ Deno.test("createReconnectingConnection() reports each failed try to onError", a
     }
   });
 });
+
+Deno.test("createReconnectingConnection(): the connect options' signal stops it too", async () => {
+  await using server = await echoServer(0);
+  const stop = new AbortController();
+  const protocol = new RecordingProtocol();
+  const client = createReconnectingConnection(() => protocol, {
+    hostname: "127.0.0.1",
+    port: server.addrs[0]!.port,
+    signal: stop.signal,
+  }, { initialDelay: 10 });
+  await within(client.connected(), "the connection");
+  stop.abort();
+  await within(client.closed, "the client to stop");
+  await within(protocol.waitFor("connectionLost"), "the connection's end");
+  await assert.rejects(client.connected(), TypeError);
+});

@@ -6,6 +6,7 @@ import {
   connectAcceptedConn,
   createConnection,
 } from "../../transports/create_connection.ts";
+import { createReconnectingConnection } from "../../transports/create_reconnecting_connection.ts";
 import {
   createServer,
   type CreateServerOptions,
@@ -974,5 +975,23 @@ Deno.test("A server's abortClients() and shutdown() end a connection whose start
         peer.close();
       }
     });
+  }
+});
+
+Deno.test("createReconnectingConnection(): after startTls(), current and connected() give the TLS transport", async () => {
+  await using peer = await listenStartTls(true);
+  const client = createReconnectingConnection(
+    () => new StartTlsClient({ goAhead: true }),
+    { hostname: HOST, port: peer.port },
+    { initialDelay: 10 },
+  );
+  try {
+    const [, protocol] = await within(client.connected(), "the connection");
+    const upgraded = await within(protocol.upgraded, "the upgrade");
+    assert.equal(client.current?.[0], upgraded);
+    assert.equal((await client.connected())[0], upgraded);
+  } finally {
+    client.close();
+    await within(client.closed, "the client to stop");
   }
 });
