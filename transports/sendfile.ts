@@ -1,6 +1,4 @@
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
-import type { BufferedProtocol } from "../protocols/buffered_protocol.ts";
-import type { Protocol } from "../protocols/protocol.ts";
 import { checkReadCount } from "./_byte_io.ts";
 import { drop, lendBlock, releaseBlock, reserveBlock } from "./_read_memory.ts";
 import { StreamTransport } from "./_stream_transport.ts";
@@ -214,41 +212,63 @@ class FlowWatch {
 }
 
 /**
- * A protocol of the same kind as `original` that passes every callback on
- * and tells `watch` about flow control and the connection's end.
+ * A protocol that passes every callback on to `original`, and tells `watch`
+ * about flow control and the end of the transport: the stream's
+ * `connectionLost`, or, when `original` is a child's protocol (a child's
+ * stdin shares it), `pipeConnectionLost(0)`. Whatever else `original` has
+ * (`dataReceived`, `getBuffer`, `transientData`, a child's pipe callbacks)
+ * is read through to it, so nothing of it is lost while the file is sent.
  */
 function wrap(original: BaseProtocol, watch: FlowWatch): BaseProtocol {
-  const wrapper: BaseProtocol & Partial<Protocol & BufferedProtocol> = {
-    connectionMade: (transport) => original.connectionMade?.(transport),
+  const target = original as unknown as Record<PropertyKey, unknown>;
+  const call = (name: string, ...args: unknown[]) =>
+    (target[name] as ((...args: unknown[]) => unknown) | undefined)?.apply(
+      original,
+      args,
+    );
+  const hooks: Record<PropertyKey, unknown> = {
     pauseWriting() {
       watch.pause();
-      original.pauseWriting?.();
+      return call("pauseWriting");
     },
     resumeWriting() {
       watch.resume();
-      original.resumeWriting?.();
+      return call("resumeWriting");
     },
-    connectionLost(exc) {
+    connectionLost(exc: Error | undefined) {
       watch.lose(exc);
-      original.connectionLost?.(exc);
+      return call("connectionLost", exc);
     },
   };
-  const stream = original as Partial<Protocol & BufferedProtocol>;
-  if (typeof stream.getBuffer === "function") {
-    wrapper.getBuffer = (hint) => stream.getBuffer!(hint);
-    wrapper.bufferUpdated = (nbytes) => stream.bufferUpdated!(nbytes);
-  } else if (typeof stream.dataReceived === "function") {
-    wrapper.dataReceived = (data) => stream.dataReceived!(data);
-    Object.defineProperty(wrapper, "transientData", {
-      get: () => stream.transientData,
-    });
+  if (typeof target.pipeConnectionLost === "function") {
+    hooks.pipeConnectionLost = (fd: number, exc: Error | undefined) => {
+      if (fd === 0) {
+        watch.lose(
+          exc ??
+            new Deno.errors.BrokenPipe("Cannot send file: stdin was closed"),
+        );
+      }
+      return call("pipeConnectionLost", fd, exc);
+    };
   }
-  if (typeof stream.eofReceived === "function") {
-    wrapper.eofReceived = () => stream.eofReceived!();
-  }
-  if (typeof stream.idleTimedOut === "function") {
-    wrapper.idleTimedOut = () => stream.idleTimedOut!();
-  }
+  /** Methods of `original`, bound to it, made once each. */
+  const bound = new Map<PropertyKey, unknown>();
+  const wrapper = new Proxy(original, {
+    get(_, key) {
+      if (Object.hasOwn(hooks, key)) return hooks[key];
+      const value = target[key];
+      if (typeof value !== "function") return value;
+      let method = bound.get(key);
+      if (method === undefined) {
+        bound.set(
+          key,
+          method = (value as (...args: unknown[]) => unknown)
+            .bind(original),
+        );
+      }
+      return method;
+    },
+  });
   watch.wrapper = wrapper;
   return wrapper;
 }

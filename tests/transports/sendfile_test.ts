@@ -5,9 +5,12 @@ import {
   createServer,
   ProtocolBase,
   sendfile,
+  subprocessExec,
+  SubprocessProtocolBase,
 } from "../../mod.ts";
 import {
   assertBytes,
+  concat,
   pattern,
   quietPeriod,
   RecordingProtocol,
@@ -231,4 +234,48 @@ Deno.test("sendfile(): a file whose read() resolves with a bad count rejects, an
   assert.equal(transport.getProtocol(), protocol);
   transport.close();
   await within(protocol.waitFor("connectionLost"), "the pipe's end");
+});
+
+Deno.test("sendfile() into a child's stdin: the child's protocol still gets its output, its pipes' ends and its exit", async () => {
+  class Cat extends SubprocessProtocolBase {
+    chunks: Uint8Array[] = [];
+    calls: string[] = [];
+    done = Promise.withResolvers<void>();
+    override pipeDataReceived(fd: 1 | 2, data: Uint8Array): void {
+      if (fd === 1) this.chunks.push(data.slice());
+    }
+    override pipeConnectionLost(fd: 0 | 1 | 2, exc: Error | undefined): void {
+      super.pipeConnectionLost(fd, exc);
+      this.calls.push(`pipeConnectionLost(${fd})`);
+    }
+    override processExited(): void {
+      this.calls.push("processExited");
+    }
+    override connectionLost(exc: Error | undefined): void {
+      super.connectionLost(exc);
+      this.done.resolve();
+    }
+  }
+  const data = pattern(600_000, 3);
+  await withFile(data, async (path) => {
+    const [transport, protocol] = await subprocessExec(
+      () => new Cat(),
+      "cat",
+      [],
+      {
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "null",
+      },
+    );
+    const stdin = transport.getPipeTransport(0)!;
+    using file = await Deno.open(path);
+    assert.equal(await sendfile(stdin, file), data.byteLength);
+    assert.equal(stdin.getProtocol(), protocol);
+    stdin.close();
+    await within(protocol.done.promise, "the child's end");
+    assertBytes(concat(protocol.chunks), data);
+    assert.ok(protocol.calls.includes("pipeConnectionLost(1)"));
+    assert.ok(protocol.calls.includes("processExited"));
+  });
 });
