@@ -223,7 +223,8 @@ export class ReadSide {
    * paused or while earlier data waits, dropped once stopped.
    */
   push(data: Uint8Array): void {
-    if (this.#stopped || this.#eof || data.byteLength === 0) return;
+    if (this.#stopped || this.#eof || this.#eofPending) return;
+    if (data.byteLength === 0) return;
     this.#owner.active();
     const held = this.#held;
     if (held !== undefined && held !== EOF && "loan" in held) {
@@ -304,19 +305,22 @@ export class ReadSide {
   async #run(): Promise<void> {
     this.#running = true;
     try {
-      if (this.#held !== undefined) {
-        // Deliver in a later task than the resumeReading() call; until
-        // then the read stays held, so that what is pushed meanwhile
-        // joins it rather than overtaking it. (`stop()` drops it.)
+      if (this.#held !== undefined || this.#eofPending) {
+        // Deliver in a later task than the resumeReading() call, as a
+        // socket does; until then a read stays held, so that what is
+        // pushed meanwhile joins it rather than overtaking it. (`stop()`
+        // drops it.)
         await undefined;
+        if (this.#stopped || this.#paused) return;
         const held = this.#held;
-        if (held === undefined || this.#stopped || this.#paused) return;
         this.#held = undefined;
-        if (!this.#deliverHeld(held)) return;
+        if (held !== undefined && !this.#deliverHeld(held)) return;
       }
       if (this.#source === undefined) {
-        if (this.#eofPending && this.#held === undefined && !this.#paused) {
-          if (!this.#stopped) this.#receiveEof();
+        // EOF pushed while paused, or behind held data: once, after them.
+        if (this.#eofPending && !this.#paused && !this.#stopped) {
+          this.#eofPending = false;
+          this.#receiveEof();
         }
         return;
       }

@@ -385,3 +385,21 @@ Deno.test("relay() with a side already closed closes the other and resolves, as 
     });
   });
 });
+
+Deno.test("relay() over memory transports: an EOF held while paused goes through once, and the other way stays open", async () => {
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+  const a = new MemoryTransport({ dataReceived() {}, eofReceived: () => true });
+  const b = new MemoryTransport({ dataReceived() {} });
+  a.pauseReading();
+  a.receiveEof();
+  const done = relay(a, b);
+  await settle();
+  assert.equal(b.eofWritten, true);
+  assert.equal(a.isClosing(), false);
+  b.receive(bytes("back"));
+  await settle();
+  assert.equal(text(a.written()), "back");
+  b.receiveEof();
+  const result = await within(done, "the relay's end");
+  assert.equal(result.bToA, 4);
+});

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { MemoryTransport } from "../../testing/mod.ts";
 import { StreamTransport } from "../../transports/_stream_transport.ts";
 import {
   assertBytes,
+  bytes,
   concat,
   errorCollector,
   LOOPBACKS,
@@ -9,6 +11,7 @@ import {
   readUntilClosed,
   RecordingBufferedProtocol,
   RecordingProtocol,
+  text,
   writeAll,
 } from "../_test_utils.ts";
 import {
@@ -363,6 +366,67 @@ Deno.test("StreamTransport.pauseReading() holds a BufferedProtocol's data until 
       assert.equal(second.whilePaused, 0, "bufferUpdated while paused");
       assert.equal(second.overlapping, 0);
       assert.equal(second.count("eofReceived"), 1);
+    },
+  );
+});
+
+Deno.test("A transport fed in memory delivers a pushed EOF once, after what was held, in a later task than resumeReading(), and nothing after it", async (t) => {
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+  /** Keeps the write side open after EOF, so EOF could come again. */
+  class HalfOpen extends RecordingProtocol {
+    override eofReceived(): boolean {
+      super.eofReceived();
+      return true;
+    }
+  }
+
+  await t.step(
+    "once, however often reading is paused and resumed after it",
+    async () => {
+      const protocol = new HalfOpen();
+      const transport = new MemoryTransport(protocol);
+      transport.pauseReading();
+      transport.receiveEof();
+      for (let i = 0; i < 3; i++) {
+        transport.resumeReading();
+        await settle();
+        transport.pauseReading();
+      }
+      assert.equal(protocol.count("eofReceived"), 1);
+      transport.close();
+    },
+  );
+
+  await t.step("not from within resumeReading()", async () => {
+    const protocol = new HalfOpen();
+    const transport = new MemoryTransport(protocol);
+    transport.pauseReading();
+    transport.receiveEof();
+    transport.resumeReading();
+    assert.equal(protocol.count("eofReceived"), 0);
+    await settle();
+    assert.equal(protocol.count("eofReceived"), 1);
+    transport.close();
+  });
+
+  await t.step(
+    "data received after EOF is dropped, paused or not",
+    async () => {
+      const protocol = new HalfOpen();
+      const transport = new MemoryTransport(protocol);
+      transport.pauseReading();
+      transport.receive(bytes("a"));
+      transport.receiveEof();
+      transport.receive(bytes("b"));
+      transport.resumeReading();
+      await settle();
+      transport.receive(bytes("c"));
+      assert.equal(text(protocol.received()), "a");
+      assert.deepEqual(protocol.calls.slice(1), [
+        "dataReceived",
+        "eofReceived",
+      ]);
+      transport.close();
     },
   );
 });
