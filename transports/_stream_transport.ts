@@ -320,7 +320,8 @@ export class StreamTransport implements Transport {
 
   /** Closes at once and drops the write buffer. */
   abort(): void {
-    if (this.#stopHandOver()) return;
+    // Once flushed for a hand-over, the hand-over is all there is to end.
+    if (this.#stopHandOver() && this.#caller.ending) return;
     this.#finish(undefined);
   }
 
@@ -401,12 +402,14 @@ export class StreamTransport implements Transport {
       );
     }
     this.#closing = true;
+    // From now on, closing this transport fails the hand-over (after the
+    // flush), and aborting it too.
+    const handOver = this.#handOver = new AbortController();
     reader.stop();
     if (!await writer.detach()) {
+      this.#handOver = undefined;
       throw new TypeError(`${cannot}: the connection was lost while flushing`);
     }
-    // Flushed: from now on, closing this transport fails the hand-over.
-    const handOver = this.#handOver = new AbortController();
     this.#caller.end();
     const idleTimeout = this.#idle?.ms ?? 0;
     this.#idle?.clear();

@@ -153,6 +153,7 @@ export async function upgradeClient(
 ): Promise<{ conn: Deno.TlsConn; extra: TlsExtra }> {
   let tls: Deno.TlsConn;
   try {
+    options.signal?.throwIfAborted();
     tls = await Deno.startTls(conn as Deno.TcpConn, {
       hostname: options.hostname,
       ...(options.caCerts === undefined ? {} : { caCerts: options.caCerts }),

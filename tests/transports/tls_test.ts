@@ -27,6 +27,7 @@ import {
   concat,
   pattern,
   readExactly,
+  readUntilClosed,
   RecordingBufferedProtocol,
   RecordingProtocol,
   within,
@@ -993,5 +994,40 @@ Deno.test("createReconnectingConnection(): after startTls(), current and connect
   } finally {
     client.close();
     await within(client.closed, "the client to stop");
+  }
+});
+
+Deno.test("close() while startTls() flushes the old write buffer: the buffer goes out, then the connection ends without a handshake", async () => {
+  const size = 8 * 1024 * 1024;
+  class FlushesThenUpgrades extends RecordingProtocol {
+    upgrade: Promise<unknown> | undefined;
+    override connectionMade(transport: Transport): void {
+      super.connectionMade(transport);
+      transport.write(new Uint8Array(size));
+      this.upgrade = startTls(transport, this, { caCerts: [CA] }).catch((e) =>
+        e
+      );
+    }
+  }
+  const protocol = new FlushesThenUpgrades();
+  await using server = await createServer(() => protocol, {
+    hostname: HOST,
+    port: 0,
+  });
+  const peer = await Deno.connect({
+    hostname: HOST,
+    port: server.addrs[0]!.port,
+  });
+  try {
+    await within(protocol.waitFor("connectionMade"), "connectionMade");
+    protocol.transport!.close();
+    // Every byte written before, then EOF: no ClientHello.
+    const received = await within(readUntilClosed(peer), "the peer's EOF");
+    assert.equal(received.byteLength, size);
+    const error = await protocol.upgrade;
+    assert.ok(error instanceof Deno.errors.ConnectionAborted, String(error));
+    await within(protocol.waitFor("connectionLost"), "connectionLost");
+  } finally {
+    peer.close();
   }
 });
