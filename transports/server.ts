@@ -676,19 +676,25 @@ async function removeStaleSocket(path: string): Promise<void> {
     return;
   }
   if (!info.isSocket) return;
-  let live: Deno.UnixConn | undefined;
   try {
-    live = await Deno.connect({ transport: "unix", path });
-  } catch {
-    // Refused: nothing listens there.
-  }
-  if (live !== undefined) {
-    live.close();
+    (await Deno.connect({ transport: "unix", path })).close();
+  } catch (error) {
+    // Only a refused connect says nothing listens there: a server whose
+    // backlog is full, or another user's socket, refuses otherwise.
+    if (error instanceof Deno.errors.ConnectionRefused) {
+      await Deno.remove(path).catch(() => {});
+      return;
+    }
     throw new Deno.errors.AddrInUse(
-      `Cannot listen on ${path}: a server is listening there`,
+      `Cannot listen on ${path}: its socket file is in use, or not ours to replace (${
+        error instanceof Error ? error.message : String(error)
+      })`,
+      { cause: error },
     );
   }
-  await Deno.remove(path).catch(() => {});
+  throw new Deno.errors.AddrInUse(
+    `Cannot listen on ${path}: a server is listening there`,
+  );
 }
 
 /** The inode of the file at `path`, or `null` if there is none. */

@@ -97,6 +97,34 @@ Deno.test("createUnixServer() refuses a path where a server listens, and replace
     );
 
     await t.step(
+      "a busy server's path (its backlog full, a connect would block): AddrInUse, and its socket stays",
+      async () => {
+        const live = Deno.listen({ transport: "unix", path });
+        const conns: Deno.Conn[] = [];
+        try {
+          // Never accepted: the backlog fills, then a connect fails with
+          // something other than a refusal.
+          for (let i = 0; i < 10_000; i++) {
+            try {
+              conns.push(await Deno.connect({ transport: "unix", path }));
+            } catch {
+              break;
+            }
+          }
+          const inode = (await Deno.lstat(path)).ino;
+          await assert.rejects(
+            createUnixServer(() => new ProtocolBase(), { path }),
+            Deno.errors.AddrInUse,
+          );
+          assert.equal((await Deno.lstat(path)).ino, inode);
+        } finally {
+          for (const conn of conns) conn.close();
+          live.close();
+        }
+      },
+    );
+
+    await t.step(
       "a stale socket file (nothing listening) is replaced",
       async () => {
         // A listener whose file stays behind: a socket nobody listens on.
