@@ -169,17 +169,19 @@ class Direction {
       to.receive(data.subarray(offset, offset + size));
       offset += size;
     }
-    let moved = data.byteLength > 0;
-    if (from.log.includes("abort")) {
-      this.#ended = true;
+    const moved = data.byteLength > 0;
+    const aborted = from.log.includes("abort");
+    if (!aborted && !from.eofWritten && !from.closed) return moved;
+    // What the sender wrote before its end goes first: it moves in the
+    // next round, and the end after it.
+    if (from.written().byteLength > 0) return true;
+    this.#ended = true;
+    if (aborted) {
       to.lose(new Deno.errors.ConnectionReset("The peer aborted"));
-      moved = true;
-    } else if (from.eofWritten || from.closed) {
-      this.#ended = true;
+    } else {
       to.receiveEof();
-      moved = true;
     }
-    return moved;
+    return true;
   }
 }
 
