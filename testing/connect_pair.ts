@@ -52,7 +52,9 @@ export interface Pair<C extends StreamProtocol, S extends StreamProtocol> {
  * side that pauses reading stops what comes to it (the other side's
  * writes then stay in its buffer, and flow control follows).
  * `writeEof()` reaches the peer as EOF once the bytes before it did, and so
- * does `close()`; `abort()` reaches it as a reset.
+ * does `close()`; `abort()` reaches it as a reset. What a side writes once
+ * its peer has closed makes it lose the connection with
+ * `Deno.errors.BrokenPipe`, after the peer's EOF if it reads.
  *
  * @param clientFactory Makes the client's protocol.
  * @param serverFactory Makes the server's protocol.
@@ -141,6 +143,8 @@ class Direction {
   #from: MemoryTransport;
   #to: MemoryTransport;
   #ended = false;
+  /** `from` wrote after `to` had closed. */
+  #unsent = false;
 
   constructor(from: MemoryTransport, to: MemoryTransport) {
     this.#from = from;
@@ -150,6 +154,8 @@ class Direction {
   /** Takes what waits to move, if the receiving side reads. */
   take(): Uint8Array | undefined {
     if (this.#ended) return undefined;
+    // What comes once the peer is gone has nowhere to go.
+    if (this.#to.closed) return this.#from.written({ clear: true });
     // Writes reach the peer only while it reads.
     const reading = this.#to.isReading();
     this.#from.setPeerReading(reading);
@@ -162,6 +168,7 @@ class Direction {
     cut: (length: number) => number[],
   ): boolean {
     if (data === undefined || this.#ended) return false;
+    if (this.#to.closed) return this.#breakPipe(data);
     const from = this.#from;
     const to = this.#to;
     let offset = 0;
@@ -181,6 +188,23 @@ class Direction {
     } else {
       to.receiveEof();
     }
+    return true;
+  }
+
+  /**
+   * `to` has closed: what `from` wrote since fails, as over a socket.
+   * `from` gets the peer's EOF first if it reads (in this round or the
+   * next), then loses the connection with `BrokenPipe`.
+   */
+  #breakPipe(data: Uint8Array): boolean {
+    const from = this.#from;
+    if (data.byteLength > 0 || from.getWriteBufferSize() > 0) {
+      this.#unsent = true;
+    }
+    if (!this.#unsent) return false;
+    if (from.isReading()) return true;
+    this.#ended = true;
+    from.lose(new Deno.errors.BrokenPipe("The peer closed the connection"));
     return true;
   }
 }

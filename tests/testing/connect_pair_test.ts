@@ -300,3 +300,88 @@ Deno.test("connectPair(): what a side writes just before it closes reaches the p
     },
   );
 });
+
+Deno.test("connectPair(): writing to a peer that has closed loses the connection with BrokenPipe, as a socket does", async (t) => {
+  await t.step(
+    "after the peer's EOF, a half-open side that writes",
+    async () => {
+      const { client, clientTransport, serverTransport, flush } =
+        await connectPair(
+          () => Object.assign(new RecordingProtocol(), { keepOpen: true }),
+          () => new RecordingProtocol(),
+        );
+      serverTransport.close();
+      await flush();
+      assert.deepEqual(client.calls, ["connectionMade", "eofReceived"]);
+      clientTransport.write(bytes("late1"));
+      clientTransport.write(bytes("late2"));
+      await flush();
+      assert.deepEqual(client.calls, [
+        "connectionMade",
+        "eofReceived",
+        "connectionLost",
+      ]);
+      assert.ok(client.lostWith instanceof Deno.errors.BrokenPipe);
+      assert.equal(clientTransport.isClosing(), true);
+      assert.equal(clientTransport.getWriteBufferSize(), 0);
+    },
+  );
+
+  await t.step(
+    "a write over the high mark: pauseWriting, then the loss",
+    async () => {
+      const { client, clientTransport, serverTransport, flush } =
+        await connectPair(
+          () => Object.assign(new RecordingProtocol(), { keepOpen: true }),
+          () => new RecordingProtocol(),
+        );
+      clientTransport.setWriteBufferLimits({ high: 100 });
+      serverTransport.close();
+      await flush();
+      clientTransport.write(new Uint8Array(1000));
+      await flush();
+      assert.deepEqual(client.calls.slice(-2), [
+        "pauseWriting",
+        "connectionLost",
+      ]);
+      assert.ok(client.lostWith instanceof Deno.errors.BrokenPipe);
+    },
+  );
+
+  await t.step(
+    "a side that pauses reading gets it without the peer's EOF",
+    async () => {
+      const { client, clientTransport, serverTransport, flush } =
+        await connectPair(
+          () => new RecordingProtocol(),
+          () => new RecordingProtocol(),
+        );
+      clientTransport.pauseReading();
+      serverTransport.close();
+      await flush();
+      clientTransport.write(bytes("late"));
+      await flush();
+      assert.deepEqual(client.calls, ["connectionMade", "connectionLost"]);
+      assert.ok(client.lostWith instanceof Deno.errors.BrokenPipe);
+    },
+  );
+
+  await t.step(
+    "a side that writes nothing after the peer closed keeps its half open",
+    async () => {
+      const { client, clientTransport, serverTransport, flush } =
+        await connectPair(
+          () => Object.assign(new RecordingProtocol(), { keepOpen: true }),
+          () => new RecordingProtocol(),
+        );
+      serverTransport.close();
+      await flush();
+      assert.equal(clientTransport.isClosing(), false);
+      assert.deepEqual(client.calls, ["connectionMade", "eofReceived"]);
+      clientTransport.close();
+      await flush();
+      assert.equal(client.calls.at(-1), "connectionLost");
+      assert.equal(client.lostWith, undefined);
+    },
+  );
+});
