@@ -1,3 +1,4 @@
+import { checkNumber } from "../_checks.ts";
 import {
   MemoryTransport,
   type MemoryTransportOptions,
@@ -97,7 +98,7 @@ export async function connectPair<
   options?: ConnectPairOptions,
 ): Promise<Pair<C, S>> {
   const cut = cutter(options?.chunking ?? "whole");
-  const maxRounds = checkMaxRounds(options?.maxRounds ?? 10_000);
+  const maxRounds = checkCount(options?.maxRounds ?? 10_000, "maxRounds");
   const server = serverFactory();
   const client = clientFactory();
   const serverTransport = new MemoryTransport(server, {
@@ -209,35 +210,37 @@ class Direction {
   }
 }
 
-function checkMaxRounds(value: unknown): number {
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `Cannot connect pair: maxRounds must be a number, not ${
-        value === null ? "null" : typeof value
-      }`,
-    );
-  }
-  if (!Number.isInteger(value) || value < 1) {
+/**
+ * Checks a count option: a positive integer.
+ *
+ * @throws {TypeError} Unless `value` is a number.
+ * @throws {RangeError} Unless it is a positive integer.
+ */
+function checkCount(value: unknown, name: string): number {
+  const count = checkNumber(
+    value,
+    name,
+    "connect pair",
+    1,
+    Number.MAX_SAFE_INTEGER,
+  );
+  if (!Number.isInteger(count)) {
     throw new RangeError(
-      `Cannot connect pair: maxRounds (${value}) must be a positive integer`,
+      `Cannot connect pair: ${name} (${count}) must be a positive integer`,
     );
   }
-  return value;
+  return count;
 }
 
 /** Returns the chunk sizes for `length` bytes. */
 function cutter(chunking: Chunking): (length: number) => number[] {
   if (chunking === "whole") return (length) => length > 0 ? [length] : [];
   if (typeof chunking === "number") {
-    if (!Number.isInteger(chunking) || chunking < 1) {
-      throw new RangeError(
-        `Cannot connect pair: chunking (${chunking}) must be a positive integer`,
-      );
-    }
+    const size = checkCount(chunking, "chunking");
     return (length) => {
       const sizes: number[] = [];
-      for (let left = length; left > 0; left -= chunking) {
-        sizes.push(Math.min(chunking, left));
+      for (let left = length; left > 0; left -= size) {
+        sizes.push(Math.min(size, left));
       }
       return sizes;
     };
