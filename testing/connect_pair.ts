@@ -53,9 +53,18 @@ export interface Pair<C extends StreamProtocol, S extends StreamProtocol> {
  * side that pauses reading stops what comes to it (the other side's
  * writes then stay in its buffer, and flow control follows).
  * `writeEof()` reaches the peer as EOF once the bytes before it did, and so
- * does `close()`; `abort()` reaches it as a reset. What a side writes once
- * its peer has closed makes it lose the connection with
- * `Deno.errors.BrokenPipe`, after the peer's EOF if it reads.
+ * does `close()`. What a side writes once its peer has closed makes it
+ * lose the connection with `Deno.errors.BrokenPipe`, after the peer's EOF
+ * if it reads.
+ *
+ * Two choices of the model differ from a socket. There is no socket
+ * buffer between the sides: a side that reads takes the other's writes at
+ * once, so `write()` returns `true` and `pauseWriting` does not fire
+ * unless the peer does not read; then the writer pauses at its own high
+ * mark, and its `close()` waits until the peer reads again (a socket
+ * would first fill the kernel's buffers). And `abort()` reaches the peer
+ * as a reset, `connectionLost(ConnectionReset)` with no `eofReceived`,
+ * where over TCP the peer usually reads EOF.
  *
  * @param clientFactory Makes the client's protocol.
  * @param serverFactory Makes the server's protocol.
