@@ -257,6 +257,7 @@ const reply = {
 };
 
 const OK = reply.simple("OK");
+const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
 /** The data every client shares, within a memory budget. */
@@ -348,10 +349,13 @@ const COMMANDS: Record<string, Command> = {
     run(args, store) {
       const old = store.get(args[1]!);
       const text = old === undefined ? "0" : decoder.decode(old);
-      if (!/^(0|-?[1-9]\d{0,18})$/.test(text)) {
+      const number = /^(0|-?[1-9]\d{0,18})$/.test(text)
+        ? BigInt(text)
+        : undefined;
+      if (number === undefined || number < INT64_MIN || number > INT64_MAX) {
         return reply.error("ERR value is not an integer or out of range");
       }
-      const value = BigInt(text) + 1n;
+      const value = number + 1n;
       if (value > INT64_MAX) {
         return reply.error("ERR increment or decrement would overflow");
       }
@@ -461,7 +465,8 @@ class KeyValue extends ProtocolBase {
 
   #answer(args: Uint8Array[]): void {
     const transport = this.transport!;
-    const name = decoder.decode(args[0]).toUpperCase();
+    // Redis compares names in ASCII: "pıng" is not PING.
+    const name = asKey(args[0]!).replace(/[a-z]+/g, (s) => s.toUpperCase());
     if (name === "QUIT") {
       transport.write(OK);
       transport.close();

@@ -1,3 +1,4 @@
+import { checkNumber } from "../_checks.ts";
 import {
   MemoryTransport,
   type MemoryTransportOptions,
@@ -52,7 +53,18 @@ export interface Pair<C extends StreamProtocol, S extends StreamProtocol> {
  * side that pauses reading stops what comes to it (the other side's
  * writes then stay in its buffer, and flow control follows).
  * `writeEof()` reaches the peer as EOF once the bytes before it did, and so
- * does `close()`; `abort()` reaches it as a reset.
+ * does `close()`. What a side writes once its peer has closed makes it
+ * lose the connection with `Deno.errors.BrokenPipe`, after the peer's EOF
+ * if it reads.
+ *
+ * Two choices of the model differ from a socket. There is no socket
+ * buffer between the sides: a side that reads takes the other's writes at
+ * once, so `write()` returns `true` and `pauseWriting` does not fire
+ * unless the peer does not read; then the writer pauses at its own high
+ * mark, and its `close()` waits until the peer reads again (a socket
+ * would first fill the kernel's buffers). And `abort()` reaches the peer
+ * as a reset, `connectionLost(ConnectionReset)` with no `eofReceived`,
+ * where over TCP the peer usually reads EOF.
  *
  * @param clientFactory Makes the client's protocol.
  * @param serverFactory Makes the server's protocol.
@@ -95,7 +107,7 @@ export async function connectPair<
   options?: ConnectPairOptions,
 ): Promise<Pair<C, S>> {
   const cut = cutter(options?.chunking ?? "whole");
-  const maxRounds = checkMaxRounds(options?.maxRounds ?? 10_000);
+  const maxRounds = checkCount(options?.maxRounds ?? 10_000, "maxRounds");
   const server = serverFactory();
   const client = clientFactory();
   const serverTransport = new MemoryTransport(server, {
@@ -141,6 +153,8 @@ class Direction {
   #from: MemoryTransport;
   #to: MemoryTransport;
   #ended = false;
+  /** `from` wrote after `to` had closed. */
+  #unsent = false;
 
   constructor(from: MemoryTransport, to: MemoryTransport) {
     this.#from = from;
@@ -150,6 +164,8 @@ class Direction {
   /** Takes what waits to move, if the receiving side reads. */
   take(): Uint8Array | undefined {
     if (this.#ended) return undefined;
+    // What comes once the peer is gone has nowhere to go.
+    if (this.#to.closed) return this.#from.written({ clear: true });
     // Writes reach the peer only while it reads.
     const reading = this.#to.isReading();
     this.#from.setPeerReading(reading);
@@ -162,6 +178,7 @@ class Direction {
     cut: (length: number) => number[],
   ): boolean {
     if (data === undefined || this.#ended) return false;
+    if (this.#to.closed) return this.#breakPipe(data);
     const from = this.#from;
     const to = this.#to;
     let offset = 0;
@@ -169,49 +186,70 @@ class Direction {
       to.receive(data.subarray(offset, offset + size));
       offset += size;
     }
-    let moved = data.byteLength > 0;
-    if (from.log.includes("abort")) {
-      this.#ended = true;
+    const moved = data.byteLength > 0;
+    const aborted = from.log.includes("abort");
+    if (!aborted && !from.eofWritten && !from.closed) return moved;
+    // What the sender wrote before its end goes first: it moves in the
+    // next round, and the end after it.
+    if (from.written().byteLength > 0) return true;
+    this.#ended = true;
+    if (aborted) {
       to.lose(new Deno.errors.ConnectionReset("The peer aborted"));
-      moved = true;
-    } else if (from.eofWritten || from.closed) {
-      this.#ended = true;
+    } else {
       to.receiveEof();
-      moved = true;
     }
-    return moved;
+    return true;
+  }
+
+  /**
+   * `to` has closed: what `from` wrote since fails, as over a socket.
+   * `from` gets the peer's EOF first if it reads (in this round or the
+   * next), then loses the connection with `BrokenPipe`.
+   */
+  #breakPipe(data: Uint8Array): boolean {
+    const from = this.#from;
+    if (data.byteLength > 0 || from.getWriteBufferSize() > 0) {
+      this.#unsent = true;
+    }
+    if (!this.#unsent) return false;
+    if (from.isReading()) return true;
+    this.#ended = true;
+    from.lose(new Deno.errors.BrokenPipe("The peer closed the connection"));
+    return true;
   }
 }
 
-function checkMaxRounds(value: unknown): number {
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `Cannot connect pair: maxRounds must be a number, not ${
-        value === null ? "null" : typeof value
-      }`,
-    );
-  }
-  if (!Number.isInteger(value) || value < 1) {
+/**
+ * Checks a count option: a positive integer.
+ *
+ * @throws {TypeError} Unless `value` is a number.
+ * @throws {RangeError} Unless it is a positive integer.
+ */
+function checkCount(value: unknown, name: string): number {
+  const count = checkNumber(
+    value,
+    name,
+    "connect pair",
+    1,
+    Number.MAX_SAFE_INTEGER,
+  );
+  if (!Number.isInteger(count)) {
     throw new RangeError(
-      `Cannot connect pair: maxRounds (${value}) must be a positive integer`,
+      `Cannot connect pair: ${name} (${count}) must be a positive integer`,
     );
   }
-  return value;
+  return count;
 }
 
 /** Returns the chunk sizes for `length` bytes. */
 function cutter(chunking: Chunking): (length: number) => number[] {
   if (chunking === "whole") return (length) => length > 0 ? [length] : [];
   if (typeof chunking === "number") {
-    if (!Number.isInteger(chunking) || chunking < 1) {
-      throw new RangeError(
-        `Cannot connect pair: chunking (${chunking}) must be a positive integer`,
-      );
-    }
+    const size = checkCount(chunking, "chunking");
     return (length) => {
       const sizes: number[] = [];
-      for (let left = length; left > 0; left -= chunking) {
-        sizes.push(Math.min(chunking, left));
+      for (let left = length; left > 0; left -= size) {
+        sizes.push(Math.min(size, left));
       }
       return sizes;
     };

@@ -4,7 +4,9 @@
  * `MemoryDatagramTransport` does the same for datagrams, and `connectPair`
  * (Twisted's `iosim`) connects two protocols with chunking and stepping
  * under the test's control. They are the module's own transports over
- * memory: callback order and flow control are those of real sockets.
+ * memory: callback order is that of real sockets, and so is flow control,
+ * but with no socket buffer: a peer that reads takes each write at once,
+ * so writes back up and `pauseWriting` fires only while it does not read.
  *
  * ```ts
  * import { ProtocolBase } from "@aio/protocols";

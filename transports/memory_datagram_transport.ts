@@ -99,7 +99,9 @@ class MemoryDatagramSocket implements DatagramSocket {
  * It is the module's datagram transport over a socket in memory, so the
  * rest is as over UDP: `remoteAddr` filtering, pausing, flow control on
  * queued datagrams (bytes plus 8 each) while {@linkcode setSending} is
- * `false`, and `connectionLost` once, last.
+ * `false`, and `connectionLost` once, last. While sends go out, each
+ * datagram is taken at once: nothing is queued and `pauseWriting` does not
+ * fire, where a busy socket may queue some.
  *
  * @example Test an echo protocol
  * ```ts

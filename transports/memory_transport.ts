@@ -79,12 +79,17 @@ class MemorySink implements ByteSink {
  * {@linkcode lose}).
  *
  * It is the module's own stream transport over memory, so everything else
- * is as over a socket: the callback order, flow control to the byte
- * (with {@linkcode setPeerReading}`(false)` writes stay in the buffer and
- * `pauseWriting`/`resumeWriting` fire at the same marks), `pauseReading`
- * holding what arrives, `close()` flushing first, and `connectionLost`
- * coming once, in a later microtask. `log` records `close`, `abort`,
- * `pauseReading`, `resumeReading` and `writeEof` calls.
+ * is as over a socket: the callback order, `pauseReading` holding what
+ * arrives, `close()` flushing first, and `connectionLost` coming once, in
+ * a later microtask. `log` records `close`, `abort`, `pauseReading`,
+ * `resumeReading` and `writeEof` calls.
+ *
+ * Flow control is the socket transport's, with no socket buffer under it:
+ * while the peer reads, it takes each write at once, so `write()` returns
+ * `true`, `getWriteBufferSize()` stays 0 and `pauseWriting` does not fire.
+ * With {@linkcode setPeerReading}`(false)` writes stay in the write buffer
+ * and `pauseWriting`/`resumeWriting` fire at the transport's marks, where
+ * a socket would first fill the kernel's buffers.
  *
  * @example Test a line protocol in a few lines
  * ```ts

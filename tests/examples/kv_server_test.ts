@@ -177,6 +177,17 @@ Deno.test("examples/kv_server.ts answers errors, and disconnects a client that b
         command("INCR", "k"),
         command("SET", "big", "9223372036854775807"),
         command("INCR", "big"),
+        // Values outside int64 are not integers, as for Redis.
+        command("SET", "over", "9223372036854775808"),
+        command("INCR", "over"),
+        command("SET", "under", "-9223372036854775809"),
+        command("INCR", "under"),
+        command("SET", "min", "-9223372036854775808"),
+        command("INCR", "min"),
+        // Names compare in ASCII only: no Unicode case mapping.
+        command("p\u0131ng"),
+        command("\u017Fet", "x", "1"),
+        command("pInG"),
         command("PING"),
       ]),
       "-ERR unknown command 'NOPE', with args beginning with: 'a' 'b' \r\n" +
@@ -187,6 +198,15 @@ Deno.test("examples/kv_server.ts answers errors, and disconnects a client that b
         "-ERR value is not an integer or out of range\r\n" +
         "+OK\r\n" +
         "-ERR increment or decrement would overflow\r\n" +
+        "+OK\r\n" +
+        "-ERR value is not an integer or out of range\r\n" +
+        "+OK\r\n" +
+        "-ERR value is not an integer or out of range\r\n" +
+        "+OK\r\n" +
+        ":-9223372036854775807\r\n" +
+        "-ERR unknown command 'p\u0131ng', with args beginning with: \r\n" +
+        "-ERR unknown command '\u017Fet', with args beginning with: 'x' '1' \r\n" +
+        "+PONG\r\n" +
         "+PONG\r\n",
     );
   });

@@ -216,3 +216,172 @@ Deno.test("connectPair(): a protocol that pauses in dataReceived and resumes soo
   clientTransport.close();
   await flush();
 });
+
+Deno.test("connectPair(): what a side writes just before it closes reaches the peer before the EOF", async (t) => {
+  /** A server that answers each chunk with `reply`, then ends as `end` says. */
+  class Replies extends RecordingProtocol {
+    end: "close" | "abort" | "none" = "close";
+    override dataReceived(data: Uint8Array): void {
+      super.dataReceived(data);
+      this.transport!.write(bytes("resp"));
+      if (this.end === "close") this.transport!.close();
+      if (this.end === "abort") this.transport!.abort();
+    }
+  }
+
+  await t.step("a reply written, then close(), in dataReceived", async () => {
+    const { client, clientTransport, serverTransport, flush } =
+      await connectPair(() => new RecordingProtocol(), () => new Replies());
+    clientTransport.write(bytes("req"));
+    await flush();
+    assert.equal(text(client.received()), "resp");
+    assert.deepEqual(client.calls, [
+      "connectionMade",
+      "dataReceived",
+      "eofReceived",
+      "connectionLost",
+    ]);
+    assert.equal(serverTransport.written().byteLength, 0);
+  });
+
+  await t.step(
+    "a reply written, then abort(), in dataReceived: the reply, then the reset",
+    async () => {
+      const { client, clientTransport, flush } = await connectPair(
+        () => new RecordingProtocol(),
+        () => Object.assign(new Replies(), { end: "abort" as const }),
+      );
+      clientTransport.write(bytes("req"));
+      await flush();
+      assert.equal(text(client.received()), "resp");
+      assert.ok(client.lostWith instanceof Deno.errors.ConnectionReset);
+    },
+  );
+
+  await t.step(
+    "a reply written in eofReceived, which lets the transport close",
+    async () => {
+      class Bye extends RecordingProtocol {
+        override eofReceived(): boolean {
+          this.transport!.write(bytes("bye"));
+          return super.eofReceived();
+        }
+      }
+      const { client, server, clientTransport, flush } = await connectPair(
+        () => new RecordingProtocol(),
+        () => new Bye(),
+      );
+      clientTransport.write(bytes("hi"));
+      clientTransport.writeEof();
+      await flush();
+      assert.equal(text(server.received()), "hi");
+      assert.equal(text(client.received()), "bye");
+      assert.deepEqual(client.calls.slice(-2), [
+        "eofReceived",
+        "connectionLost",
+      ]);
+    },
+  );
+
+  await t.step(
+    "pump() counts a round that leaves bytes to move as moved",
+    async () => {
+      const { client, clientTransport, pump } = await connectPair(
+        () => new RecordingProtocol(),
+        () => new Replies(),
+      );
+      clientTransport.write(bytes("req"));
+      assert.equal(await pump(), true); // The request; the reply waits.
+      assert.equal(text(client.received()), "");
+      assert.equal(await pump(), true); // The reply, then the EOF.
+      assert.equal(text(client.received()), "resp");
+      assert.equal(client.calls.at(-1), "connectionLost");
+      assert.equal(await pump(), false);
+    },
+  );
+});
+
+Deno.test("connectPair(): writing to a peer that has closed loses the connection with BrokenPipe, as a socket does", async (t) => {
+  await t.step(
+    "after the peer's EOF, a half-open side that writes",
+    async () => {
+      const { client, clientTransport, serverTransport, flush } =
+        await connectPair(
+          () => Object.assign(new RecordingProtocol(), { keepOpen: true }),
+          () => new RecordingProtocol(),
+        );
+      serverTransport.close();
+      await flush();
+      assert.deepEqual(client.calls, ["connectionMade", "eofReceived"]);
+      clientTransport.write(bytes("late1"));
+      clientTransport.write(bytes("late2"));
+      await flush();
+      assert.deepEqual(client.calls, [
+        "connectionMade",
+        "eofReceived",
+        "connectionLost",
+      ]);
+      assert.ok(client.lostWith instanceof Deno.errors.BrokenPipe);
+      assert.equal(clientTransport.isClosing(), true);
+      assert.equal(clientTransport.getWriteBufferSize(), 0);
+    },
+  );
+
+  await t.step(
+    "a write over the high mark: pauseWriting, then the loss",
+    async () => {
+      const { client, clientTransport, serverTransport, flush } =
+        await connectPair(
+          () => Object.assign(new RecordingProtocol(), { keepOpen: true }),
+          () => new RecordingProtocol(),
+        );
+      clientTransport.setWriteBufferLimits({ high: 100 });
+      serverTransport.close();
+      await flush();
+      clientTransport.write(new Uint8Array(1000));
+      await flush();
+      assert.deepEqual(client.calls.slice(-2), [
+        "pauseWriting",
+        "connectionLost",
+      ]);
+      assert.ok(client.lostWith instanceof Deno.errors.BrokenPipe);
+    },
+  );
+
+  await t.step(
+    "a side that pauses reading gets it without the peer's EOF",
+    async () => {
+      const { client, clientTransport, serverTransport, flush } =
+        await connectPair(
+          () => new RecordingProtocol(),
+          () => new RecordingProtocol(),
+        );
+      clientTransport.pauseReading();
+      serverTransport.close();
+      await flush();
+      clientTransport.write(bytes("late"));
+      await flush();
+      assert.deepEqual(client.calls, ["connectionMade", "connectionLost"]);
+      assert.ok(client.lostWith instanceof Deno.errors.BrokenPipe);
+    },
+  );
+
+  await t.step(
+    "a side that writes nothing after the peer closed keeps its half open",
+    async () => {
+      const { client, clientTransport, serverTransport, flush } =
+        await connectPair(
+          () => Object.assign(new RecordingProtocol(), { keepOpen: true }),
+          () => new RecordingProtocol(),
+        );
+      serverTransport.close();
+      await flush();
+      assert.equal(clientTransport.isClosing(), false);
+      assert.deepEqual(client.calls, ["connectionMade", "eofReceived"]);
+      clientTransport.close();
+      await flush();
+      assert.equal(client.calls.at(-1), "connectionLost");
+      assert.equal(client.lostWith, undefined);
+    },
+  );
+});
