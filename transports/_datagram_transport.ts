@@ -45,7 +45,11 @@ export type DatagramSocket =
 export interface DatagramEndpointOptions {
   /** Datagrams come only from {@linkcode DatagramEndpoint.push}: no receive loop. */
   pushed?: boolean | undefined;
-  /** Calls `connectionMade` in the constructor, not a microtask later. */
+  /**
+   * Leaves `connectionMade` to {@linkcode DatagramEndpoint.start}, for a
+   * wrapper that calls it once it is built itself (the in-memory test
+   * transport), not a microtask later.
+   */
   immediate?: boolean | undefined;
   /** The transport the protocol is given, if not this one (a wrapper). */
   facade?: DatagramTransport | undefined;
@@ -92,6 +96,8 @@ export class DatagramEndpoint implements DatagramTransport {
   #held: { data: Uint8Array; sender: Deno.NetAddr }[] = [];
   #closing = false;
   #lostWrites = 0;
+  /** Built with `immediate`, and `start()` not called yet. */
+  #startPending = false;
 
   /**
    * Starts driving `protocol` over `conn`, which the transport owns from
@@ -114,7 +120,7 @@ export class DatagramEndpoint implements DatagramTransport {
     this.#flow = new WriteFlowControl(this.#caller);
     if (options.immediate) {
       this.#started = Promise.resolve();
-      this.#made();
+      this.#startPending = true;
     } else {
       this.#started = this.#start();
     }
@@ -291,6 +297,16 @@ export class DatagramEndpoint implements DatagramTransport {
       );
     }
     return remote;
+  }
+
+  /**
+   * Calls `connectionMade` now and starts receiving, for an endpoint built
+   * with `immediate` (once; later calls do nothing).
+   */
+  start(): void {
+    if (!this.#startPending) return;
+    this.#startPending = false;
+    this.#made();
   }
 
   // Receive side.

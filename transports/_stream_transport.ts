@@ -54,7 +54,12 @@ export interface StreamTransportOptions {
   extra?: Record<string, unknown> | undefined;
   /** Takes over a protocol already made (after `startTls`): no `connectionMade`. */
   upgraded?: boolean | undefined;
-  /** Calls `connectionMade` in the constructor, not a microtask later. */
+  /**
+   * Leaves `connectionMade` to {@linkcode StreamTransport.start}, for a
+   * wrapper that calls it once it is built itself, so that the protocol is
+   * made before the wrapper's constructor returns (the in-memory test
+   * transport), not a microtask later.
+   */
   immediate?: boolean | undefined;
   /**
    * The transport the protocol is given, if not this one: an object that
@@ -157,6 +162,8 @@ export class StreamTransport implements Transport {
   #started: Promise<void>;
   /** `close()`, `abort()` or a failure: no more reading, writes dropped. */
   #closing = false;
+  /** Built with `immediate`, and `start()` not called yet. */
+  #startPending = false;
 
   /**
    * Starts driving `protocol` over `ends`, which the transport owns from
@@ -199,7 +206,7 @@ export class StreamTransport implements Transport {
     }
     if (options.immediate) {
       this.#started = Promise.resolve();
-      if (this.#caller.connectionMade()) this.#reader?.start();
+      this.#startPending = true;
     } else {
       this.#started = this.#start(options.upgraded === true);
     }
@@ -428,6 +435,16 @@ export class StreamTransport implements Transport {
       },
       signal: handOver.signal,
     };
+  }
+
+  /**
+   * Calls `connectionMade` now and starts reading, for a transport built
+   * with `immediate` (once; later calls do nothing).
+   */
+  start(): void {
+    if (!this.#startPending) return;
+    this.#startPending = false;
+    if (this.#caller.connectionMade()) this.#reader?.start();
   }
 
   /** Delivers `data` as if read (memory ends only). */

@@ -127,7 +127,8 @@ export class MemoryDatagramTransport implements DatagramTransport {
   #taken = 0;
 
   /**
-   * Drives `protocol` in memory; `connectionMade` runs before this returns.
+   * Drives `protocol` in memory; `connectionMade` runs before this
+   * returns, with the transport ready for use.
    *
    * @param protocol The datagram protocol.
    * @param options The addresses, whether sends go out, error reporting.
@@ -148,6 +149,8 @@ export class MemoryDatagramTransport implements DatagramTransport {
       immediate: true,
       facade: this,
     });
+    // Now that this transport is whole, the protocol may use it.
+    this.#inner.start();
   }
 
   /**

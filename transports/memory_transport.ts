@@ -117,7 +117,8 @@ export class MemoryTransport implements Transport {
   #taken = 0;
 
   /**
-   * Drives `protocol` in memory; `connectionMade` runs before this returns.
+   * Drives `protocol` in memory; `connectionMade` runs before this
+   * returns, with the transport ready for use.
    *
    * @param protocol A `Protocol` or `BufferedProtocol`.
    * @param options The peer's reading, extra info, limits, error reporting.
@@ -137,6 +138,8 @@ export class MemoryTransport implements Transport {
         facade: this,
       },
     );
+    // Now that this transport is whole, the protocol may use it.
+    this.#inner.start();
   }
 
   /**

@@ -5,7 +5,14 @@ import {
   ProtocolBase,
 } from "../../mod.ts";
 import { type Chunking, connectPair } from "../../testing/mod.ts";
-import { bytes, pattern, RecordingProtocol, text } from "../_test_utils.ts";
+import type { Transport } from "../../transports/transport.ts";
+import {
+  bytes,
+  errorCollector,
+  pattern,
+  RecordingProtocol,
+  text,
+} from "../_test_utils.ts";
 
 class Lines extends LineProtocol {
   lines: string[] = [];
@@ -384,4 +391,23 @@ Deno.test("connectPair(): writing to a peer that has closed loses the connection
       assert.equal(client.lostWith, undefined);
     },
   );
+});
+
+Deno.test("connectPair(): a server that greets in connectionMade is heard by the client", async () => {
+  const { errors, onError } = errorCollector();
+  class Greets extends RecordingProtocol {
+    override connectionMade(transport: Transport): void {
+      super.connectionMade(transport);
+      transport.write(bytes("220 ready\r\n"));
+    }
+  }
+  const { client, server, flush } = await connectPair(
+    () => new RecordingProtocol(),
+    () => new Greets(),
+    { transport: { onError } },
+  );
+  await flush();
+  assert.deepEqual(errors, []);
+  assert.equal(text(client.received()), "220 ready\r\n");
+  assert.deepEqual(server.calls, ["connectionMade"]);
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { DatagramProtocolBase } from "../../mod.ts";
 import { MemoryDatagramTransport } from "../../testing/mod.ts";
+import type { DatagramTransport } from "../../transports/transport.ts";
 import { bytes, NOT_BYTES, text } from "../_test_utils.ts";
 
 const PEER: Deno.NetAddr = {
@@ -145,4 +146,36 @@ Deno.test("MemoryDatagramTransport holds while paused and applies flow control w
   transport.close();
   await settle();
   assert.deepEqual(protocol.calls.slice(-1), ["connectionLost"]);
+});
+
+Deno.test("MemoryDatagramTransport is whole when connectionMade runs: the protocol may send and pause there", async () => {
+  const errors: unknown[] = [];
+  class Announces extends Recorder {
+    override connectionMade(transport: never): void {
+      super.connectionMade(transport);
+      const t = transport as DatagramTransport;
+      this.calls.push(`sockname ${t.getExtraInfo("sockname")?.hostname}`);
+      t.sendto(bytes("hello"));
+      t.pauseReading();
+    }
+  }
+  const protocol = new Announces();
+  const transport = new MemoryDatagramTransport(protocol, {
+    remoteAddr: PEER,
+    onError: (error) => errors.push(error),
+  });
+  assert.deepEqual(errors, []);
+  assert.deepEqual(protocol.calls, ["connectionMade", "sockname 127.0.0.1"]);
+  assert.deepEqual(
+    transport.sent().map(({ data, addr }) => [text(data), addr]),
+    [["hello", PEER]],
+  );
+  transport.receive(bytes("held"), PEER);
+  assert.deepEqual(protocol.received, []);
+  transport.resumeReading();
+  await settle();
+  assert.deepEqual(protocol.received, [["held", PEER]]);
+  transport.close();
+  await settle();
+  assert.equal(protocol.calls.at(-1), "connectionLost");
 });

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { BufferedProtocolBase, LineProtocol, ProtocolBase } from "../../mod.ts";
 import { MemoryTransport } from "../../testing/mod.ts";
+import type { Transport } from "../../transports/transport.ts";
 import {
   bytes,
+  errorCollector,
   flowCalls,
   NOT_BYTES,
   RecordingProtocol,
@@ -227,4 +229,75 @@ Deno.test("MemoryTransport tests a LineProtocol subclass in a few lines", () => 
   transport.receive(bytes("lo\r"));
   transport.receive(bytes("\nworld\r\n"));
   assert.equal(text(transport.written()), "HELLO\r\nWORLD\r\n");
+});
+
+Deno.test("MemoryTransport is whole when connectionMade runs: the protocol may use it there", async (t) => {
+  /** Runs `use` on the transport from connectionMade. */
+  class UsesTransport extends RecordingProtocol {
+    constructor(readonly use: (transport: Transport) => void) {
+      super();
+    }
+    override connectionMade(transport: Transport): void {
+      super.connectionMade(transport);
+      this.use(transport);
+    }
+  }
+  const peer: Deno.NetAddr = {
+    transport: "tcp",
+    hostname: "10.0.0.2",
+    port: 25,
+  };
+
+  await t.step("writes a greeting and reads extra info", () => {
+    const { errors, onError } = errorCollector();
+    let peername: unknown;
+    const protocol = new UsesTransport((transport) => {
+      peername = transport.getExtraInfo("peername");
+      transport.write(bytes("220 ready\r\n"));
+    });
+    const transport = new MemoryTransport(protocol, {
+      extra: { peername: peer },
+      onError,
+    });
+    assert.deepEqual(errors, []);
+    assert.equal(peername, peer);
+    assert.equal(text(transport.written()), "220 ready\r\n");
+    assert.equal(transport.isClosing(), false);
+  });
+
+  await t.step(
+    "pauses reading: what arrives is held until resumed",
+    async () => {
+      const { errors, onError } = errorCollector();
+      const protocol = new UsesTransport((transport) =>
+        transport.pauseReading()
+      );
+      const transport = new MemoryTransport(protocol, { onError });
+      transport.receive(bytes("held"));
+      assert.equal(protocol.count("dataReceived"), 0);
+      transport.resumeReading();
+      await settle();
+      assert.deepEqual(errors, []);
+      assert.equal(text(protocol.received()), "held");
+    },
+  );
+
+  await t.step("writes over the high mark: pauseWriting right after it", () => {
+    const protocol = new UsesTransport((transport) => {
+      transport.setWriteBufferLimits({ high: 4 });
+      transport.write(bytes("too much"));
+    });
+    const transport = new MemoryTransport(protocol, { peerReading: false });
+    assert.deepEqual(protocol.calls, ["connectionMade", "pauseWriting"]);
+    assert.equal(transport.getWriteBufferSize(), 8);
+  });
+
+  await t.step("closes: connectionLost follows, once", async () => {
+    const protocol = new UsesTransport((transport) => transport.close());
+    const transport = new MemoryTransport(protocol);
+    assert.equal(transport.isClosing(), true);
+    await settle();
+    assert.deepEqual(protocol.calls, ["connectionMade", "connectionLost"]);
+    assert.equal(protocol.lostWith, undefined);
+  });
 });
