@@ -253,7 +253,12 @@ function wrap(original: BaseProtocol, watch: FlowWatch): BaseProtocol {
   }
   /** Methods of `original`, bound to it, made once each. */
   const bound = new Map<PropertyKey, unknown>();
-  const wrapper = new Proxy(original, {
+  // The proxy's target is an empty object of its own, not `original`: a
+  // proxy may not answer for a frozen target's properties with anything
+  // but their own values, and the hooks and bound methods are others.
+  const wrapper = new Proxy({} as BaseProtocol, {
+    getPrototypeOf: () => Object.getPrototypeOf(original),
+    has: (_, key) => Object.hasOwn(hooks, key) || key in target,
     get(_, key) {
       if (Object.hasOwn(hooks, key)) return hooks[key];
       const value = target[key];

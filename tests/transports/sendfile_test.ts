@@ -279,3 +279,27 @@ Deno.test("sendfile() into a child's stdin: the child's protocol still gets its 
     assert.ok(protocol.calls.includes("processExited"));
   });
 });
+
+Deno.test("sendfile() works with a frozen protocol object", async () => {
+  const lost = Promise.withResolvers<void>();
+  const written: Uint8Array[] = [];
+  const protocol = Object.freeze({
+    dataReceived() {},
+    connectionLost: () => lost.resolve(),
+  });
+  const [transport] = await connectWritePipe(() => protocol, {
+    write: (p: Uint8Array) => {
+      written.push(p.slice());
+      return Promise.resolve(p.byteLength);
+    },
+  });
+  const data = pattern(300_000, 5);
+  await withFile(data, async (path) => {
+    using file = await Deno.open(path);
+    assert.equal(await sendfile(transport, file), data.byteLength);
+  });
+  assert.equal(transport.getProtocol(), protocol);
+  transport.close();
+  await within(lost.promise, "the pipe's end");
+  assertBytes(concat(written), data);
+});
