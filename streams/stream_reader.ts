@@ -316,8 +316,10 @@ export class StreamReader {
   }
 
   async #waitForData(what: string, signal?: AbortSignal): Promise<void> {
-    // Aborted since the read began or last woke: what arrived stays buffered.
+    // Aborted or failed since the read began or last woke: what arrived
+    // stays buffered.
     signal?.throwIfAborted();
+    this.#throwIfFailed();
     if (this.#waiter !== undefined) {
       throw new TypeError(
         `Cannot ${what}(): another read is already waiting for data`,

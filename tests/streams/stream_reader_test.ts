@@ -381,6 +381,26 @@ Deno.test("StreamReader.setException() makes pending and later reads reject with
   });
 
   await t.step(
+    "a read woken by data it cannot finish with rejects, if the exception came in the same turn",
+    async () => {
+      const reads = [
+        (reader: StreamReader) => reader.readexactly(10),
+        (reader: StreamReader) => reader.readuntil(bytes("--")),
+        (reader: StreamReader) => reader.readline(),
+      ];
+      for (const read of reads) {
+        const reader = new StreamReader();
+        const boom = new Error("boom");
+        const pending = read(reader);
+        assert.equal(await hasSettled(pending), false);
+        reader.feedData(bytes("part"));
+        reader.setException(boom);
+        assert.equal(await rejection(pending), boom);
+      }
+    },
+  );
+
+  await t.step(
     "later reads reject with it, even with data buffered",
     async () => {
       const reader = new StreamReader();
