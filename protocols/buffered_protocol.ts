@@ -118,7 +118,7 @@ export class BufferedProtocolBase<T extends ReadTransport = Transport>
   bufferUpdated(_nbytes: number): void {}
 
   /** Returns `false`, so the transport closes after the peer's EOF. */
-  eofReceived(): boolean {
+  eofReceived(): boolean | void {
     return false;
   }
 }

@@ -96,7 +96,7 @@ export class ProtocolBase<T extends ReadTransport = Transport>
   /** Does nothing; override to handle data. */
   dataReceived(_data: Uint8Array): void {}
   /** Returns `false`, so the transport closes after the peer's EOF. */
-  eofReceived(): boolean {
+  eofReceived(): boolean | void {
     return false;
   }
 }

@@ -155,6 +155,19 @@ Deno.test("createDatagramEndpoint() gives an object literal's connectionMade(t) 
   const peer: Deno.NetAddr | undefined = client.getExtraInfo("peername");
   assert.equal(peer?.port, sockname.port);
   assert.equal(await answer.promise, "ping");
+  // A hostname and a port are enough to send to, as in asyncio.
+  const second = Promise.withResolvers<string>();
+  const [other] = await createDatagramEndpoint(() => ({
+    datagramReceived(data) {
+      second.resolve(decoder.decode(data));
+    },
+  }), { localAddr: LOCAL });
+  other.sendto(encoder.encode("pong"), {
+    hostname: "127.0.0.1",
+    port: sockname.port,
+  });
+  assert.equal(await second.promise, "pong");
+  other.close();
   client.close();
   assert.equal(await lost.promise, undefined);
   serverTransport.close();
@@ -359,4 +372,35 @@ Deno.test("connectReadPipe() gives a protocol's connectionMade(t) a ReadTranspor
       assert.equal(buffered.filled, 4);
     },
   );
+});
+
+Deno.test("An asyncio port's eofReceived() that returns nothing, and an object literal with fields of its own, type-check as a server's protocol", async () => {
+  class ClosesOnEof extends ProtocolBase {
+    closed = Promise.withResolvers<void>();
+    override eofReceived() {
+      this.transport?.close();
+    }
+    override connectionLost(exc: Error | undefined): void {
+      super.connectionLost(exc);
+      this.closed.resolve();
+    }
+  }
+  const got = Promise.withResolvers<string>();
+  await using server = await createServer(() => ({
+    text: "",
+    dataReceived(data) {
+      this.text += new TextDecoder().decode(data);
+    },
+    eofReceived() {
+      got.resolve(this.text);
+    },
+  }), LOCAL);
+  const [transport, protocol] = await createConnection(
+    () => new ClosesOnEof(),
+    { port: server.addrs[0]!.port },
+  );
+  transport.write(encoder.encode("hi"));
+  transport.writeEof();
+  assert.equal(await got.promise, "hi");
+  await protocol.closed.promise;
 });

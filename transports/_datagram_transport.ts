@@ -11,6 +11,7 @@ import {
 } from "./_protocol_caller.ts";
 import { copyOut } from "./_read_memory.ts";
 import type {
+  DatagramDestination,
   DatagramExtraInfo,
   DatagramTransport,
   ErrorHandler,
@@ -213,7 +214,7 @@ export class DatagramEndpoint implements DatagramTransport {
    * given.
    * @throws {RangeError} If `data` is larger than a UDP datagram can be.
    */
-  sendto(data: Uint8Array, addr?: Deno.NetAddr): void {
+  sendto(data: Uint8Array, addr?: DatagramDestination): void {
     checkBytes(data, "data", "send datagram");
     if (data.byteLength > MAX_DATAGRAM) {
       throw new RangeError(
@@ -277,9 +278,9 @@ export class DatagramEndpoint implements DatagramTransport {
   }
 
   /** Checks `addr` against `remoteAddr`; returns where to send. */
-  #destination(addr: Deno.NetAddr | undefined): Deno.NetAddr {
+  #destination(to: DatagramDestination | undefined): Deno.NetAddr {
     const cannot = "Cannot send datagram";
-    if (addr !== undefined) addr = toUdpAddress(addr, cannot);
+    const addr = to === undefined ? undefined : toUdpAddress(to, cannot);
     const remote = this.#remote;
     if (remote === undefined) {
       if (addr === undefined) {

@@ -7,6 +7,7 @@ import {
 } from "./_datagram_transport.ts";
 import { HeldWrites } from "./_held_writes.ts";
 import type {
+  DatagramDestination,
   DatagramExtraInfo,
   DatagramTransport,
   ErrorHandler,
@@ -244,7 +245,7 @@ export class MemoryDatagramTransport implements DatagramTransport {
   }
 
   /** Copies and queues one datagram, as over UDP. */
-  sendto(data: Uint8Array, addr?: Deno.NetAddr): void {
+  sendto(data: Uint8Array, addr?: DatagramDestination): void {
     this.#inner.sendto(data, addr);
   }
 

@@ -541,8 +541,8 @@ export class Server<A extends Deno.Addr = Deno.Addr>
  * });
  * ```
  */
-export async function createServer(
-  factory: () => StreamProtocol,
+export async function createServer<P extends StreamProtocol>(
+  factory: () => P,
   options: CreateServerOptions,
 ): Promise<Server<Deno.NetAddr>> {
   const what = "create server";
@@ -604,8 +604,8 @@ function unstableNet(): boolean {
  * console.log("listening on", server.addrs[0]);
  * ```
  */
-export async function createUnixServer(
-  factory: () => StreamProtocol,
+export async function createUnixServer<P extends StreamProtocol>(
+  factory: () => P,
   options: CreateUnixServerOptions,
 ): Promise<Server<Deno.UnixAddr>> {
   const what = "create Unix server";

@@ -309,6 +309,19 @@ export type StreamProtocol<T extends ReadTransport = Transport> =
   | BufferedProtocol<T>;
 
 /**
+ * Where `sendto()` sends a datagram: the `Deno.NetAddr` a datagram came
+ * from, or a hostname (or IP address) and a port.
+ */
+export interface DatagramDestination {
+  /** A hostname or an IP address. */
+  hostname: string;
+  /** The UDP port. */
+  port: number;
+  /** `"udp"`, as in a `Deno.NetAddr`; not needed. */
+  transport?: Deno.NetAddr["transport"];
+}
+
+/**
  * A datagram (UDP) endpoint: sends whole datagrams with flow control and
  * delivers each one received to `datagramReceived` with its sender.
  *
@@ -341,7 +354,7 @@ export interface DatagramTransport extends ReadTransport {
    * `addr` is omitted, and returns at once. `data` is copied (as asyncio's
    * `bytes(data)`): the caller may reuse it at once.
    */
-  sendto(data: Uint8Array, addr?: Deno.NetAddr): void;
+  sendto(data: Uint8Array, addr?: DatagramDestination): void;
   /** Closes at once and drops the queued datagrams; idempotent. */
   abort(): void;
   /** Returns the size of the queued datagrams: bytes plus 8 for each. */
