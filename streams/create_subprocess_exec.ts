@@ -55,6 +55,37 @@ export interface CreateSubprocessExecOptions extends SubprocessExecOptions {
 export type CreateSubprocessShellOptions = CreateSubprocessExecOptions;
 
 /**
+ * The {@linkcode Process} that options of type `O` make: its streams are
+ * there for what is `"piped"`, so no check is needed for them.
+ *
+ * @typeParam O The options' type.
+ */
+export type ProcessOf<O> = Process<
+  ProcessStream<O, "stdin", StreamWriter>,
+  ProcessStream<O, "stdout", StreamReader>,
+  ProcessStream<O, "stderr", StreamReader>
+>;
+
+/**
+ * The type of one of a {@linkcode Process}'s streams, from the options it
+ * was made with: `T` for `"piped"`, `undefined` for anything else, and
+ * `T | undefined` when the options do not say which at compile time.
+ *
+ * @typeParam O The options' type.
+ * @typeParam K Which stream.
+ * @typeParam T The stream's type when piped.
+ */
+export type ProcessStream<
+  O,
+  K extends "stdin" | "stdout" | "stderr",
+  T,
+> = [O extends { readonly [P in K]?: infer S } ? S : undefined] extends
+  ["piped"] ? T
+  : "piped" extends (O extends { readonly [P in K]?: infer S } ? S : undefined)
+    ? T | undefined
+  : undefined;
+
+/**
  * A child process whose pipes are streams: asyncio's
  * `asyncio.subprocess.Process`. `stdin`, `stdout` and `stderr` exist for
  * the streams that were `"piped"`.
@@ -68,8 +99,8 @@ export type CreateSubprocessShellOptions = CreateSubprocessExecOptions;
  *   stdin: "piped",
  *   stdout: "piped",
  * });
+ * // Piped, so typed as there: no check needed.
  * const { stdin, stdout } = child;
- * assert.ok(stdin !== undefined && stdout !== undefined);
  *
  * stdin.write(new TextEncoder().encode("ping\n"));
  * assert.equal(new TextDecoder().decode(await stdout.readline()), "ping\n");
@@ -78,13 +109,17 @@ export type CreateSubprocessShellOptions = CreateSubprocessExecOptions;
  * assert.equal((await stdout.read()).byteLength, 0);
  * ```
  */
-export class Process {
+export class Process<
+  In extends StreamWriter | undefined = StreamWriter | undefined,
+  Out extends StreamReader | undefined = StreamReader | undefined,
+  Err extends StreamReader | undefined = StreamReader | undefined,
+> {
   /** The child's stdin, if piped. */
-  readonly stdin: StreamWriter | undefined;
+  readonly stdin: In;
   /** The child's stdout, if piped. */
-  readonly stdout: StreamReader | undefined;
+  readonly stdout: Out;
   /** The child's stderr, if piped. */
-  readonly stderr: StreamReader | undefined;
+  readonly stderr: Err;
   #transport: SubprocessTransport;
   #protocol: SubprocessStreamProtocol;
 
@@ -100,9 +135,10 @@ export class Process {
   ) {
     this.#transport = transport;
     this.#protocol = protocol;
-    this.stdin = protocol.stdin;
-    this.stdout = protocol.stdout;
-    this.stderr = protocol.stderr;
+    // What subprocessExec() piped is what the options asked for.
+    this.stdin = protocol.stdin as In;
+    this.stdout = protocol.stdout as Out;
+    this.stderr = protocol.stderr as Err;
   }
 
   /** The child's process id. */
@@ -284,12 +320,15 @@ class SubprocessStreamProtocol extends SubprocessProtocolBase
  * assert.equal(child.returncode, 0);
  * ```
  */
-export async function createSubprocessExec(
+export async function createSubprocessExec<
+  const O extends CreateSubprocessExecOptions = Record<never, never>,
+>(
   program: string | URL,
   args?: readonly string[],
-  options?: CreateSubprocessExecOptions,
-): Promise<Process> {
-  const { limit = DEFAULT_LIMIT, ...spawn } = options ?? {};
+  options?: O,
+): Promise<ProcessOf<O>> {
+  const { limit = DEFAULT_LIMIT, ...spawn }: CreateSubprocessExecOptions =
+    options ?? {};
   checkLimit(limit);
   const [transport, protocol] = await subprocessExec(
     () => new SubprocessStreamProtocol(limit),
@@ -297,7 +336,7 @@ export async function createSubprocessExec(
     args,
     inheritByDefault(spawn),
   );
-  return new Process(transport, protocol);
+  return new Process(transport, protocol) as ProcessOf<O>;
 }
 
 /**
@@ -322,18 +361,21 @@ export async function createSubprocessExec(
  * assert.equal(child.returncode, 0);
  * ```
  */
-export async function createSubprocessShell(
+export async function createSubprocessShell<
+  const O extends CreateSubprocessShellOptions = Record<never, never>,
+>(
   command: string,
-  options?: CreateSubprocessShellOptions,
-): Promise<Process> {
-  const { limit = DEFAULT_LIMIT, ...spawn } = options ?? {};
+  options?: O,
+): Promise<ProcessOf<O>> {
+  const { limit = DEFAULT_LIMIT, ...spawn }: CreateSubprocessExecOptions =
+    options ?? {};
   checkLimit(limit);
   const [transport, protocol] = await subprocessShell(
     () => new SubprocessStreamProtocol(limit),
     command,
     inheritByDefault(spawn),
   );
-  return new Process(transport, protocol);
+  return new Process(transport, protocol) as ProcessOf<O>;
 }
 
 function inheritByDefault(

@@ -15,9 +15,14 @@ import {
   createConnection,
   createDatagramEndpoint,
   createServer,
+  createSubprocessExec,
+  type CreateSubprocessExecOptions,
   type DatagramTransport,
+  type Process,
   ProtocolBase,
   type ReadTransport,
+  type StreamReader,
+  type StreamWriter,
   subprocessExec,
   SubprocessProtocolBase,
   type SubprocessTransport,
@@ -403,4 +408,25 @@ Deno.test("An asyncio port's eofReceived() that returns nothing, and an object l
   transport.writeEof();
   assert.equal(await got.promise, "hi");
   await protocol.closed.promise;
+});
+
+Deno.test('createSubprocessExec() types the streams asked for as "piped" as there: no check or cast before using them', async () => {
+  const child = await createSubprocessExec("cat", [], {
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  });
+  assertType<Same<typeof child.stdin, StreamWriter>>();
+  assertType<Same<typeof child.stdout, StreamReader>>();
+  assertType<Same<typeof child.stderr, undefined>>();
+  child.stdin.write(encoder.encode("ping\n"));
+  assert.equal(decoder.decode(await child.stdout.readline()), "ping\n");
+  child.stdin.close();
+  assert.equal(await child.wait(), 0);
+  // Options whose streams are not known at compile time: maybe there.
+  const options: CreateSubprocessExecOptions = { stdout: "piped" };
+  const other = await createSubprocessExec("true", [], options);
+  assertType<Same<typeof other.stdout, StreamReader | undefined>>();
+  const process: Process = other;
+  assert.equal(await process.wait(), 0);
 });
