@@ -191,6 +191,14 @@ class SkippingFrames extends Frames {
   }
 }
 
+/** Skips an over-long frame, and pauses there. */
+class PauseOnTooLong extends SkippingFrames {
+  override frameLengthExceeded(length: number): void {
+    super.frameLengthExceeded(length);
+    this.pauseReading();
+  }
+}
+
 /** Writes `lines` to `conn`, each with `"\n"`, and reads the echo back. */
 async function echoLines(conn: Deno.Conn, lines: string[]): Promise<string> {
   const sent = bytes(lines.map((line) => `${line}\n`).join(""));
@@ -805,12 +813,6 @@ Deno.test("LengthPrefixedProtocol.frameLengthExceeded() is called for a frame ov
   await t.step(
     "an override that pauses holds the frames after the skipped one",
     () => {
-      class PauseOnTooLong extends SkippingFrames {
-        override frameLengthExceeded(length: number): void {
-          super.frameLengthExceeded(length);
-          this.pauseReading();
-        }
-      }
       const protocol = new PauseOnTooLong({
         prefixLength: 1,
         maxFrameLength: 2,
@@ -829,12 +831,6 @@ Deno.test("LengthPrefixedProtocol.frameLengthExceeded() is called for a frame ov
   await t.step(
     "an override that pauses before the frame's bytes came skips them on resume",
     () => {
-      class PauseOnTooLong extends SkippingFrames {
-        override frameLengthExceeded(length: number): void {
-          super.frameLengthExceeded(length);
-          this.pauseReading();
-        }
-      }
       const protocol = new PauseOnTooLong({
         prefixLength: 1,
         maxFrameLength: 2,
