@@ -1,5 +1,6 @@
 import { describeValue, MAX_TIMEOUT_MS } from "../_checks.ts";
 import { closeQuietly } from "./_conn.ts";
+import { formatAddress, withAddress } from "./_address.ts";
 
 /** asyncio's `SSL_HANDSHAKE_TIMEOUT`: 60 s for a handshake to complete. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
@@ -103,7 +104,9 @@ export async function handshake(
   conn: Deno.TlsConn,
   timeoutMs: number,
   signal?: AbortSignal,
+  peer?: string,
 ): Promise<TlsExtra> {
+  const withPeer = peer === undefined ? "" : ` with ${peer}`;
   let cause: unknown;
   let stopped = false;
   const stop = (reason: unknown): void => {
@@ -117,7 +120,7 @@ export async function handshake(
     () =>
       stop(
         new Deno.errors.TimedOut(
-          `Cannot complete TLS handshake: it took longer than ${timeoutMs} ms`,
+          `Cannot complete TLS handshake${withPeer}: it took longer than ${timeoutMs} ms`,
         ),
       ),
     timeoutMs,
@@ -130,7 +133,10 @@ export async function handshake(
     return { alpnProtocol: info.alpnProtocol ?? null };
   } catch (error) {
     closeQuietly(conn);
-    throw stopped ? cause : error;
+    if (stopped) throw cause;
+    throw peer === undefined
+      ? error
+      : withAddress(error, `complete TLS handshake${withPeer}`);
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
@@ -151,6 +157,8 @@ export async function upgradeClient(
     signal?: AbortSignal | undefined;
   },
 ): Promise<{ conn: Deno.TlsConn; extra: TlsExtra }> {
+  const remote = conn.remoteAddr as Deno.NetAddr;
+  const peer = formatAddress(remote.hostname, remote.port);
   let tls: Deno.TlsConn;
   try {
     options.signal?.throwIfAborted();
@@ -163,9 +171,15 @@ export async function upgradeClient(
     });
   } catch (error) {
     closeQuietly(conn);
-    throw error;
+    if (options.signal?.aborted && error === options.signal.reason) throw error;
+    throw withAddress(error, `start TLS with ${peer}`);
   }
-  const extra = await handshake(tls, options.timeoutMs, options.signal);
+  const extra = await handshake(
+    tls,
+    options.timeoutMs,
+    options.signal,
+    peer,
+  );
   return { conn: tls, extra };
 }
 

@@ -309,7 +309,15 @@ Deno.test("createConnection() with tls rejects a certificate it cannot verify", 
         port,
         { caCerts: [OTHER_CA] },
       ),
-      /UnknownIssuer/,
+      (error: Error) => {
+        // Deno's class and message, with the address, and Deno's error as
+        // the cause.
+        assert.ok(error instanceof Deno.errors.InvalidData, String(error));
+        assert.match(error.message, /UnknownIssuer/);
+        assert.match(error.message, new RegExp(`${HOST}:${port}`));
+        assert.ok(error.cause instanceof Deno.errors.InvalidData);
+        return true;
+      },
     );
     await errors.waitFor(1);
   });
