@@ -69,6 +69,24 @@ export function checkHostname(
 }
 
 /**
+ * Checks a Unix socket's `path`.
+ *
+ * @throws {TypeError} Unless it is a non-empty string (an empty one would
+ * make a socket nothing can connect to).
+ */
+export function checkSocketPath(
+  path: unknown,
+  what: string,
+): asserts path is string {
+  if (typeof path === "string" && path !== "") return;
+  throw new TypeError(
+    `Cannot ${what}: path must be a non-empty string, not ${
+      path === "" ? "an empty one" : describeValue(path)
+    }`,
+  );
+}
+
+/**
  * Says which address a failed Deno call was about: the error comes back as a
  * copy whose message starts with `Cannot <what>: `, as
  * `Cannot connect to 127.0.0.1:1: Connection refused (os error 111)`.

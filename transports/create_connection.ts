@@ -1,5 +1,5 @@
 import { checkObject, checkSignal, describeValue } from "../_checks.ts";
-import { withAddress } from "./_address.ts";
+import { checkSocketPath, withAddress } from "./_address.ts";
 import { checkFactory } from "./_conn.ts";
 import { handshake, isTlsConn, type TlsClientOptions } from "./_tls.ts";
 import {
@@ -171,9 +171,7 @@ export async function createUnixConnection<P extends StreamProtocol>(
   const what = "create Unix connection";
   checkFactory(factory, what);
   checkObject(options, "options", what);
-  if (typeof options.path !== "string") {
-    throw new TypeError(`Cannot ${what}: path must be a string`);
-  }
+  checkSocketPath(options.path, what);
   checkSignal(options.signal, what);
   checkStreamOptions(options, what);
   // No TLS over a Unix socket: a handshakeTimeout is refused before connecting.

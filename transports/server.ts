@@ -7,6 +7,7 @@ import {
 import { report, reportToStderr } from "../_report.ts";
 import {
   checkHostname,
+  checkSocketPath,
   listenAll,
   listenHostnames,
   withAddress,
@@ -610,9 +611,7 @@ export async function createUnixServer<P extends StreamProtocol>(
 ): Promise<Server<Deno.UnixAddr>> {
   const what = "create Unix server";
   checkFactory(factory, what);
-  if (typeof options?.path !== "string") {
-    throw new TypeError(`Cannot ${what}: path must be a string`);
-  }
+  checkSocketPath(options?.path, what);
   checkServerOptions(options, what);
   checkTlsOnly({ handshakeTimeout: options.handshakeTimeout }, what);
   await removeStaleSocket(options.path);

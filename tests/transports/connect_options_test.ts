@@ -5,6 +5,7 @@ import {
   type CreateConnectionOptions,
   createUnixConnection,
 } from "../../transports/create_connection.ts";
+import { createUnixServer } from "../../transports/server.ts";
 import { readUntilClosed, RecordingProtocol } from "../_test_utils.ts";
 
 const HOST = "127.0.0.1";
@@ -88,6 +89,17 @@ Deno.test("createUnixConnection() checks signal, onError and handshakeTimeout be
   await assert.rejects(
     createUnixConnection(factory, { path, handshakeTimeout: 5 } as never),
     naming(TypeError, "handshakeTimeout"),
+  );
+  for (const bad of ["", 5, undefined]) {
+    await assert.rejects(
+      createUnixConnection(factory, { path: bad as string }),
+      naming(TypeError, "path"),
+    );
+  }
+  // A server on an empty path would be a socket nobody can connect to.
+  await assert.rejects(
+    createUnixServer(factory, { path: "" }),
+    naming(TypeError, "path"),
   );
 });
 
