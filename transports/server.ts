@@ -8,6 +8,7 @@ import { report, reportToStderr } from "../_report.ts";
 import {
   checkHostname,
   checkSocketPath,
+  formatAddress,
   listenAll,
   listenHostnames,
   withAddress,
@@ -376,8 +377,12 @@ export class Server<A extends Deno.Addr = Deno.Addr>
         conn = await listener.accept();
       } catch (error) {
         if (this.#closed || error instanceof Deno.errors.BadResource) return;
+        const addr = listener.addr as Deno.NetAddr | Deno.UnixAddr;
+        const where = "path" in addr
+          ? addr.path
+          : formatAddress(addr.hostname, addr.port);
         report(this.#onError, error, {
-          message: "Error: accept() failed; retrying in 1 s",
+          message: `Error: accept() on ${where} failed; retrying in 1 s`,
         });
         await this.#retryDelay();
         continue;

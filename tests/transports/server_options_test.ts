@@ -160,3 +160,33 @@ Deno.test("Server.shutdown() gives a TypeError for a grace period that is not a 
   assert.equal(server.isServing(), true);
   await server.shutdown({ gracePeriod: 0 });
 });
+
+Deno.test("A failed accept() is reported with the address it listens on, and the server goes on", async () => {
+  const addr: Deno.NetAddr = { transport: "tcp", hostname: HOST, port: 4321 };
+  const closed = Promise.withResolvers<never>();
+  closed.promise.catch(() => {});
+  let accepts = 0;
+  // A listener whose first accept() fails as with EMFILE, then waits.
+  const listener = {
+    addr,
+    accept() {
+      return ++accepts === 1
+        ? Promise.reject(new Error("Too many open files (os error 24)"))
+        : closed.promise;
+    },
+    close() {
+      closed.reject(new Deno.errors.BadResource("closed"));
+    },
+  };
+  const reported = Promise.withResolvers<{ error: unknown; message: string }>();
+  const server = new Server(listener as never, factory, {
+    onError: (error, context) =>
+      reported.resolve({ error, message: context.message }),
+  });
+  const { error, message } = await reported.promise;
+  assert.match(String(error), /Too many open files/);
+  assert.match(message, new RegExp(`accept\\(\\) on ${HOST}:4321 failed`));
+  assert.equal(server.isServing(), true);
+  server.close();
+  await server.waitClosed();
+});
