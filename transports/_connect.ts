@@ -5,7 +5,12 @@ import {
   checkOnError,
   checkSignal,
 } from "../_checks.ts";
-import { checkHostname, formatAddress, withAddress } from "./_address.ts";
+import {
+  checkHostname,
+  formatAddress,
+  resolveListenHostnames,
+  withAddress,
+} from "./_address.ts";
 import {
   checkFactory,
   checkIdleTimeout,
@@ -54,6 +59,11 @@ export async function connectTcp<P extends StreamProtocol>(
   } catch (error) {
     if (options.signal?.aborted && error === options.signal.reason) {
       throw error;
+    }
+    // Deno's failed lookup is a plain Error: a name that does not resolve
+    // gets the error a server gets for it (with its `code`, ENOTFOUND).
+    if ((error as object | null)?.constructor === Error) {
+      await resolveListenHostnames(hostname);
     }
     throw withAddress(error, `connect to ${formatAddress(hostname, port)}`);
   }

@@ -5,7 +5,7 @@ import {
   type CreateConnectionOptions,
   createUnixConnection,
 } from "../../transports/create_connection.ts";
-import { createUnixServer } from "../../transports/server.ts";
+import { createServer, createUnixServer } from "../../transports/server.ts";
 import { readUntilClosed, RecordingProtocol } from "../_test_utils.ts";
 
 const HOST = "127.0.0.1";
@@ -126,4 +126,20 @@ Deno.test("connectAcceptedConn() names conn when it is not a Deno.Conn, and chec
     );
     assert.equal((await readUntilClosed(client)).byteLength, 0);
   });
+});
+
+Deno.test("A name that does not resolve fails createConnection() as it fails createServer(): same class, code and message", async () => {
+  // RFC 2606: .invalid never resolves.
+  const hostname = "no-such-host.invalid";
+  const connecting = await createConnection(factory, { hostname, port: 80 })
+    .then(() => assert.fail("it connected"), (error: Error) => error);
+  const listening = await createServer(factory, { hostname, port: 0 })
+    .then(() => assert.fail("it listened"), (error: Error) => error);
+  assert.equal(connecting.constructor, listening.constructor);
+  assert.equal(
+    (connecting as { code?: unknown }).code,
+    (listening as { code?: unknown }).code,
+  );
+  assert.equal(connecting.message, listening.message);
+  assert.ok(connecting.message.includes(hostname));
 });
