@@ -1,7 +1,11 @@
 import { concat, copyOf, indexOfNeedle, startsWith } from "../_bytes.ts";
 import { describeValue } from "../_checks.ts";
 import { FrameTooLongError } from "../transports/errors.ts";
-import type { StreamProtocol, Transport } from "../transports/transport.ts";
+import type {
+  ReadTransport,
+  StreamProtocol,
+  Transport,
+} from "../transports/transport.ts";
 import type { BufferedProtocol } from "./buffered_protocol.ts";
 import { type Protocol, ProtocolBase } from "./protocol.ts";
 
@@ -88,7 +92,8 @@ const SMALL_PIECE = 256;
  * });
  * ```
  */
-export abstract class LineProtocol extends ProtocolBase {
+export abstract class LineProtocol<T extends ReadTransport = Transport>
+  extends ProtocolBase<T> {
   /** What ends a line. */
   readonly delimiter: Uint8Array;
   /** The longest line, delimiter excluded. */
@@ -401,7 +406,9 @@ export interface LengthPrefixedProtocolOptions {
  * assert.deepEqual(collect.frames, ["hi", "!"]);
  * ```
  */
-export abstract class LengthPrefixedProtocol extends ProtocolBase {
+export abstract class LengthPrefixedProtocol<
+  T extends ReadTransport = Transport,
+> extends ProtocolBase<T> {
   /** Bytes of the length prefix. */
   readonly prefixLength: 1 | 2 | 4;
   /** The longest frame, prefix excluded. */
@@ -595,7 +602,7 @@ const EMPTY = new Uint8Array(0);
  *   forgets any partial message.
  */
 class Delivery {
-  readonly #protocol: ProtocolBase;
+  readonly #protocol: ProtocolBase<ReadTransport>;
   /** Splits bytes into messages and delivers them. */
   readonly #split: (data: Uint8Array) => void;
   /** Forgets a partial message. */
@@ -615,7 +622,7 @@ class Delivery {
   #splitting = false;
 
   constructor(
-    protocol: ProtocolBase,
+    protocol: ProtocolBase<ReadTransport>,
     split: (data: Uint8Array) => void,
     reset: () => void,
   ) {
@@ -638,7 +645,12 @@ class Delivery {
       try {
         if (!this.closing()) this.#deliver(held, this.#heldFor);
       } catch (error) {
-        this.#protocol.transport?.abort();
+        const transport = this.#protocol.transport;
+        // A read pipe has no abort(): closing it ends it at once.
+        if (transport !== undefined) {
+          if (writes(transport)) transport.abort();
+          else transport.close();
+        }
         throw error;
       }
     }
@@ -652,7 +664,7 @@ class Delivery {
       return;
     }
     const held = this.#held;
-    let owner = this.#protocol.transport?.getProtocol();
+    let owner = this.#current();
     if (held !== undefined) {
       this.#held = undefined;
       data = concat([held, data]);
@@ -712,13 +724,23 @@ class Delivery {
   }
 
   /**
+   * The transport's protocol: a stream protocol, or, on a child's pipe, the
+   * child's protocol (which has no `dataReceived`; `#switched()` tells).
+   */
+  #current(): StreamProtocol | undefined {
+    return this.#protocol.transport?.getProtocol() as
+      | StreamProtocol
+      | undefined;
+  }
+
+  /**
    * Returns `true` if the transport's protocol is no longer the owner, but
    * another stream protocol. (The pipe of a child process gives the
    * subprocess protocol, which may feed a framing protocol and be switched:
    * that is no switch of the stream.)
    */
   #switched(): boolean {
-    const protocol = this.#protocol.transport?.getProtocol();
+    const protocol = this.#current();
     return protocol !== this.#owner && protocol !== undefined &&
       (isBuffered(protocol) ||
         typeof (protocol as Protocol).dataReceived === "function");
@@ -735,7 +757,7 @@ class Delivery {
     this.#reset();
     const transport = this.#protocol.transport!;
     while (rest.byteLength > 0 && !transport.isClosing()) {
-      const protocol = transport.getProtocol();
+      const protocol = this.#current()!;
       if (!isBuffered(protocol)) {
         const copy = this.#protocol.transientData &&
           protocol.transientData !== true;
@@ -780,13 +802,25 @@ function checkLimit(value: unknown, name: string): number {
 }
 
 /** Returns the transport a protocol writes to, once it has one. */
-function connected(transport: Transport | undefined, what: string): Transport {
+function connected(
+  transport: ReadTransport | undefined,
+  what: string,
+): Transport {
   if (transport === undefined) {
     throw new TypeError(
       `Cannot ${what}: the protocol has no transport before connectionMade()`,
     );
   }
+  if (!writes(transport)) {
+    throw new TypeError(`Cannot ${what}: this is a read pipe`);
+  }
   return transport;
+}
+
+/** Returns `true` unless `transport` is a read pipe. */
+function writes(transport: ReadTransport): transport is Transport {
+  return "writelines" in transport &&
+    typeof transport.writelines === "function";
 }
 
 function readLength(prefix: Uint8Array): number {

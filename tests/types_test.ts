@@ -18,6 +18,7 @@ import {
   createSubprocessExec,
   type CreateSubprocessExecOptions,
   type DatagramTransport,
+  LineProtocol,
   type Process,
   ProtocolBase,
   type ReadTransport,
@@ -429,4 +430,27 @@ Deno.test('createSubprocessExec() types the streams asked for as "piped" as ther
   assertType<Same<typeof other.stdout, StreamReader | undefined>>();
   const process: Process = other;
   assert.equal(await process.wait(), 0);
+});
+
+Deno.test("A LineProtocol over a read pipe is typed with the read pipe's transport", async () => {
+  const lines: string[] = [];
+  const done = Promise.withResolvers<void>();
+  class StdinLines extends LineProtocol<ReadTransport> {
+    override lineReceived(line: Uint8Array): void {
+      assertType<Same<typeof this.transport, ReadTransport | undefined>>();
+      lines.push(decoder.decode(line));
+      // Writing is a TypeError at run time, as the type says.
+      assert.throws(() => this.sendLine("no"), TypeError);
+    }
+    override connectionLost(exc: Error | undefined): void {
+      super.connectionLost(exc);
+      done.resolve();
+    }
+  }
+  await connectReadPipe(
+    () => new StdinLines(),
+    ReadableStream.from([encoder.encode("one\ntwo\n")]),
+  );
+  await done.promise;
+  assert.deepEqual(lines, ["one", "two"]);
 });

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { createConnection, createServer } from "../../mod.ts";
+import {
+  createConnection,
+  createServer,
+  subprocessExec,
+  SubprocessProtocolBase,
+} from "../../mod.ts";
 import { MemoryTransport } from "../../testing/mod.ts";
 import { FrameTooLongError } from "../../transports/errors.ts";
 import {
@@ -10,7 +15,11 @@ import {
   type LineProtocolOptions,
 } from "../../protocols/framing.ts";
 import type { Protocol } from "../../protocols/protocol.ts";
-import type { StreamProtocol, Transport } from "../../transports/transport.ts";
+import type {
+  ReadTransport,
+  StreamProtocol,
+  Transport,
+} from "../../transports/transport.ts";
 import {
   assertBytes,
   bytes,
@@ -1292,24 +1301,34 @@ Deno.test("LineProtocol hands the bytes after the line that switched protocols t
 
   await t.step(
     "a switch to a protocol that takes no bytes is not a switch of the stream",
-    () => {
-      // A child's pipe gives the subprocess protocol, which may feed a
+    async () => {
+      // A child's pipe gives the child's protocol, which may feed a
       // LineProtocol from pipeDataReceived and be switched itself.
-      let current: object = { pipeDataReceived() {} };
-      const pipe = {
-        getProtocol: () => current,
-        isClosing: () => false,
-      } as unknown as Transport;
-      const protocol = new (class extends Lines {
-        override lineReceived(line: Uint8Array): void {
-          super.lineReceived(line);
-          current = { pipeDataReceived() {} };
+      const done = Promise.withResolvers<void>();
+      class Child extends SubprocessProtocolBase {
+        override connectionLost(exc: Error | undefined): void {
+          super.connectionLost(exc);
+          done.resolve();
         }
-      })();
-      protocol.connectionMade(pipe);
+      }
+      const [child] = await subprocessExec(() => new Child(), "true", [], {
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      });
+      const lines: string[] = [];
+      class PipeLines extends LineProtocol<ReadTransport> {
+        override lineReceived(line: Uint8Array): void {
+          lines.push(text(line));
+          child.setProtocol(new Child());
+        }
+      }
+      const protocol = new PipeLines();
+      protocol.connectionMade(child.getPipeTransport(1)!);
       protocol.dataReceived(bytes("a\nb\nc"));
       protocol.dataReceived(bytes("\n"));
-      assert.deepEqual(protocol.lines, ["a", "b", "c"]);
+      assert.deepEqual(lines, ["a", "b", "c"]);
+      await within(done.promise, "the child's end");
     },
   );
 

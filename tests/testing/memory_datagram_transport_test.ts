@@ -19,7 +19,7 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
 class Recorder extends DatagramProtocolBase {
   calls: string[] = [];
   received: [string, Deno.NetAddr][] = [];
-  override connectionMade(transport: never): void {
+  override connectionMade(transport: DatagramTransport): void {
     super.connectionMade(transport);
     this.calls.push("connectionMade");
   }
@@ -151,12 +151,13 @@ Deno.test("MemoryDatagramTransport holds while paused and applies flow control w
 Deno.test("MemoryDatagramTransport is whole when connectionMade runs: the protocol may send and pause there", async () => {
   const errors: unknown[] = [];
   class Announces extends Recorder {
-    override connectionMade(transport: never): void {
+    override connectionMade(transport: DatagramTransport): void {
       super.connectionMade(transport);
-      const t = transport as DatagramTransport;
-      this.calls.push(`sockname ${t.getExtraInfo("sockname")?.hostname}`);
-      t.sendto(bytes("hello"));
-      t.pauseReading();
+      this.calls.push(
+        `sockname ${transport.getExtraInfo("sockname")?.hostname}`,
+      );
+      transport.sendto(bytes("hello"));
+      transport.pauseReading();
     }
   }
   const protocol = new Announces();
