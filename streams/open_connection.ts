@@ -1,4 +1,3 @@
-import { checkOnError } from "../_checks.ts";
 import {
   createConnection,
   type CreateConnectionOptions,
@@ -115,7 +114,6 @@ export async function openConnection(
   options: OpenConnectionOptions,
 ): Promise<[StreamReader, StreamWriter]> {
   const { limit, ...connect } = options;
-  checkOnError(connect.onError, "open connection");
   const reader = new StreamReader(limit);
   const [, protocol] = await createConnection(
     () => new StreamReaderProtocol(reader),
@@ -159,7 +157,6 @@ export async function openUnixConnection(
   options: OpenUnixConnectionOptions,
 ): Promise<[StreamReader, StreamWriter]> {
   const { limit, ...connect } = options;
-  checkOnError(connect.onError, "open connection");
   const reader = new StreamReader(limit);
   const [, protocol] = await createUnixConnection(
     () => new StreamReaderProtocol(reader),
@@ -303,7 +300,6 @@ function streamFactory(
 ): () => StreamReaderProtocol {
   checkCallback(clientConnected);
   checkLimit(limit);
-  checkOnError(onError, "start server");
   return () =>
     new StreamReaderProtocol(new StreamReader(limit), clientConnected, onError);
 }
