@@ -117,6 +117,32 @@ export function checkNumber(
 }
 
 /**
+ * Checks a whole-number option or count: a size, a number of rounds.
+ *
+ * @throws {TypeError} Unless `value` is a number.
+ * @throws {RangeError} Unless it is an integer from `min` to `max`.
+ */
+export function checkInteger(
+  value: unknown,
+  name: string,
+  what: string,
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): number {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot ${what}: ${name} must be a number, not ${describeValue(value)}`,
+    );
+  }
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(
+      `Cannot ${what}: ${name} (${value}) must be a whole number from ${min} to ${max}`,
+    );
+  }
+  return value;
+}
+
+/**
  * Checks that what a protocol factory made is an object, and names the
  * usual mistake: an `async` factory, which returns a Promise of the
  * protocol. Every transport checks its protocol with it first.

@@ -1,4 +1,4 @@
-import { checkNumber } from "../_checks.ts";
+import { checkInteger } from "../_checks.ts";
 import {
   MemoryTransport,
   type MemoryTransportOptions,
@@ -107,7 +107,12 @@ export async function connectPair<
   options?: ConnectPairOptions,
 ): Promise<Pair<C, S>> {
   const cut = cutter(options?.chunking ?? "whole");
-  const maxRounds = checkCount(options?.maxRounds ?? 10_000, "maxRounds");
+  const maxRounds = checkInteger(
+    options?.maxRounds ?? 10_000,
+    "maxRounds",
+    "connect pair",
+    1,
+  );
   const server = serverFactory();
   const client = clientFactory();
   const serverTransport = new MemoryTransport(server, {
@@ -219,33 +224,11 @@ class Direction {
   }
 }
 
-/**
- * Checks a count option: a positive integer.
- *
- * @throws {TypeError} Unless `value` is a number.
- * @throws {RangeError} Unless it is a positive integer.
- */
-function checkCount(value: unknown, name: string): number {
-  const count = checkNumber(
-    value,
-    name,
-    "connect pair",
-    1,
-    Number.MAX_SAFE_INTEGER,
-  );
-  if (!Number.isInteger(count)) {
-    throw new RangeError(
-      `Cannot connect pair: ${name} (${count}) must be a positive integer`,
-    );
-  }
-  return count;
-}
-
 /** Returns the chunk sizes for `length` bytes. */
 function cutter(chunking: Chunking): (length: number) => number[] {
   if (chunking === "whole") return (length) => length > 0 ? [length] : [];
   if (typeof chunking === "number") {
-    const size = checkCount(chunking, "chunking");
+    const size = checkInteger(chunking, "chunking", "connect pair", 1);
     return (length) => {
       const sizes: number[] = [];
       for (let left = length; left > 0; left -= size) {

@@ -1,4 +1,4 @@
-import { describeValue } from "../_checks.ts";
+import { checkInteger } from "../_checks.ts";
 import { copyOf } from "../_bytes.ts";
 import { isLent } from "./_read_memory.ts";
 import type { ByteSource } from "./_read_side.ts";
@@ -107,19 +107,13 @@ export function checkWriteCount(
 
 /** Checks that `call` resolved with a whole count from 1 to `p.byteLength`. */
 function checkCount(nbytes: unknown, p: Uint8Array, call: string): number {
-  if (typeof nbytes !== "number") {
-    throw new TypeError(
-      `${call} must resolve with a count of bytes, not ${
-        describeValue(nbytes)
-      }`,
-    );
-  }
-  if (!Number.isInteger(nbytes) || nbytes < 1 || nbytes > p.byteLength) {
-    throw new RangeError(
-      `${call} resolved with ${nbytes}: a count must be a whole number from 1 to p.byteLength (${p.byteLength})`,
-    );
-  }
-  return nbytes;
+  return checkInteger(
+    nbytes,
+    "the count",
+    `use what ${call} resolved with`,
+    1,
+    p.byteLength,
+  );
 }
 
 /** Something a read pipe can read: a reader object, or a web stream. */

@@ -1,4 +1,5 @@
 import type { BaseProtocol } from "../protocols/base_protocol.ts";
+import { checkInteger } from "../_checks.ts";
 import { checkReadCount } from "./_byte_io.ts";
 import { drop, lendBlock, releaseBlock, reserveBlock } from "./_read_memory.ts";
 import { StreamTransport } from "./_stream_transport.ts";
@@ -52,6 +53,7 @@ export interface SendfileSource {
  * @param options Where to start and how much to send.
  * @returns The number of bytes sent (queued; `close()` then flushes them).
  * @throws {TypeError} If the transport is closing.
+ * @throws {TypeError} For an offset or count that is not a number.
  * @throws {RangeError} For an offset or count that is not a whole number
  * >= 0.
  * @throws {TypeError} If `file.read()` resolves with something that is not
@@ -82,10 +84,10 @@ export async function sendfile(
   options?: SendfileOptions,
 ): Promise<number> {
   const cannot = "Cannot send file";
-  const offset = checkCount(options?.offset ?? 0, "offset", cannot);
+  const offset = checkInteger(options?.offset ?? 0, "offset", "send file", 0);
   const count = options?.count === undefined
     ? Infinity
-    : checkCount(options.count, "count", cannot);
+    : checkInteger(options.count, "count", "send file", 0);
   if (transport.isClosing()) {
     throw new TypeError(`${cannot}: the transport is closing`);
   }
@@ -276,13 +278,4 @@ function wrap(original: BaseProtocol, watch: FlowWatch): BaseProtocol {
   });
   watch.wrapper = wrapper;
   return wrapper;
-}
-
-function checkCount(value: unknown, name: string, cannot: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
-    throw new RangeError(
-      `${cannot}: ${name} (${value}) must be a whole number >= 0`,
-    );
-  }
-  return value;
 }
