@@ -308,15 +308,20 @@ Deno.test("connectPair(): what a side writes just before it closes reaches the p
   );
 });
 
+/** A pair whose client keeps its write side open after the server's EOF. */
+function halfOpenPair() {
+  return connectPair(
+    () => Object.assign(new RecordingProtocol(), { keepOpen: true }),
+    () => new RecordingProtocol(),
+  );
+}
+
 Deno.test("connectPair(): writing to a peer that has closed loses the connection with BrokenPipe, as a socket does", async (t) => {
   await t.step(
     "after the peer's EOF, a half-open side that writes",
     async () => {
       const { client, clientTransport, serverTransport, flush } =
-        await connectPair(
-          () => Object.assign(new RecordingProtocol(), { keepOpen: true }),
-          () => new RecordingProtocol(),
-        );
+        await halfOpenPair();
       serverTransport.close();
       await flush();
       assert.deepEqual(client.calls, ["connectionMade", "eofReceived"]);
@@ -338,10 +343,7 @@ Deno.test("connectPair(): writing to a peer that has closed loses the connection
     "a write over the high mark: pauseWriting, then the loss",
     async () => {
       const { client, clientTransport, serverTransport, flush } =
-        await connectPair(
-          () => Object.assign(new RecordingProtocol(), { keepOpen: true }),
-          () => new RecordingProtocol(),
-        );
+        await halfOpenPair();
       clientTransport.setWriteBufferLimits({ high: 100 });
       serverTransport.close();
       await flush();
@@ -377,10 +379,7 @@ Deno.test("connectPair(): writing to a peer that has closed loses the connection
     "a side that writes nothing after the peer closed keeps its half open",
     async () => {
       const { client, clientTransport, serverTransport, flush } =
-        await connectPair(
-          () => Object.assign(new RecordingProtocol(), { keepOpen: true }),
-          () => new RecordingProtocol(),
-        );
+        await halfOpenPair();
       serverTransport.close();
       await flush();
       assert.equal(clientTransport.isClosing(), false);
